@@ -1,0 +1,113 @@
+"""Derivatives of a potential ``s(x, t)``: value, spatial gradient, time derivative and Laplacian.
+
+The Laplacian is exact (the trace of the Hessian, computed with one batched backward pass over
+the ``d`` basis vectors) or a Hutchinson estimate ``E[εᵀ H ε]`` with Rademacher probes ``ε``.
+Both are differentiable with respect to the network parameters (``create_graph=True``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+LAPLACIAN_CHOICES = ("auto", "exact", "hutchinson")
+EXACT_LAPLACIAN_MAX_DIM = 16
+
+
+@dataclass
+class PotentialDerivatives:
+    """Values of ``s`` and its derivatives on a batch (each row one sample)."""
+
+    value: torch.Tensor  # (B,)
+    grad: torch.Tensor  # (B, d)
+    time_derivative: torch.Tensor | None  # (B,)
+    laplacian: torch.Tensor | None  # (B,)
+
+
+def resolve_laplacian(method: str, dim: int) -> str:
+    """``"auto"`` becomes ``"exact"`` up to 16 dimensions and ``"hutchinson"`` above."""
+    if method not in LAPLACIAN_CHOICES:
+        raise ValueError(f"Unknown laplacian {method!r}; choose one of {LAPLACIAN_CHOICES}.")
+    if method == "auto":
+        return "exact" if dim <= EXACT_LAPLACIAN_MAX_DIM else "hutchinson"
+    return method
+
+
+def exact_laplacian(grad: torch.Tensor, x: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
+    """Trace of the Hessian from ``grad = ∇s(x)`` (which must carry a graph to ``x``)."""
+    dim = x.shape[1]
+    basis = torch.eye(dim, device=x.device, dtype=x.dtype)[:, None, :].expand(dim, *grad.shape)
+    try:
+        rows = torch.autograd.grad(grad, x, grad_outputs=basis, create_graph=create_graph, is_grads_batched=True)[0]
+        return torch.diagonal(rows, dim1=0, dim2=2).sum(dim=-1)
+    except RuntimeError:  # an op without a batching rule: fall back to one backward pass per axis
+        diag = [
+            torch.autograd.grad(grad[:, i].sum(), x, create_graph=create_graph)[0][:, i] for i in range(dim)
+        ]
+        return torch.stack(diag, dim=1).sum(dim=1)
+
+
+def hutchinson_laplacian(
+    grad: torch.Tensor, x: torch.Tensor, n_probes: int = 1, generator: torch.Generator | None = None,
+    create_graph: bool = True,
+) -> torch.Tensor:
+    """Unbiased Hutchinson estimate ``mean_k ε_kᵀ H ε_k`` with Rademacher probes ``ε_k``."""
+    if n_probes < 1:
+        raise ValueError(f"n_probes must be at least 1, got {n_probes}.")
+    probes = torch.randint(0, 2, (n_probes, *grad.shape), generator=generator, device=x.device).to(x.dtype) * 2 - 1
+    hvp = torch.autograd.grad(grad, x, grad_outputs=probes, create_graph=create_graph, is_grads_batched=True)[0]
+    return (hvp * probes).sum(dim=-1).mean(dim=0)
+
+
+def potential_derivatives(
+    potential: nn.Module,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    *,
+    time_derivative: bool = True,
+    laplacian: str | None = None,
+    n_probes: int = 1,
+    generator: torch.Generator | None = None,
+    create_graph: bool = True,
+) -> PotentialDerivatives:
+    """Evaluate ``s``, ``∇s``, optionally ``∂s/∂t`` and ``Δs`` at ``(x, t)``.
+
+    Parameters
+    ----------
+    potential
+        Module mapping ``(x (B, d), t (B,))`` to ``(B,)``.
+    x, t
+        Points and times (internal time in [0, 1]).
+    time_derivative
+        Whether to return ``∂s/∂t``.
+    laplacian
+        ``None`` (skip), ``"exact"`` or ``"hutchinson"``.
+    n_probes
+        Number of Rademacher probes for ``"hutchinson"``.
+    generator
+        Random generator for the probes.
+    create_graph
+        Keep the graph so the outputs can be differentiated again (training needs it).
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        t = t.detach().requires_grad_(time_derivative)
+        value = potential(x, t)
+        inputs = (x, t) if time_derivative else (x,)
+        grads = torch.autograd.grad(value.sum(), inputs, create_graph=True)
+        grad_x = grads[0]
+        grad_t = grads[1] if time_derivative else None
+        lap = None
+        if laplacian == "exact":
+            lap = exact_laplacian(grad_x, x, create_graph=create_graph)
+        elif laplacian == "hutchinson":
+            lap = hutchinson_laplacian(grad_x, x, n_probes=n_probes, generator=generator, create_graph=create_graph)
+        elif laplacian is not None:
+            raise ValueError(f"laplacian must be None, 'exact' or 'hutchinson', got {laplacian!r}.")
+    if not create_graph:
+        value, grad_x = value.detach(), grad_x.detach()
+        grad_t = grad_t.detach() if grad_t is not None else None
+        lap = lap.detach() if lap is not None else None
+    return PotentialDerivatives(value=value, grad=grad_x, time_derivative=grad_t, laplacian=lap)

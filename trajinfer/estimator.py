@@ -1,0 +1,599 @@
+"""The Action Matching estimator (scikit-learn contract) and its persistence."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._device import resolve_device
+from ._random import SeedLike, as_int_seed, torch_generator
+from ._validation import as_float_tensor, as_time_tensor, check_time_in_range
+from .costs import KineticCost, QuadraticCost, resolve_cost
+from .derivatives import potential_derivatives, resolve_laplacian
+from .losses import METHODS, action_matching_loss, is_entropic, is_unbalanced
+from .networks import POTENTIAL_FORMS, MLPPotential, build_potential
+from .paths import CallablePath, MarginalPath
+from .simulate import integrate_ode, integrate_sde
+from .time_sampling import make_time_proposal
+from .trajectories import Trajectories
+
+logger = logging.getLogger("trajinfer")
+
+_SAVE_FORMAT = "trajinfer.ActionMatching"
+_SAVE_VERSION = 1
+
+SigmaLike = float | Callable[[torch.Tensor], torch.Tensor] | None
+
+
+class ActionMatching(BaseEstimator):
+    """Learn a population's dynamics from samples of its marginals by Action Matching.
+
+    A scalar network ``s_t(x)`` (the action) is trained so that ``∇s_t`` transports the
+    observed marginals ``q_t``. Variants:
+
+    - ``"am"``: deterministic, ``dx = ∇s dt`` (Thm 2.2 of Neklyudov et al., 2023);
+    - ``"eam"``: stochastic with known diffusion ``sigma``, ``dx = ∇s dt + σ dW`` (Prop. 3.2);
+    - ``"uam"``: unbalanced, ``dx = ∇s dt`` and ``d log w = s dt`` (Prop. 3.4);
+    - ``"ueam"``: stochastic and unbalanced;
+    - ``cost=`` a non-quadratic :class:`~trajinfer.costs.KineticCost` gives c-AM (Sec. 3.3),
+      ``dx = ∇c*(∇s) dt`` (``method="am"`` only).
+
+    Parameters
+    ----------
+    method
+        ``"am"``, ``"eam"``, ``"uam"`` or ``"ueam"``.
+    sigma
+        Diffusion coefficient in the user's units of x per sqrt(time) (required for ``eam`` and
+        ``ueam``): a float or a callable ``σ(t)`` of a tensor of user times.
+    cost
+        ``"quadratic"`` (default), ``"power"``, ``"relativistic"`` or a ``KineticCost``.
+    potential
+        ``"mlp"`` (``s = h(t, x)``), ``"residual"`` (``s = ½|h(t, x) − x|²``), ``"inner"``
+        (``s = <h(t, x), x>``) or any module ``(x (B, d), tau (B,)) -> (B,)`` taking internal
+        time ``tau`` in [0, 1].
+    hidden_dims, activation
+        Architecture of the built-in potentials.
+    n_iter, batch_size, lr, weight_decay
+        Optimisation budget and Adam settings.
+    lr_schedule
+        ``"cosine"`` (decay to 1% of ``lr``) or ``"constant"``.
+    grad_clip
+        Maximum gradient norm (``None`` disables clipping).
+    ema_decay
+        Decay of the exponential moving average of the weights used for prediction (``None``
+        uses the raw weights). The decay is warmed up as ``min(decay, (1 + k)/(10 + k))``.
+    laplacian
+        ``"auto"`` (exact up to 16 dimensions, Hutchinson above), ``"exact"``, ``"hutchinson"``.
+    n_probes
+        Rademacher probes per sample for the Hutchinson Laplacian.
+    time_weight
+        Optional ω(tau) of internal time (torch operations), the weighted objective of App. C.
+    time_proposal
+        ``"uniform"`` or ``"adaptive"`` (p(t) ∝ running std of the integrand).
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``.
+    seed
+        Int or ``numpy.random.Generator``: same seed and device give the same fit.
+    progress
+        Show a progress bar.
+
+    Attributes
+    ----------
+    potential_ : torch.nn.Module
+        The fitted network (moving-average weights), in internal time.
+    dim_ : int
+        Dimension of the data.
+    t_range_ : tuple of float
+        Fitted time interval in the user's units.
+    loss_curve_ : ndarray
+        Loss at every iteration.
+    n_iter_ : int
+        Iterations run.
+    fit_time_ : float
+        Wall-clock seconds of the last fit.
+    device_ : torch.device
+        Device the model lives on.
+    """
+
+    def __init__(
+        self,
+        method: str = "am",
+        sigma: SigmaLike = None,
+        cost: str | KineticCost = "quadratic",
+        potential: str | nn.Module = "mlp",
+        hidden_dims: Sequence[int] = (256, 256, 256),
+        activation: str = "silu",
+        n_iter: int = 2000,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        lr_schedule: str = "cosine",
+        grad_clip: float | None = 1.0,
+        ema_decay: float | None = 0.999,
+        laplacian: str = "auto",
+        n_probes: int = 1,
+        time_weight: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        time_proposal: str = "uniform",
+        device: str | torch.device = "auto",
+        seed: SeedLike = 0,
+        progress: bool = True,
+    ):
+        self.method = method
+        self.sigma = sigma
+        self.cost = cost
+        self.potential = potential
+        self.hidden_dims = hidden_dims
+        self.activation = activation
+        self.n_iter = n_iter
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.grad_clip = grad_clip
+        self.ema_decay = ema_decay
+        self.laplacian = laplacian
+        self.n_probes = n_probes
+        self.time_weight = time_weight
+        self.time_proposal = time_proposal
+        self.device = device
+        self.seed = seed
+        self.progress = progress
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, path: MarginalPath | Callable, n_iter: int | None = None, t_range: tuple[float, float] | None = None) -> ActionMatching:
+        """Fit the action on a marginal path.
+
+        Parameters
+        ----------
+        path
+            A :class:`~trajinfer.paths.MarginalPath` (e.g. :class:`~trajinfer.SnapshotPath`) or a
+            callable ``f(t: Tensor[B]) -> Tensor[B, d]`` drawing one sample of ``q_t`` per time.
+        n_iter
+            Overrides the ``n_iter`` parameter for this call.
+        t_range
+            Time interval of a callable path (default (0, 1)); ignored for path objects.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        n_iter = self.n_iter if n_iter is None else n_iter
+        if not (isinstance(n_iter, (int, np.integer)) and n_iter >= 1):
+            raise ValueError(f"n_iter must be a positive integer, got {n_iter!r}.")
+        if isinstance(path, MarginalPath):
+            if t_range is not None:
+                raise ValueError("t_range applies to callable paths only; a path object carries its own.")
+        elif callable(path):
+            path = CallablePath(path, t_range=t_range or (0.0, 1.0))
+        else:
+            raise TypeError("path must be a trajinfer MarginalPath or a callable f(t) -> samples.")
+
+        device = resolve_device(self.device)
+        seed = as_int_seed(self.seed)
+        path.to(device)
+        generator = torch_generator(seed, device)
+        self.device_ = device
+        self.dim_ = int(path.dim)
+        self.t_range_ = (float(path.t_range[0]), float(path.t_range[1]))
+        self.cost_ = resolve_cost(self.cost)
+        self.laplacian_ = resolve_laplacian(self.laplacian, self.dim_)
+
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            network = self._build_potential(path, generator).to(device)
+        self.potential_ = network
+        optimizer = torch.optim.Adam(network.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor(n_iter))
+        proposal = make_time_proposal(self.time_proposal)
+        ema = [p.detach().clone() for p in network.parameters()] if self.ema_decay else None
+        diffusion_sq = self._internal_diffusion_sq if is_entropic(self.method) else None
+
+        losses = np.empty(n_iter)
+        start = time.perf_counter()
+        bar = tqdm(range(n_iter), disable=not self.progress, desc=f"fit {self.method}", leave=False)
+        for it in bar:
+            terms = action_matching_loss(
+                network, path, method=self.method, cost=self.cost_, batch_size=self.batch_size,
+                proposal=proposal, diffusion_sq=diffusion_sq, time_weight=self.time_weight,
+                laplacian=self.laplacian_, n_probes=self.n_probes, generator=generator,
+            )
+            if not torch.isfinite(terms.loss):
+                self._finish(network, ema, losses[:it], start)
+                raise FloatingPointError(
+                    f"The loss became {terms.loss.item()} at iteration {it}. Likely causes: a learning "
+                    f"rate that is too high (lr={self.lr}), a sigma too large for the data scale, or "
+                    "unscaled data (standardise it). The last finite weights are kept in potential_."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            if self.grad_clip is not None:
+                nn.utils.clip_grad_norm_(network.parameters(), self.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            proposal.update(terms.tau, terms.integrand)
+            if ema is not None:
+                decay = min(self.ema_decay, (1.0 + it) / (10.0 + it))
+                torch._foreach_lerp_(ema, [p.detach() for p in network.parameters()], 1.0 - decay)
+            losses[it] = terms.loss.item()
+            if self.progress and it % 50 == 0:
+                bar.set_postfix(loss=f"{losses[it]:.4g}")
+        self._finish(network, ema, losses, start)
+        logger.info("Fitted %s in %.1f s (%d iterations, final loss %.4g).", self.method, self.fit_time_, n_iter, losses[-1])
+        return self
+
+    def _finish(self, network: nn.Module, ema: list[torch.Tensor] | None, losses: np.ndarray, start: float) -> None:
+        if ema is not None:
+            with torch.no_grad():
+                for param, avg in zip(network.parameters(), ema):
+                    param.copy_(avg)
+        network.eval().requires_grad_(False)
+        self.potential_ = network
+        self.loss_curve_ = np.asarray(losses, dtype=float)
+        self.n_iter_ = len(losses)
+        self.fit_time_ = time.perf_counter() - start
+
+    def _check_params(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method {self.method!r}; choose one of {METHODS}.")
+        if is_entropic(self.method):
+            if self.sigma is None:
+                raise ValueError(f"method={self.method!r} needs sigma, the diffusion coefficient (e.g. sigma=0.1).")
+            if not callable(self.sigma) and not (isinstance(self.sigma, (int, float)) and self.sigma > 0):
+                raise ValueError(f"sigma must be a positive number or a callable σ(t); got {self.sigma!r}.")
+        if not isinstance(resolve_cost(self.cost), QuadraticCost) and self.method != "am":
+            raise ValueError("Non-quadratic costs (c-AM) are defined for method='am' only.")
+        if isinstance(self._potential_param, str) and self._potential_param not in POTENTIAL_FORMS:
+            raise ValueError(f"Unknown potential {self._potential_param!r}; use one of {POTENTIAL_FORMS} or an nn.Module.")
+        if not isinstance(self._potential_param, (str, nn.Module)):
+            raise TypeError("potential must be a name or a torch.nn.Module.")
+        if not (isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 2):
+            raise ValueError(f"batch_size must be an integer >= 2, got {self.batch_size!r}.")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}.")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}.")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}.")
+
+    def _build_potential(self, path: MarginalPath, generator: torch.Generator) -> nn.Module:
+        if isinstance(self._potential_param, nn.Module):
+            return copy.deepcopy(self._potential_param)
+        network = MLPPotential(self.dim_, self.hidden_dims, self.activation, form=self._potential_param)
+        with torch.no_grad():
+            probe = path.sample(torch.rand(2048, generator=generator, device=path.device), generator)
+            network.set_input_normalization(probe.mean(0), probe.std(0))
+        return network
+
+    def _lr_factor(self, n_iter: int) -> Callable[[int], float]:
+        if self.lr_schedule == "constant":
+            return lambda step: 1.0
+        return lambda step: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(step, n_iter) / n_iter))
+
+    # ------------------------------------------------------------- time units
+    @property
+    def duration_(self) -> float:
+        """Length of the fitted time interval in user units."""
+        self._check_fitted()
+        return self.t_range_[1] - self.t_range_[0]
+
+    def _to_internal(self, t: torch.Tensor) -> torch.Tensor:
+        return (t - self.t_range_[0]) / self.duration_
+
+    def _user_sigma(self, t_user: torch.Tensor) -> torch.Tensor:
+        if callable(self.sigma):
+            return torch.as_tensor(self.sigma(t_user), dtype=t_user.dtype, device=t_user.device).expand_as(t_user)
+        return torch.full_like(t_user, float(self.sigma))
+
+    def _internal_diffusion_sq(self, tau: torch.Tensor) -> torch.Tensor:
+        """σ² in internal time: dX = σ dW_t with t = t0 + T tau gives σ_tau² = σ² T."""
+        t_user = self.t_range_[0] + tau * self.duration_
+        return self._user_sigma(t_user) ** 2 * self.duration_
+
+    # ------------------------------------------------------------- prediction
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "potential_"):
+            raise NotFittedError("This ActionMatching instance is not fitted yet; call fit(...) first.")
+
+    def _inputs(self, X: Any, t: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_fitted()
+        x = as_float_tensor(X, dim=self.dim_, device=self.device_)
+        t_user = as_time_tensor(t, x.shape[0], device=self.device_)
+        check_time_in_range(t_user, self.t_range_)
+        return x, self._to_internal(t_user)
+
+    @staticmethod
+    def _output(value: torch.Tensor, as_tensor: bool) -> np.ndarray | torch.Tensor:
+        value = value.detach()
+        return value if as_tensor else value.cpu().numpy()
+
+    @property
+    def potential(self) -> _ActionEvaluator:
+        """Evaluate the fitted action: ``est.potential(X, t)`` -> ndarray (n,).
+
+        The constructor parameter of the same name (the network choice) is stored apart and is
+        what :meth:`get_params` reports.
+        """
+        return _ActionEvaluator(self)
+
+    @potential.setter
+    def potential(self, value: str | nn.Module) -> None:
+        self._potential_param = value
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Estimator parameters (scikit-learn contract)."""
+        params = super().get_params(deep=False)
+        params["potential"] = self._potential_param
+        return params
+
+    def _action(self, X: Any, t: Any, as_tensor: bool = False) -> np.ndarray | torch.Tensor:
+        x, tau = self._inputs(X, t)
+        with torch.no_grad():
+            return self._output(self.potential_(x, tau) / self.duration_, as_tensor)
+
+    def velocity(self, X: Any, t: Any, as_tensor: bool = False) -> np.ndarray | torch.Tensor:
+        """Velocity ``∇c*(∇s_t(x))`` (the drift for eAM) in user units, shape (n, d)."""
+        x, tau = self._inputs(X, t)
+        return self._output(self._internal_velocity(x, tau)[0] / self.duration_, as_tensor)
+
+    def growth(self, X: Any, t: Any, as_tensor: bool = False) -> np.ndarray | torch.Tensor:
+        """Growth rate ``g_t(x) = s_t(x)`` per user time unit (``uam``/``ueam`` only), shape (n,)."""
+        if not is_unbalanced(self.method):
+            raise ValueError(f"growth is defined for method='uam' or 'ueam', not {self.method!r}.")
+        return self._action(X, t, as_tensor=as_tensor)
+
+    def _internal_velocity(self, x: torch.Tensor, tau: torch.Tensor, laplacian: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        derivs = potential_derivatives(self.potential_, x, tau, time_derivative=False, laplacian=laplacian, create_graph=False)
+        return self.cost_.velocity(derivs.grad), derivs.value, derivs.laplacian
+
+    # ------------------------------------------------------------- simulation
+    def simulate(
+        self,
+        X0: Any,
+        t_start: float,
+        t_end: float,
+        n_steps: int = 100,
+        stochastic: bool | None = None,
+        seed: SeedLike = None,
+        method: str = "euler",
+        rtol: float = 1e-5,
+        atol: float = 1e-5,
+        chunk_size: int | None = 100_000,
+        progress: bool | None = None,
+    ) -> Trajectories:
+        """Move samples from ``t_start`` to ``t_end`` (forward or backward in time).
+
+        Parameters
+        ----------
+        X0
+            Start positions, shape (n, d).
+        t_start, t_end
+            Times in user units inside the fitted range; ``t_end < t_start`` runs backward.
+        n_steps
+            Output intervals (and steps for fixed-step solvers and the SDE).
+        stochastic
+            Euler–Maruyama with the fitted ``sigma`` (default: True for ``eam``/``ueam``).
+            Stochastic simulation runs forward only: reversing an SDE needs the score.
+        seed
+            Seed of the Brownian increments.
+        method
+            ODE solver from torchdiffeq: ``"euler"``, ``"midpoint"``, ``"rk4"`` (fixed step) or
+            ``"dopri5"`` (adaptive, ``rtol``/``atol``).
+        chunk_size
+            Particles integrated at once (bounds memory for millions of cells).
+        progress
+            Progress bar over chunks (default: the estimator's ``progress``).
+
+        Returns
+        -------
+        Trajectories
+            ``times`` (n_steps + 1,), ``X`` (n_steps + 1, n, d) and ``log_weights``; weights
+            change only for unbalanced methods.
+        """
+        self._check_fitted()
+        x0 = as_float_tensor(X0, name="X0", dim=self.dim_, device=torch.device("cpu"))
+        check_time_in_range(torch.tensor([t_start, t_end]), self.t_range_, what="t_start/t_end")
+        if not (isinstance(n_steps, (int, np.integer)) and n_steps >= 1):
+            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}.")
+        stochastic = is_entropic(self.method) if stochastic is None else bool(stochastic)
+        if stochastic and not is_entropic(self.method):
+            raise ValueError(f"stochastic=True needs an entropic method ('eam' or 'ueam'), not {self.method!r}.")
+        if stochastic and t_end < t_start:
+            raise ValueError(
+                "Stochastic simulation runs forward in time only (reversing an SDE needs the score of "
+                "q_t). Simulate forward, use stochastic=False, or fit method='am' for backward transport."
+            )
+        times = torch.linspace(float(t_start), float(t_end), n_steps + 1, dtype=torch.float64)
+        taus = self._to_internal(times).to(device=self.device_, dtype=torch.float32)
+        generator = torch_generator(seed, self.device_)
+        track = is_unbalanced(self.method)
+
+        def field(x: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            velocity, value, _ = self._internal_velocity(x, tau)
+            return velocity, value
+
+        chunk = x0.shape[0] if chunk_size is None else max(1, int(chunk_size))
+        X_out, logw_out = [], []
+        show = self.progress if progress is None else progress
+        for lo in tqdm(range(0, x0.shape[0], chunk), disable=not show or x0.shape[0] <= chunk, desc="simulate", leave=False):
+            xc = x0[lo : lo + chunk].to(self.device_)
+            if stochastic:
+                diffusion = lambda tau: torch.sqrt(self._internal_diffusion_sq(tau))  # noqa: E731
+                X, extra = integrate_sde(field, xc, taus, diffusion=diffusion, track_extra=track, generator=generator)
+            else:
+                X, extra = integrate_ode(field, xc, taus, track_extra=track, method=method, rtol=rtol, atol=atol)
+            X_out.append(X.detach().cpu())
+            logw_out.append(extra.detach().cpu())
+        return Trajectories(
+            times=times.numpy(),
+            X=torch.cat(X_out, dim=1).numpy(),
+            log_weights=torch.cat(logw_out, dim=1).double().numpy(),
+        )
+
+    def log_likelihood(
+        self,
+        X: Any,
+        log_q0: Callable[[np.ndarray], np.ndarray],
+        t: float | None = None,
+        t0: float | None = None,
+        n_steps: int = 100,
+        method: str = "rk4",
+        laplacian: str = "auto",
+    ) -> np.ndarray:
+        """Log-density of ``X`` at time ``t`` by the change of variables (paper eq. 9).
+
+        ``log q_t(x) = log q_{t0}(x(t0)) − ∫_{t0}^{t} Δs(x(u)) du`` along the deterministic flow,
+        integrated backward from ``x(t) = X``. Defined for ``method="am"`` with the quadratic
+        cost (the flow is ``∇s``).
+
+        Parameters
+        ----------
+        X
+            Points, shape (n, d).
+        log_q0
+            Log-density of the start distribution, called on an (n, d) array.
+        t, t0
+            Evaluation and start times (default: the end and start of the fitted range).
+        n_steps, method
+            Fixed-step (or adaptive) solver settings.
+        laplacian
+            ``"auto"``, ``"exact"`` or ``"hutchinson"`` (one probe per step: an unbiased but noisy
+            estimate, for high dimensions).
+        """
+        self._check_fitted()
+        if self.method != "am" or not isinstance(self.cost_, QuadraticCost):
+            raise ValueError("log_likelihood needs a deterministic gradient flow: method='am' with the quadratic cost.")
+        t = self.t_range_[1] if t is None else float(t)
+        t0 = self.t_range_[0] if t0 is None else float(t0)
+        check_time_in_range(torch.tensor([t, t0]), self.t_range_, what="t/t0")
+        x = as_float_tensor(X, dim=self.dim_, device=self.device_)
+        lap = resolve_laplacian(laplacian, self.dim_)
+        taus = self._to_internal(torch.linspace(t, t0, n_steps + 1, dtype=torch.float64)).to(self.device_, torch.float32)
+
+        def field(y: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            velocity, _, laplacian_value = self._internal_velocity(y, tau, laplacian=lap)
+            return velocity, laplacian_value
+
+        X_path, integral = integrate_ode(field, x, taus, track_extra=True, method=method)
+        # integral = ∫_{tau(t)}^{tau(t0)} Δs dtau = −∫_{t0}^{t} Δs, so log q_t = log q0 + integral
+        start = X_path[-1].cpu().numpy()
+        return np.asarray(log_q0(start), dtype=float) + integral[-1].cpu().double().numpy()
+
+    # ------------------------------------------------------------- persistence
+    @classmethod
+    def from_potential(
+        cls,
+        potential: nn.Module,
+        *,
+        dim: int,
+        t_range: tuple[float, float] = (0.0, 1.0),
+        device: str | torch.device = "auto",
+        **params: Any,
+    ) -> ActionMatching:
+        """Wrap a known potential (e.g. an analytic action) as a fitted estimator.
+
+        ``potential`` maps ``(x, tau)`` with internal time ``tau`` in [0, 1] to the internal action;
+        other keyword arguments are estimator parameters (``method``, ``sigma``, ``cost``, ...).
+        """
+        est = cls(potential=potential, device=device, **params)
+        est._check_params()
+        est.device_ = resolve_device(device)
+        est.dim_ = int(dim)
+        est.t_range_ = (float(t_range[0]), float(t_range[1]))
+        est.cost_ = resolve_cost(est.cost)
+        est.laplacian_ = resolve_laplacian(est.laplacian, est.dim_)
+        est.potential_ = potential.to(est.device_).eval().requires_grad_(False)
+        est.loss_curve_ = np.empty(0)
+        est.n_iter_ = 0
+        est.fit_time_ = 0.0
+        return est
+
+    def save(self, path: str | Path) -> None:
+        """Save the fitted model (weights, parameters, fitted attributes) to ``path``.
+
+        The file holds tensors and plain Python values only and loads on any device with
+        :func:`trajinfer.load`. Custom potential modules and callable ``sigma``/``time_weight``
+        cannot be saved this way; save ``potential_.state_dict()`` yourself in that case.
+        """
+        self._check_fitted()
+        if not isinstance(self.potential_, MLPPotential):
+            raise TypeError("save() supports the built-in potentials; for a custom module save potential_.state_dict().")
+        if callable(self.sigma) or self.time_weight is not None:
+            raise TypeError("save() cannot store a callable sigma or time_weight; refit with a constant sigma to save.")
+        params = self.get_params()
+        params["cost"] = self.cost_.config()
+        params["hidden_dims"] = list(params["hidden_dims"])
+        params["device"] = "auto"
+        params["seed"] = as_int_seed(self.seed) if not isinstance(self.seed, np.random.Generator) else None
+        payload = {
+            "format": _SAVE_FORMAT,
+            "version": _SAVE_VERSION,
+            "params": params,
+            "potential_config": self.potential_.config,
+            "state_dict": {k: v.detach().cpu() for k, v in self.potential_.state_dict().items()},
+            "fitted": {
+                "dim_": self.dim_,
+                "t_range_": list(self.t_range_),
+                "loss_curve_": torch.as_tensor(self.loss_curve_),
+                "n_iter_": self.n_iter_,
+                "fit_time_": self.fit_time_,
+            },
+            "metadata": getattr(self, "metadata_", {}),
+        }
+        torch.save(payload, Path(path))
+
+
+class _ActionEvaluator:
+    """Callable returned by ``ActionMatching.potential``: evaluates the fitted action."""
+
+    def __init__(self, estimator: ActionMatching):
+        self._estimator = estimator
+
+    def __call__(self, X: Any, t: Any, as_tensor: bool = False) -> np.ndarray | torch.Tensor:
+        """The action ``s_t(x)`` in user time units (its gradient is the velocity), shape (n,)."""
+        return self._estimator._action(X, t, as_tensor=as_tensor)
+
+    def __repr__(self) -> str:
+        return f"<action evaluator; network parameter {self._estimator._potential_param!r}>"
+
+
+def load(path: str | Path, device: str | torch.device = "auto") -> ActionMatching:
+    """Load a model saved by :meth:`ActionMatching.save` onto ``device``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No saved model at {path}.")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != _SAVE_FORMAT:
+        raise ValueError(f"{path} is not a saved trajinfer ActionMatching model.")
+    params = dict(payload["params"])
+    params["cost"] = resolve_cost(params["cost"])
+    params["hidden_dims"] = tuple(params["hidden_dims"])
+    params.pop("device", None)
+    network = build_potential(payload["potential_config"])
+    network.load_state_dict(payload["state_dict"])
+    fitted = payload["fitted"]
+    params["potential"] = params.get("potential", "mlp")
+    est = ActionMatching(device=device, **params)
+    est.device_ = resolve_device(device)
+    est.dim_ = int(fitted["dim_"])
+    est.t_range_ = (float(fitted["t_range_"][0]), float(fitted["t_range_"][1]))
+    est.cost_ = params["cost"]
+    est.laplacian_ = resolve_laplacian(est.laplacian, est.dim_)
+    est.potential_ = network.to(est.device_).eval().requires_grad_(False)
+    est.loss_curve_ = fitted["loss_curve_"].numpy()
+    est.n_iter_ = int(fitted["n_iter_"])
+    est.fit_time_ = float(fitted["fit_time_"])
+    est.metadata_ = payload.get("metadata", {})
+    return est

@@ -1,0 +1,124 @@
+"""The Action Matching objectives (paper Thm 2.2, Prop. 3.2, Prop. 3.4, Sec. 3.3, App. C).
+
+In internal time tau in [0, 1], with ω(tau) a weighting (default 1), p(tau) the time proposal
+and m(tau) the total mass of the path (1 unless unbalanced):
+
+    L = ω(0) m(0) E_{q_0}[s_0] − ω(1) m(1) E_{q_1}[s_1]
+        + E_{tau~p} E_{x~q_tau} m(tau)/p(tau) · [ ω (c*(∇s) + ∂_tau s + σ²/2 Δs + ½ s²) + s ∂_tau ω ]
+
+where the Laplacian term is present for the entropic methods (eam, ueam) and the ½ s² term
+for the unbalanced methods (uam, ueam). With ω ≡ 1 the last term vanishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .costs import KineticCost
+from .derivatives import potential_derivatives
+from .paths import MarginalPath
+from .time_sampling import AdaptiveTimeProposal, UniformTimeProposal
+
+METHODS = ("am", "eam", "uam", "ueam")
+
+
+def is_entropic(method: str) -> bool:
+    return method in ("eam", "ueam")
+
+
+def is_unbalanced(method: str) -> bool:
+    return method in ("uam", "ueam")
+
+
+@dataclass
+class LossTerms:
+    """One minibatch estimate of the loss and the per-sample interior integrand."""
+
+    loss: torch.Tensor
+    tau: torch.Tensor
+    integrand: torch.Tensor
+
+
+def action_matching_loss(
+    potential: nn.Module,
+    path: MarginalPath,
+    *,
+    method: str,
+    cost: KineticCost,
+    batch_size: int,
+    proposal: UniformTimeProposal | AdaptiveTimeProposal,
+    diffusion_sq: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    time_weight: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    laplacian: str = "exact",
+    n_probes: int = 1,
+    generator: torch.Generator | None = None,
+) -> LossTerms:
+    """Minibatch estimate of the (weighted) Action Matching loss.
+
+    Parameters
+    ----------
+    potential
+        The network ``s(x, tau)``.
+    path
+        The marginal path to sample.
+    method
+        ``"am"``, ``"eam"``, ``"uam"`` or ``"ueam"``.
+    cost
+        Kinetic cost; the loss uses its conjugate ``c*(∇s)``.
+    batch_size
+        Samples for each of the three expectations.
+    proposal
+        Time proposal ``p(tau)``.
+    diffusion_sq
+        ``σ²(tau)`` in internal time units (entropic methods).
+    time_weight
+        ``ω(tau)`` built from torch operations (its derivative is taken by autograd).
+    laplacian, n_probes
+        Laplacian estimator for the entropic term.
+    generator
+        Random generator for samples and probes.
+    """
+    device = path.device
+    zeros = torch.zeros(batch_size, device=device)
+    ones = torch.ones(batch_size, device=device)
+    x0 = path.sample(zeros, generator)
+    x1 = path.sample(ones, generator)
+    tau, density = proposal.sample(batch_size, generator, device)
+    xt = path.sample(tau, generator)
+
+    entropic = is_entropic(method)
+    derivs = potential_derivatives(
+        potential, xt, tau, time_derivative=True, laplacian=laplacian if entropic else None,
+        n_probes=n_probes, generator=generator,
+    )
+    interior = cost.conjugate(derivs.grad) + derivs.time_derivative
+    if entropic:
+        interior = interior + 0.5 * diffusion_sq(tau) * derivs.laplacian
+    if is_unbalanced(method):
+        interior = interior + 0.5 * derivs.value**2
+
+    if time_weight is None:
+        w0 = w1 = 1.0
+        integrand = interior
+    else:
+        with torch.enable_grad():
+            tau_w = tau.detach().requires_grad_(True)
+            omega = time_weight(tau_w)
+            d_omega = torch.autograd.grad(omega.sum(), tau_w)[0]
+        integrand = omega.detach() * interior + derivs.value * d_omega
+        w0 = time_weight(zeros[:1]).reshape(()).item()
+        w1 = time_weight(ones[:1]).reshape(()).item()
+
+    if is_unbalanced(method):
+        integrand = integrand * path.mass(tau)
+        m0, m1 = path.mass(zeros[:1]).item(), path.mass(ones[:1]).item()
+    else:
+        m0 = m1 = 1.0
+
+    boundary = w0 * m0 * potential(x0, zeros).mean() - w1 * m1 * potential(x1, ones).mean()
+    loss = boundary + (integrand / density).mean()
+    return LossTerms(loss=loss, tau=tau, integrand=integrand.detach())

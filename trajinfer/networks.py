@@ -1,0 +1,112 @@
+"""Potential networks ``s(x, t)``: modules mapping ``x`` of shape (B, d) and ``t`` of shape (B,) to (B,).
+
+Any :class:`torch.nn.Module` with that signature can be used as a potential, provided each
+output depends only on its own row (no batch normalisation), since derivatives are taken
+per sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+_ACTIVATIONS = {"silu": nn.SiLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "gelu": nn.GELU, "elu": nn.ELU}
+POTENTIAL_FORMS = ("mlp", "residual", "inner")
+
+
+def make_activation(name: str) -> nn.Module:
+    """Build a smooth activation by name (``silu``, ``softplus``, ``tanh``, ``gelu``, ``elu``)."""
+    try:
+        return _ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}.") from None
+
+
+class TimeFeatures(nn.Module):
+    """Embed a time in [0, 1] as ``[t, sin(pi k t), cos(pi k t)]`` for ``k = 1..n_frequencies``."""
+
+    def __init__(self, n_frequencies: int = 4):
+        super().__init__()
+        self.register_buffer("frequencies", torch.pi * torch.arange(1, n_frequencies + 1, dtype=torch.float32))
+        self.out_features = 1 + 2 * n_frequencies
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = t[:, None] * self.frequencies
+        return torch.cat([t[:, None], torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+class MLPPotential(nn.Module):
+    """Multilayer perceptron potential with a time embedding.
+
+    Parameters
+    ----------
+    dim
+        Dimension of ``x``.
+    hidden_dims
+        Widths of the hidden layers.
+    activation
+        Smooth activation (second derivatives are needed for eAM and likelihoods).
+    form
+        ``"mlp"``: ``s = h(t, x)`` with scalar output; ``"residual"``: ``s = ½|h(t, x) − x|²``;
+        ``"inner"``: ``s = <h(t, x), x>``, with ``h`` vector-valued.
+    n_time_frequencies
+        Number of sine/cosine pairs in the time embedding.
+
+    Notes
+    -----
+    Inputs are standardised by fixed buffers ``shift`` and ``scale`` (set from the training data
+    by :meth:`set_input_normalization`); this reparametrises the network without changing the
+    function class, so the learned dynamics stay in the user's coordinates.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden_dims: Sequence[int] = (256, 256, 256),
+        activation: str = "silu",
+        form: str = "mlp",
+        n_time_frequencies: int = 4,
+    ):
+        super().__init__()
+        if form not in POTENTIAL_FORMS:
+            raise ValueError(f"Unknown potential form {form!r}; choose one of {POTENTIAL_FORMS}.")
+        if dim < 1:
+            raise ValueError(f"dim must be positive, got {dim}.")
+        self.config: dict[str, Any] = {
+            "dim": int(dim), "hidden_dims": [int(h) for h in hidden_dims], "activation": activation,
+            "form": form, "n_time_frequencies": int(n_time_frequencies),
+        }
+        self.form = form
+        self.time_features = TimeFeatures(n_time_frequencies)
+        layers: list[nn.Module] = []
+        width = dim + self.time_features.out_features
+        for hidden in hidden_dims:
+            layers += [nn.Linear(width, hidden), make_activation(activation)]
+            width = hidden
+        layers.append(nn.Linear(width, 1 if form == "mlp" else dim))
+        self.net = nn.Sequential(*layers)
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    @torch.no_grad()
+    def set_input_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise inputs with the given per-feature mean and standard deviation."""
+        self.shift.copy_(mean)
+        self.scale.copy_(torch.clamp(std, min=1e-6))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        z = (x - self.shift) / self.scale
+        h = self.net(torch.cat([z, self.time_features(t)], dim=1))
+        if self.form == "mlp":
+            return h[:, 0]
+        if self.form == "residual":
+            return 0.5 * ((h - x) ** 2).sum(dim=1)
+        return (h * x).sum(dim=1)
+
+
+def build_potential(config: dict[str, Any]) -> nn.Module:
+    """Rebuild a built-in potential from its ``config`` (used by :func:`trajinfer.load`)."""
+    return MLPPotential(**config)

@@ -1,0 +1,290 @@
+"""Marginal paths ``q_t``: what the Action Matching loss samples from.
+
+A path maps a batch of internal times ``tau`` in [0, 1] (one per sample) to one sample of
+``q_tau`` per row. Internal time is the user's time rescaled,
+``tau = (t - t_range[0]) / (t_range[1] - t_range[0])``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import ot
+import torch
+
+from ._validation import as_float_tensor
+
+INTERPOLATIONS = ("mixture", "ot", "sb")
+
+
+class MarginalPath:
+    """Base class of marginal paths.
+
+    Subclasses set ``dim`` and ``t_range`` (user time units) and implement :meth:`sample`.
+    """
+
+    dim: int
+    t_range: tuple[float, float]
+    device: torch.device = torch.device("cpu")
+
+    def sample(self, tau: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One sample of ``q_tau`` per entry of ``tau`` (shape (B,)) -> (B, dim)."""
+        raise NotImplementedError
+
+    def mass(self, tau: torch.Tensor) -> torch.Tensor:
+        """Total mass of ``q_tau`` (1 for normalised paths); used by unbalanced methods."""
+        return torch.ones_like(tau)
+
+    def to(self, device: torch.device) -> MarginalPath:
+        """Move the path's data to ``device`` (in place) and return it."""
+        self.device = torch.device(device)
+        return self
+
+    @property
+    def duration(self) -> float:
+        return float(self.t_range[1] - self.t_range[0])
+
+    def to_user_time(self, tau: torch.Tensor) -> torch.Tensor:
+        return self.t_range[0] + tau * self.duration
+
+
+class CallablePath(MarginalPath):
+    """A path given by a function ``f(t: Tensor[B]) -> Tensor[B, d]`` of the user's time.
+
+    Parameters
+    ----------
+    fn
+        Draws one sample of ``q_t`` for each entry of ``t``.
+    t_range
+        Start and end of the time interval, in the same units as ``fn``'s argument.
+    mass_fn
+        Optional total mass ``m(t)`` of an unnormalised path (unbalanced methods).
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[torch.Tensor], Any],
+        t_range: tuple[float, float] = (0.0, 1.0),
+        mass_fn: Callable[[torch.Tensor], Any] | None = None,
+    ):
+        if not callable(fn):
+            raise TypeError("fn must be callable as fn(t: Tensor[B]) -> Tensor[B, d].")
+        t0, t1 = float(t_range[0]), float(t_range[1])
+        if not t1 > t0:
+            raise ValueError(f"t_range must be increasing, got {t_range}.")
+        self.fn = fn
+        self.mass_fn = mass_fn
+        self.t_range = (t0, t1)
+        probe = self._call(torch.tensor([t0, t1]))
+        self.dim = probe.shape[1]
+
+    def _call(self, t_user: torch.Tensor) -> torch.Tensor:
+        out = self.fn(t_user)
+        out = out if isinstance(out, torch.Tensor) else torch.as_tensor(np.asarray(out))
+        if out.ndim != 2 or out.shape[0] != t_user.shape[0]:
+            raise ValueError(
+                f"The path callable must return shape (B, d) for B={t_user.shape[0]} times; "
+                f"got {tuple(out.shape)}."
+            )
+        return out.to(device=self.device, dtype=torch.float32)
+
+    def sample(self, tau: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self._call(self.to_user_time(tau))
+
+    def mass(self, tau: torch.Tensor) -> torch.Tensor:
+        if self.mass_fn is None:
+            return torch.ones_like(tau)
+        return torch.as_tensor(self.mass_fn(self.to_user_time(tau)), dtype=tau.dtype, device=tau.device)
+
+
+class SnapshotPath(MarginalPath):
+    """A path through snapshots observed at a few times.
+
+    Parameters
+    ----------
+    X
+        Either an array of shape (n, d) with ``times`` giving each row's time, or a list of
+        arrays (one per time point) with ``times`` giving one time per array.
+    times
+        Numeric times, in the user's units (spacing is preserved).
+    interpolation
+        ``"mixture"``: between snapshots k and k+1, draw from snapshot k with probability
+        1 − λ and from k+1 otherwise (the paper's choice). ``"ot"``: pair minibatches of the two
+        snapshots by exact optimal transport and interpolate linearly (displacement path).
+        ``"sb"``: pair by entropic OT with ε = σ²Δt and add Brownian-bridge noise
+        (Schrödinger-bridge path; needs ``sigma``).
+    sigma
+        Diffusion coefficient in user units (``"sb"`` only).
+    smoothing
+        Standard deviation of Gaussian noise added to every sample (0 for none).
+    masses
+        Relative total mass (population size) at each time point, for unbalanced methods;
+        interpolated linearly in time. Default: all ones.
+    min_cells
+        Fewest samples allowed at a time point.
+    """
+
+    def __init__(
+        self,
+        X: Any,
+        times: Sequence[float] | np.ndarray,
+        *,
+        interpolation: str = "mixture",
+        sigma: float | None = None,
+        smoothing: float = 0.0,
+        masses: Sequence[float] | None = None,
+        min_cells: int = 2,
+    ):
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"Unknown interpolation {interpolation!r}; choose one of {INTERPOLATIONS}.")
+        if interpolation == "sb" and not (sigma is not None and sigma > 0):
+            raise ValueError("interpolation='sb' needs a positive sigma (the diffusion coefficient).")
+        if smoothing < 0:
+            raise ValueError(f"smoothing must be non-negative, got {smoothing}.")
+        snapshots, labels = _split_snapshots(X, times)
+        for label, snap in zip(labels, snapshots):
+            if snap.shape[0] < min_cells:
+                raise ValueError(
+                    f"Time point {label:g} has {snap.shape[0]} sample(s); at least {min_cells} are needed. "
+                    "Drop or merge that time point."
+                )
+        self.interpolation = interpolation
+        self.sigma = None if sigma is None else float(sigma)
+        self.smoothing = float(smoothing)
+        self.times = np.asarray(labels, dtype=np.float64)
+        self.t_range = (float(self.times[0]), float(self.times[-1]))
+        self.dim = snapshots[0].shape[1]
+        self.snapshots = snapshots
+        self.counts = torch.tensor([s.shape[0] for s in snapshots])
+        self.offsets = torch.cumsum(self.counts, 0) - self.counts
+        self.data = torch.cat(snapshots, dim=0)
+        self.taus = torch.as_tensor((self.times - self.times[0]) / (self.times[-1] - self.times[0]), dtype=torch.float32)
+        if masses is None:
+            masses = np.ones(len(labels))
+        masses = np.asarray(masses, dtype=np.float64)
+        if masses.shape != (len(labels),) or not np.all(masses > 0):
+            raise ValueError(f"masses must hold one positive value per time point ({len(labels)}).")
+        self.masses = torch.as_tensor(masses, dtype=torch.float32)
+
+    def to(self, device: torch.device) -> SnapshotPath:
+        self.device = torch.device(device)
+        self.data = self.data.to(self.device)
+        self.snapshots = [s.to(self.device) for s in self.snapshots]
+        for name in ("counts", "offsets", "taus", "masses"):
+            setattr(self, name, getattr(self, name).to(self.device))
+        return self
+
+    @property
+    def n_times(self) -> int:
+        return len(self.times)
+
+    def snapshot(self, k: int) -> torch.Tensor:
+        """All samples at the k-th time point."""
+        return self.snapshots[k]
+
+    def _interval(self, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = torch.searchsorted(self.taus, tau.contiguous(), right=True) - 1
+        k = k.clamp(0, self.n_times - 2)
+        lam = (tau - self.taus[k]) / (self.taus[k + 1] - self.taus[k])
+        return k, lam.clamp(0.0, 1.0)
+
+    def _draw(self, which: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        u = torch.rand(which.shape, generator=generator, device=self.device)
+        idx = self.offsets[which] + (u * self.counts[which]).long().clamp_max(self.counts[which] - 1)
+        return self.data[idx]
+
+    def sample(self, tau: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        tau = tau.to(self.device)
+        k, lam = self._interval(tau)
+        if self.interpolation == "mixture":
+            upper = torch.rand(tau.shape, generator=generator, device=self.device) < lam
+            x = self._draw(k + upper.long(), generator)
+        else:
+            x = self._sample_coupled(k, lam, generator)
+        if self.smoothing > 0:
+            x = x + self.smoothing * torch.randn(x.shape, generator=generator, device=self.device)
+        return x
+
+    def _sample_coupled(self, k: torch.Tensor, lam: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        x = torch.empty(k.shape[0], self.dim, device=self.device)
+        for interval in torch.unique(k).tolist():
+            rows = torch.nonzero(k == interval).flatten()
+            source = self._draw(torch.full_like(rows, interval), generator)
+            target = self._draw(torch.full_like(rows, interval + 1), generator)
+            target = target[self._pair(source, target, interval, generator)]
+            lam_i = lam[rows, None]
+            x_rows = (1 - lam_i) * source + lam_i * target
+            if self.interpolation == "sb":
+                dt = float(self.times[interval + 1] - self.times[interval])
+                std = self.sigma * torch.sqrt(lam_i * (1 - lam_i) * dt)
+                x_rows = x_rows + std * torch.randn(x_rows.shape, generator=generator, device=self.device)
+            x[rows] = x_rows
+        return x
+
+    def _pair(self, source: torch.Tensor, target: torch.Tensor, interval: int, generator: torch.Generator | None) -> torch.Tensor:
+        """Index into ``target`` for each row of ``source``: exact OT or a draw from the entropic plan."""
+        n = source.shape[0]
+        if n == 1:
+            return torch.zeros(1, dtype=torch.long, device=self.device)
+        a = source.detach().double().cpu().numpy()
+        b = target.detach().double().cpu().numpy()
+        cost = 0.5 * ot.dist(a, b, metric="sqeuclidean")
+        weights = np.full(n, 1.0 / n)
+        if self.interpolation == "ot":
+            plan = ot.emd(weights, weights, cost)
+            return torch.as_tensor(plan.argmax(axis=1), device=self.device)
+        dt = float(self.times[interval + 1] - self.times[interval])
+        plan = ot.sinkhorn(weights, weights, cost, reg=self.sigma**2 * dt, method="sinkhorn_log")
+        plan = torch.as_tensor(np.maximum(plan, 0.0), dtype=torch.float32, device=self.device)
+        return torch.multinomial(plan + 1e-30, 1, generator=generator).flatten()
+
+    def mass(self, tau: torch.Tensor) -> torch.Tensor:
+        k, lam = self._interval(tau.to(self.device))
+        return (1 - lam) * self.masses[k] + lam * self.masses[k + 1]
+
+
+def _split_snapshots(X: Any, times: Any) -> tuple[list[torch.Tensor], list[float]]:
+    """Group samples by time into sorted snapshots, validating shapes and values."""
+    if isinstance(X, (list, tuple)):
+        if len(X) != len(times):
+            raise ValueError(f"Got {len(X)} snapshot arrays but {len(times)} times.")
+        arrays = [as_float_tensor(x, name=f"snapshot {i}") for i, x in enumerate(X)]
+        labels = [_as_number(t) for t in times]
+        order = np.argsort(labels)
+        if len(set(labels)) != len(labels):
+            raise ValueError("Snapshot times must be distinct.")
+        snapshots, labels = [arrays[i] for i in order], [labels[i] for i in order]
+    else:
+        data = as_float_tensor(X, name="X")
+        labels_per_row = np.asarray(times)
+        if labels_per_row.shape != (data.shape[0],):
+            raise ValueError(f"times must have one entry per row of X ({data.shape[0]}); got shape {labels_per_row.shape}.")
+        try:
+            labels_per_row = labels_per_row.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                "times must be numeric; map ordered labels to numbers first (tj.fit does this for "
+                "ordered categorical AnnData columns)."
+            ) from err
+        if not np.all(np.isfinite(labels_per_row)):
+            raise ValueError("times contain NaN or Inf.")
+        labels = sorted(np.unique(labels_per_row).tolist())
+        snapshots = [data[torch.as_tensor(labels_per_row == label)] for label in labels]
+    if len(snapshots) < 2:
+        raise ValueError(f"At least two distinct time points are needed; got {len(snapshots)}.")
+    dims = {s.shape[1] for s in snapshots}
+    if len(dims) != 1:
+        raise ValueError(f"All snapshots must have the same number of features; got {sorted(dims)}.")
+    return snapshots, labels
+
+
+def _as_number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"Time {value!r} is not numeric.") from err
+    if not np.isfinite(number):
+        raise ValueError("times contain NaN or Inf.")
+    return number

@@ -1,0 +1,75 @@
+"""Proposals p(t) for the time integral of the loss (paper App. C, eq. 86–88).
+
+The interior term is estimated as ``E_{t~p}[integrand(t) / p(t)]``, unbiased for every
+proposal. :class:`AdaptiveTimeProposal` makes ``p(t)`` proportional to a running estimate of
+the integrand's standard deviation on a grid of time bins, mixed with the uniform density so
+that every time keeps a positive probability.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class UniformTimeProposal:
+    """``p(t) = 1`` on [0, 1]."""
+
+    def sample(self, n: int, generator: torch.Generator | None, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` times; return them with their densities."""
+        tau = torch.rand(n, generator=generator, device=device)
+        return tau, torch.ones_like(tau)
+
+    def update(self, tau: torch.Tensor, integrand: torch.Tensor) -> None:
+        """Uniform proposals do not adapt."""
+
+
+class AdaptiveTimeProposal:
+    """Piecewise-constant ``p(t) ∝ (1 − mix)·std_bin + mix·mean(std)`` over ``n_bins`` bins.
+
+    Parameters
+    ----------
+    n_bins
+        Number of equal-width time bins.
+    decay
+        Exponential-moving-average factor for the per-bin first and second moments.
+    uniform_mix
+        Weight of the uniform density in the mixture (keeps ``p > 0`` everywhere).
+    """
+
+    def __init__(self, n_bins: int = 50, decay: float = 0.99, uniform_mix: float = 0.1):
+        if n_bins < 1 or not 0 <= decay < 1 or not 0 < uniform_mix <= 1:
+            raise ValueError("Need n_bins >= 1, 0 <= decay < 1 and 0 < uniform_mix <= 1.")
+        self.n_bins, self.decay, self.uniform_mix = n_bins, decay, uniform_mix
+        self.mean = torch.zeros(n_bins, dtype=torch.float64)
+        self.second = torch.ones(n_bins, dtype=torch.float64)
+
+    def probabilities(self) -> torch.Tensor:
+        """Probability of each bin."""
+        std = torch.sqrt(torch.clamp(self.second - self.mean**2, min=0.0)) + 1e-12
+        return (1 - self.uniform_mix) * std / std.sum() + self.uniform_mix / self.n_bins
+
+    def sample(self, n: int, generator: torch.Generator | None, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        probs = self.probabilities().to(device=device, dtype=torch.float32)
+        bins = torch.multinomial(probs, n, replacement=True, generator=generator)
+        tau = (bins + torch.rand(n, generator=generator, device=device)) / self.n_bins
+        return tau, probs[bins] * self.n_bins
+
+    def update(self, tau: torch.Tensor, integrand: torch.Tensor) -> None:
+        """Fold a batch of integrand values into the per-bin moments."""
+        bins = torch.clamp((tau.detach().double().cpu() * self.n_bins).long(), 0, self.n_bins - 1)
+        values = integrand.detach().double().cpu()
+        counts = torch.bincount(bins, minlength=self.n_bins).double()
+        seen = counts > 0
+        sums = torch.bincount(bins, weights=values, minlength=self.n_bins)
+        squares = torch.bincount(bins, weights=values**2, minlength=self.n_bins)
+        self.mean[seen] = self.decay * self.mean[seen] + (1 - self.decay) * sums[seen] / counts[seen]
+        self.second[seen] = self.decay * self.second[seen] + (1 - self.decay) * squares[seen] / counts[seen]
+
+
+def make_time_proposal(name: str) -> UniformTimeProposal | AdaptiveTimeProposal:
+    """``"uniform"`` or ``"adaptive"``."""
+    if name == "uniform":
+        return UniformTimeProposal()
+    if name == "adaptive":
+        return AdaptiveTimeProposal()
+    raise ValueError(f"Unknown time_proposal {name!r}; use 'uniform' or 'adaptive'.")
