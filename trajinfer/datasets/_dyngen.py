@@ -30,7 +30,9 @@ def dyngen(path: str | Path | Sequence[str | Path] | None = None, n_bins: int = 
         ``None`` looks in :func:`~trajinfer.datasets.cache_dir`. The files have no stable
         public URL, so they are never downloaded.
     n_bins
-        Number of equal-width bins that ``sim_time`` is cut into for the time labels.
+        Number of equal-width bins between the smallest and largest ``sim_time`` that give the
+        time labels; bins are right-closed (the first also holds the smallest time), as in
+        :func:`pandas.cut`.
 
     Returns
     -------
@@ -55,7 +57,7 @@ def dyngen(path: str | Path | Sequence[str | Path] | None = None, n_bins: int = 
     expression = _read_expression(expression_file, info)
 
     edges = np.linspace(info["sim_time"].min(), info["sim_time"].max(), n_bins + 1)
-    codes = np.clip(np.searchsorted(edges, info["sim_time"].to_numpy(), side="right") - 1, 0, n_bins - 1)
+    codes = pd.cut(info["sim_time"], edges, labels=False, include_lowest=True).to_numpy(dtype=np.int64)
     labels = [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:])]
     obs = info.drop(columns="cell_id").set_index(pd.Index(info["cell_id"].to_numpy(), name=None))
     obs["time_bin"] = pd.Categorical.from_codes(codes, categories=labels, ordered=True)

@@ -1,0 +1,263 @@
+"""Marginal paths: snapshot mixture, OT and Schrödinger-bridge interpolants, masses, callables.
+
+Statistical checks use binomial or Gaussian standard errors; each bound is 5 SE unless noted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import trajinfer as tj
+from trajinfer.paths import CallablePath, SnapshotPath
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors: a single thread avoids oversubscription on the shared 2-core machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def separated() -> SnapshotPath:
+    """Three snapshots at t = 0, 1, 3 (uneven spacing) living in [10k, 10k + 1) for k = 0, 1, 2."""
+    rng = np.random.default_rng(0)
+    snaps = [10.0 * k + rng.uniform(size=(n, 1)) for k, n in enumerate((50, 80, 60))]
+    return SnapshotPath(snaps, [0.0, 1.0, 3.0])
+
+
+def _which(x: torch.Tensor) -> np.ndarray:
+    return np.floor(x[:, 0].numpy() / 10.0).astype(int)
+
+
+@pytest.mark.parametrize("t_user,k,lam", [(0.3, 0, 0.3), (2.5, 1, 0.75), (1.4, 1, 0.2)])
+def test_mixture_draws_upper_snapshot_with_probability_lambda(separated, t_user, k, lam):
+    n = 10000
+    tau = torch.full((n,), t_user / 3.0)  # internal time: t_range is (0, 3)
+    which = _which(separated.sample(tau, _gen(1)))
+    assert set(np.unique(which)) <= {k, k + 1}  # only the two neighbouring snapshots
+    frac = float(np.mean(which == k + 1))
+    # Binomial(n, λ): SE sqrt(λ(1-λ)/n) <= 0.005; bound 5 SE.
+    assert abs(frac - lam) < 5 * math.sqrt(lam * (1 - lam) / n)
+
+
+def test_mixture_is_exact_at_snapshot_times(separated):
+    for k, tau in enumerate((0.0, 1.0 / 3.0, 1.0)):
+        x = separated.sample(torch.full((500,), tau), _gen(k))
+        rows = separated.snapshot(k)[:, 0].numpy()
+        assert np.isin(x[:, 0].numpy(), rows).all()
+
+
+def test_list_and_per_row_inputs_are_equivalent():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(30, 2)), rng.normal(size=(40, 2)) + 5
+    from_list = SnapshotPath([b, a], [2.0, 0.5])  # unsorted times are sorted
+    X = np.concatenate([a, b])
+    t = np.array([0.5] * 30 + [2.0] * 40)
+    perm = rng.permutation(70)
+    from_rows = SnapshotPath(X[perm], t[perm])
+    assert from_list.t_range == from_rows.t_range == (0.5, 2.0)
+    np.testing.assert_array_equal(from_list.times, [0.5, 2.0])
+    for k in range(2):
+        left = np.sort(from_list.snapshot(k).numpy(), axis=0)
+        right = np.sort(from_rows.snapshot(k).numpy(), axis=0)
+        np.testing.assert_allclose(left, right, rtol=1e-6)
+
+
+def test_each_time_point_gets_equal_weight_regardless_of_size():
+    rng = np.random.default_rng(2)
+    small = np.arange(10, dtype=float)[:, None]  # 10 distinct rows, values 0..9
+    large = 100.0 + rng.normal(size=(1000, 1))
+    path = SnapshotPath([small, large], [0.0, 1.0])
+    n = 20000
+    x = path.sample(torch.full((n,), 0.5), _gen(3))[:, 0].numpy()
+    from_small = x < 50
+    # λ = ½: half from each time point (not 10/1010 from the small one). Binomial SE 0.0035.
+    assert abs(from_small.mean() - 0.5) < 5 * math.sqrt(0.25 / n)
+    # Within a snapshot rows are drawn uniformly: each of 10 rows ~ Binomial(~10000, 0.1),
+    # SE ~30; 5 SE = 150.
+    counts = np.bincount(x[from_small].astype(int), minlength=10)
+    assert np.abs(counts - from_small.sum() / 10).max() < 150
+
+
+def _standardised(rng: np.random.Generator, n: int, mean: float) -> np.ndarray:
+    z = rng.normal(size=n)
+    return (mean + (z - z.mean()) / z.std())[:, None]
+
+
+@pytest.fixture(scope="module")
+def gaussians() -> tuple[np.ndarray, np.ndarray]:
+    """Snapshots with sample mean exactly 0 and 4 and sample variance exactly 1."""
+    rng = np.random.default_rng(4)
+    return _standardised(rng, 3000, 0.0), _standardised(rng, 3000, 4.0)
+
+
+def _draw_many(path: SnapshotPath, tau: float, n_batches: int, batch: int = 500, seed: int = 0) -> np.ndarray:
+    gen = _gen(seed)
+    return torch.cat([path.sample(torch.full((batch,), tau), gen) for _ in range(n_batches)])[:, 0].numpy()
+
+
+def test_ot_path_is_displacement_interpolant_not_mixture(gaussians):
+    a, b = gaussians
+    ot_path = SnapshotPath([a, b], [0.0, 1.0], interpolation="ot")
+    mix_path = SnapshotPath([a, b], [0.0, 1.0], interpolation="mixture")
+    x_ot = _draw_many(ot_path, 0.5, n_batches=6)  # 3000 samples, OT-paired within batches of 500
+    x_mix = _draw_many(mix_path, 0.5, n_batches=6)
+    near_ot, near_mix = np.mean(np.abs(x_ot - 2) < 1), np.mean(np.abs(x_mix - 2) < 1)
+    print(f"\n[ot path] λ=½: mean {x_ot.mean():.3f} var {x_ot.var():.3f} P(|x-2|<1) {near_ot:.3f}; "
+          f"mixture: var {x_mix.var():.3f} P(|x-2|<1) {near_mix:.3f}")
+    # The W2 geodesic between N(0,1) and N(4,1) is N(2,1): P(|x-2|<1) = 0.683; the mixture
+    # ½N(0,1) + ½N(4,1) has variance 5 and P(|x-2|<1) = 0.157. n = 3000: SEs 0.018 (mean)
+    # and 0.0085 (fractions).
+    assert abs(x_ot.mean() - 2.0) < 0.09
+    # Minibatch OT of 500 independent draws pairs quantiles of two different samples, which
+    # shrinks the midpoint variance slightly below 1 (measured 0.92-0.98); the SE of the
+    # variance itself is sqrt(2/3000) = 0.026. Bounds [0.8, 1.12] vs 5 for the mixture.
+    assert 0.8 < x_ot.var() < 1.12
+    assert near_ot > 0.62 and near_mix < 0.2
+    assert x_mix.var() > 4.5  # mixture variance 5, SE ~0.1
+    # Endpoints are the snapshots themselves.
+    x0 = ot_path.sample(torch.zeros(200), _gen(5))[:, 0].numpy()
+    x1 = ot_path.sample(torch.ones(200), _gen(6))[:, 0].numpy()
+    assert np.isin(x0, ot_path.snapshot(0)[:, 0].numpy()).all()
+    assert np.isin(x1, ot_path.snapshot(1)[:, 0].numpy()).all()
+
+
+def test_sb_adds_brownian_bridge_variance_on_degenerate_snapshots():
+    # All of snapshot 0 at the origin and all of snapshot 1 at (3, 3), Δt = 2: every coupling is
+    # the same, so x_λ = 3λ + σ sqrt(λ(1-λ)Δt) ξ exactly.
+    sigma, lam, dt = 0.7, 0.25, 2.0
+    path = SnapshotPath([np.zeros((100, 2)), np.full((100, 2), 3.0)], [1.0, 3.0], interpolation="sb", sigma=sigma)
+    gen = _gen(7)
+    x = torch.cat([path.sample(torch.full((500,), lam), gen) for _ in range(8)]).numpy()
+    var = sigma**2 * lam * (1 - lam) * dt  # 0.184
+    print(f"\n[sb bridge] mean {x.mean(0)}, var {x.var(0)} (exact {3 * lam}, {var:.4f})")
+    # 4000 samples per coordinate: mean SE sqrt(0.184/4000) = 0.0068, variance SE
+    # 0.184·sqrt(2/4000) = 0.0041; 5 SE.
+    np.testing.assert_allclose(x.mean(0), 3 * lam, atol=5 * math.sqrt(var / 4000))
+    np.testing.assert_allclose(x.var(0), var, atol=5 * var * math.sqrt(2 / 4000))
+
+
+def test_sb_marginal_variance_matches_gaussian_entropic_coupling(gaussians):
+    # Between N(0,1) and N(4,1) the entropic plan for cost |x-y|²/2 and ε = σ²Δt is Gaussian with
+    # cross-covariance c = (√(ε² + 4) - ε)/2 (joint precision off-diagonal -1/ε). At λ = ½:
+    # Var = ¼ + ¼ + ½c + σ²Δt/4. With σ = 1, Δt = 2: c = 0.414, Var = 1.207 (ε = σ² instead would
+    # give 1.309, no Δt in the noise 1.060).
+    a, b = gaussians
+    sigma, dt = 1.0, 2.0
+    path = SnapshotPath([a, b], [0.0, dt], interpolation="sb", sigma=sigma)
+    # 6000 samples in batches of 250 (Sinkhorn cost grows quickly with the batch size).
+    x = _draw_many(path, 0.5, n_batches=24, batch=250, seed=8)
+    eps = sigma**2 * dt
+    c = (math.sqrt(eps**2 + 4) - eps) / 2
+    expected = 0.5 + 0.5 * c + sigma**2 * dt / 4
+    print(f"\n[sb path] λ=½ var {x.var():.4f} (closed form {expected:.4f}), mean {x.mean():.4f}")
+    # Variance SE 1.21·sqrt(2/6000) = 0.022 (plus a small finite-batch coupling bias, measured
+    # -0.02 at batch 200-250, +0.02 at 500); bound 0.08 ≈ 3.5 SE, below the 0.10 and 0.15 gaps to
+    # the wrong-ε and missing-Δt variants.
+    assert abs(x.var() - expected) < 0.08
+    assert abs(x.mean() - 2.0) < 5 * math.sqrt(expected / 6000)
+
+
+def test_masses_interpolate_linearly_in_time():
+    rng = np.random.default_rng(5)
+    snaps = [rng.normal(size=(5, 2)) for _ in range(3)]
+    path = SnapshotPath(snaps, [0.0, 1.0, 3.0], masses=[1.0, 2.0, 5.0])
+    tau = torch.tensor([0.0, 1 / 6, 1 / 3, 2 / 3, 1.0])  # t = 0, 0.5, 1, 2, 3
+    np.testing.assert_allclose(path.mass(tau).numpy(), [1.0, 1.5, 2.0, 3.5, 5.0], rtol=1e-6)
+    np.testing.assert_allclose(SnapshotPath(snaps, [0, 1, 3]).mass(tau).numpy(), 1.0)
+
+
+def test_smoothing_adds_gaussian_noise():
+    path = SnapshotPath([np.zeros((10, 1)), np.ones((10, 1))], [0, 1], smoothing=0.5)
+    x = path.sample(torch.zeros(8000), _gen(9))[:, 0].numpy()
+    # Var 0.25, SE 0.25·sqrt(2/8000) = 0.004; 5 SE = 0.02.
+    assert abs(x.var() - 0.25) < 0.02
+
+
+def test_sampling_is_reproducible_with_a_generator(gaussians):
+    a, b = gaussians
+    for interp in ("mixture", "ot", "sb"):
+        path = SnapshotPath([a, b], [0, 1], interpolation=interp, sigma=2.0)
+        tau = torch.rand(64, generator=_gen(10))
+        torch.testing.assert_close(path.sample(tau, _gen(11)), path.sample(tau, _gen(11)))
+
+
+def test_callable_path_maps_user_time_and_mass():
+    seen = []
+
+    def draw(t: torch.Tensor) -> np.ndarray:
+        seen.append(t.clone())
+        return np.stack([t.numpy(), 2 * t.numpy()], axis=1)  # numpy output is accepted
+
+    path = CallablePath(draw, t_range=(2.0, 6.0), mass_fn=lambda t: t / 2)
+    assert path.dim == 2
+    x = path.sample(torch.tensor([0.0, 0.25, 1.0]))
+    np.testing.assert_allclose(x.numpy(), [[2, 4], [3, 6], [6, 12]])
+    assert x.dtype == torch.float32
+    np.testing.assert_allclose(path.mass(torch.tensor([0.0, 0.5])).numpy(), [1.0, 2.0])
+
+
+def test_callable_path_errors():
+    with pytest.raises(ValueError, match=r"shape \(B, d\)"):
+        CallablePath(lambda t: t)  # returns (B,), not (B, d)
+    with pytest.raises(ValueError, match="increasing"):
+        CallablePath(lambda t: t[:, None], t_range=(1.0, 0.0))
+    with pytest.raises(TypeError, match="callable"):
+        CallablePath(np.zeros((3, 2)))
+
+
+def test_snapshot_path_errors():
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(5, 2)), rng.normal(size=(6, 2))
+    with pytest.raises(ValueError, match="Unknown interpolation"):
+        SnapshotPath([a, b], [0, 1], interpolation="linear")
+    with pytest.raises(ValueError, match="needs a positive sigma"):
+        SnapshotPath([a, b], [0, 1], interpolation="sb")
+    with pytest.raises(ValueError, match="smoothing"):
+        SnapshotPath([a, b], [0, 1], smoothing=-1)
+    with pytest.raises(ValueError, match="At least two distinct time points"):
+        SnapshotPath([a], [0])
+    with pytest.raises(ValueError, match="Time point 1 has 1 sample"):
+        SnapshotPath([a, b[:1]], [0, 1])
+    bad = a.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        SnapshotPath([bad, b], [0, 1])
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        SnapshotPath([a, b], [0, np.inf])
+    with pytest.raises(ValueError, match="not numeric"):
+        SnapshotPath([a, b], ["day1", "day2"])
+    with pytest.raises(ValueError, match="times must be numeric"):
+        SnapshotPath(np.concatenate([a, b]), ["d1"] * 5 + ["d2"] * 6)
+    with pytest.raises(ValueError, match="one entry per row"):
+        SnapshotPath(np.concatenate([a, b]), [0] * 5)
+    with pytest.raises(ValueError, match="2 times|snapshot arrays"):
+        SnapshotPath([a, b], [0, 1, 2])
+    with pytest.raises(ValueError, match="same number of features"):
+        SnapshotPath([a, rng.normal(size=(6, 3))], [0, 1])
+    with pytest.raises(ValueError, match="distinct"):
+        SnapshotPath([a, b], [1, 1])
+    with pytest.raises(ValueError, match="masses"):
+        SnapshotPath([a, b], [0, 1], masses=[1.0, -1.0])
+    with pytest.raises(ValueError, match="masses"):
+        SnapshotPath([a, b], [0, 1], masses=[1.0])
+
+
+def test_fit_accepts_snapshot_path_in_user_time():
+    rng = np.random.default_rng(7)
+    path = SnapshotPath([rng.normal(size=(50, 2)), rng.normal(size=(50, 2)) + 1], [2.0, 5.0])
+    est = tj.ActionMatching(hidden_dims=(8,), n_iter=3, batch_size=16, device="cpu", progress=False).fit(path)
+    assert est.t_range_ == (2.0, 5.0) and est.dim_ == 2
+    with pytest.raises(ValueError, match="t_range applies to callable paths only"):
+        est.fit(path, t_range=(0.0, 1.0))

@@ -1,0 +1,177 @@
+"""``tj.fit``: Action Matching on a time-course AnnData."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from anndata import AnnData
+
+from ..estimator import ActionMatching
+from ..losses import is_entropic, is_unbalanced
+from ..paths import SnapshotPath
+from ..pp import representation, time_labels, write_pca
+from ._utils import batched
+
+logger = logging.getLogger("trajinfer")
+
+SIGMA_FRACTION = 0.1
+
+
+def default_sigma(X: np.ndarray, times: np.ndarray) -> float:
+    """Data-driven diffusion coefficient for the entropic methods.
+
+    ``σ = 0.1 · s / sqrt(Δt̄)``, where ``s`` is the median over time points of the RMS
+    per-feature standard deviation of the cells at that time and ``Δt̄`` the mean spacing of
+    the time points. Brownian motion then spreads a cell by about 10% of a snapshot's typical
+    width over one sampling interval: enough noise for the stochastic model to matter, small
+    against the displacement between snapshots.
+    """
+    labels = np.unique(times)
+    spreads = [np.sqrt(np.mean(np.var(X[times == label], axis=0))) for label in labels]
+    mean_step = float(np.mean(np.diff(labels)))
+    return float(SIGMA_FRACTION * np.median(spreads) / np.sqrt(mean_step))
+
+
+def _masses(masses: Any, mapping: Mapping, times: np.ndarray) -> np.ndarray | None:
+    if masses is None:
+        return None
+    if isinstance(masses, str):
+        if masses != "counts":
+            raise ValueError("masses must be None, 'counts', a mapping label -> mass, or one value per time point.")
+        return np.array([np.sum(times == value) for value in mapping.values()], dtype=float)
+    if isinstance(masses, Mapping):
+        missing = [label for label in mapping if label not in masses]
+        if missing:
+            raise ValueError(f"masses lacks time labels {missing}.")
+        return np.array([float(masses[label]) for label in mapping], dtype=float)
+    return np.asarray(masses, dtype=float)
+
+
+def fit(
+    adata: AnnData,
+    time_key: str,
+    method: str = "eam",
+    *,
+    use_rep: str | None = None,
+    n_comps: int | None = None,
+    sigma: float | str | None = "auto",
+    interpolation: str = "mixture",
+    n_iter: int = 2000,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    hidden_dims: Sequence[int] = (256, 256, 256),
+    device: str = "auto",
+    seed: int | np.random.Generator = 0,
+    progress: bool = True,
+    key_added: str = "tj",
+    copy: bool = False,
+    masses: Any = None,
+    smoothing: float = 0.0,
+    min_cells: int = 2,
+    **estimator_params: Any,
+) -> ActionMatching | tuple[ActionMatching, AnnData]:
+    """Fit Action Matching to the cells of a time course.
+
+    Parameters
+    ----------
+    adata
+        Annotated data, one row per cell.
+    time_key
+        Column of ``adata.obs`` with each cell's collection time: numeric, or (ordered)
+        categorical labels; numeric labels such as ``"3"`` or ranges such as ``"0-3"`` keep their
+        spacing (days 0, 3, 10 are not equally spaced).
+    method
+        ``"am"``, ``"eam"`` (default), ``"uam"`` or ``"ueam"``.
+    use_rep
+        ``obsm`` key or ``"X"``; default ``"X_pca"`` if present, else ``"X"`` with at most 50
+        variables, else a PCA computed with a warning.
+    n_comps
+        Keep the first ``n_comps`` columns of the representation.
+    sigma
+        Diffusion coefficient for ``eam``/``ueam`` (and the ``"sb"`` interpolation), in
+        representation units per sqrt(time unit); ``"auto"`` uses :func:`default_sigma`.
+    interpolation
+        ``"mixture"``, ``"ot"`` or ``"sb"`` (see :class:`~trajinfer.SnapshotPath`).
+    n_iter, batch_size, lr, hidden_dims, device, seed, progress
+        Passed to :class:`~trajinfer.ActionMatching`.
+    key_added
+        Prefix of the results written to ``adata``.
+    copy
+        Write results into a copy and return ``(model, adata_copy)``.
+    masses
+        Unbalanced methods: relative population size per time point (``"counts"`` uses cell
+        counts, or a mapping label -> mass); default equal masses.
+    smoothing
+        Gaussian noise added to snapshot samples (representation units).
+    min_cells
+        Fewest cells allowed per time point.
+    **estimator_params
+        Other :class:`~trajinfer.ActionMatching` parameters (``cost``, ``ema_decay``, ...).
+
+    Returns
+    -------
+    model or (model, adata)
+        The fitted estimator (``model.metadata_`` records the time mapping and representation);
+        with ``copy=True`` also the annotated copy.
+
+    Notes
+    -----
+    Writes ``obsm[f"{key_added}_velocity"]`` (each cell's velocity at its own time),
+    ``obs[f"{key_added}_growth"]`` (unbalanced methods) and ``uns[key_added]`` (parameters,
+    time mapping, representation, training curve). Nothing is written if anything fails.
+    """
+    if not isinstance(adata, AnnData):
+        raise TypeError(f"adata must be an AnnData, got {type(adata).__name__}.")
+    labels = time_labels(adata, time_key)
+    X, rep_key, pending_pca = representation(adata, use_rep, n_comps)
+    entropic = is_entropic(method)
+    needs_sigma = entropic or interpolation == "sb"
+    if sigma is None or (isinstance(sigma, str) and sigma == "auto"):
+        sigma_value = default_sigma(X, labels.values) if needs_sigma else None
+    elif isinstance(sigma, str):
+        raise ValueError(f"sigma must be a positive number or 'auto', got {sigma!r}.")
+    else:
+        sigma_value = float(sigma)
+    path = SnapshotPath(
+        X, labels.values, interpolation=interpolation, sigma=sigma_value, smoothing=smoothing,
+        masses=_masses(masses, labels.mapping, labels.values), min_cells=min_cells,
+    )
+    model = ActionMatching(
+        method=method, sigma=sigma_value if entropic else None, hidden_dims=hidden_dims, n_iter=n_iter,
+        batch_size=batch_size, lr=lr, device=device, seed=seed, progress=progress, **estimator_params,
+    ).fit(path)
+    model.metadata_ = {
+        "time_key": time_key,
+        "time_labels": [str(label) for label in labels.mapping],
+        "time_values": [float(v) for v in labels.mapping.values()],
+        "use_rep": rep_key,
+        "n_comps": int(X.shape[1]),
+        "interpolation": interpolation,
+        "key_added": key_added,
+    }
+
+    target = adata.copy() if copy else adata
+    if pending_pca is not None:
+        write_pca(target, pending_pca)
+    target.obsm[f"{key_added}_velocity"] = batched(model.velocity, X, labels.values).astype(np.float32)
+    if is_unbalanced(method):
+        target.obs[f"{key_added}_growth"] = batched(model.growth, X, labels.values).astype(np.float32)
+    params = {"method": method, "interpolation": interpolation, "n_iter": int(n_iter), "batch_size": int(batch_size), "lr": float(lr), "hidden_dims": np.asarray(hidden_dims), "seed": seed if isinstance(seed, int) else -1}
+    if sigma_value is not None:
+        params["sigma"] = sigma_value
+    target.uns[key_added] = {
+        "params": params,
+        "time_key": time_key,
+        "time_labels": np.asarray(model.metadata_["time_labels"], dtype=object),
+        "time_values": np.asarray(model.metadata_["time_values"]),
+        "t_range": np.asarray(model.t_range_),
+        "use_rep": rep_key,
+        "n_comps": int(X.shape[1]),
+        "loss_curve": np.asarray(model.loss_curve_),
+        "fit_time": float(model.fit_time_),
+    }
+    logger.info("Fitted %s on %d cells, %d time points, representation %r.", method, adata.n_obs, path.n_times, rep_key)
+    return (model, target) if copy else model

@@ -1,0 +1,75 @@
+"""Move the cells of one time point to another time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from ..estimator import ActionMatching
+from ..trajectories import Trajectories
+from ._utils import cells_at, label_time, model_metadata, model_representation
+
+
+def simulate(
+    adata: AnnData,
+    model: ActionMatching,
+    from_time: Any,
+    to_time: Any = None,
+    *,
+    n_steps: int = 100,
+    stochastic: bool | None = None,
+    seed: int | None = None,
+    method: str = "euler",
+) -> Trajectories:
+    """Trajectories of the cells observed at ``from_time`` up to ``to_time``.
+
+    Parameters
+    ----------
+    adata
+        The AnnData the model was fitted on (or one with the same representation).
+    model
+        A model from :func:`trajinfer.fit`.
+    from_time
+        Time label whose cells start the simulation.
+    to_time
+        Time label or numeric time inside the fitted range (default: the last time point).
+        Earlier than ``from_time`` simulates backward (deterministic methods).
+    n_steps, stochastic, seed, method
+        See :meth:`trajinfer.ActionMatching.simulate`.
+    """
+    meta = model_metadata(model)
+    start = label_time(model, from_time)
+    end = meta["time_values"][-1] if to_time is None else label_time(model, to_time)
+    X = model_representation(adata, model)[cells_at(adata, model, from_time)]
+    return model.simulate(X, start, end, n_steps=n_steps, stochastic=stochastic, seed=seed, method=method)
+
+
+def push(
+    adata: AnnData,
+    model: ActionMatching,
+    from_time: Any,
+    to_time: Any,
+    *,
+    n_steps: int = 100,
+    stochastic: bool | None = None,
+    seed: int | None = None,
+) -> AnnData:
+    """Push the cells of ``from_time`` to ``to_time`` and return them as a new AnnData.
+
+    The result has the end positions in ``X`` and in ``obsm[use_rep]``, the source cell in
+    ``obs['source']``, and the importance weight (mean 1 over cells; not 1 only for
+    unbalanced methods) in ``obs['weight']``.
+    """
+    meta = model_metadata(model)
+    traj = simulate(adata, model, from_time, to_time, n_steps=n_steps, stochastic=stochastic, seed=seed)
+    sources = adata.obs_names[cells_at(adata, model, from_time)]
+    end = traj.X[-1].astype(np.float32)
+    weights = traj.weights[-1] * traj.n_particles
+    obs = pd.DataFrame({"source": np.asarray(sources), "weight": weights}, index=[f"{s}->{to_time}" for s in sources])
+    pushed = AnnData(X=end, obs=obs)
+    pushed.obsm[meta["use_rep"] if meta["use_rep"] != "X" else "X_rep"] = end
+    pushed.uns["push"] = {"from_time": str(from_time), "to_time": str(to_time), "time": float(traj.times[-1])}
+    return pushed
