@@ -89,14 +89,14 @@ class Config:
 QUICK = Config(
     n_train=128, n_eval=64, unet={"base_channels": 8, "channel_mults": (1, 2)}, n_iter=15, n_iter_conditional=10,
     batch_size=16, lr=2e-3, ode_steps=3, ald={"n_levels": 5, "steps_per_level": 2, "final_steps": 2},
-    classifier_epochs=2, patches={"n_train": 64, "n_eval": 32, "size": 16},
+    classifier_epochs=2, patches={"n_train": 64, "n_eval": 32, "size": 16, "classifier_epochs": 2},
     color_unet={"base_channels": 4, "channel_mults": (1, 2, 2), "max_groups": 4}, color_iter=3, color_batch=8,
 )
 FULL = Config(
-    n_train=None, n_eval=360, unet={"base_channels": 16, "channel_mults": (1, 2)}, n_iter=2000, n_iter_conditional=1200,
+    n_train=None, n_eval=360, unet={"base_channels": 16, "channel_mults": (1, 2)}, n_iter=1500, n_iter_conditional=800,
     batch_size=64, lr=2e-3, ode_steps=25, ald={"n_levels": 100, "steps_per_level": 10, "final_steps": 100},
-    classifier_epochs=30, patches={"n_train": 2000, "n_eval": 300, "size": 32},
-    color_unet={"base_channels": 8, "channel_mults": (1, 2, 2), "max_groups": 4}, color_iter=500, color_batch=32,
+    classifier_epochs=30, patches={"n_train": 2000, "n_eval": 300, "size": 32, "classifier_epochs": 6},
+    color_unet={"base_channels": 8, "channel_mults": (1, 2, 2), "max_groups": 4}, color_iter=300, color_batch=32,
 )
 # CIFAR-10 on a GPU (run only with --cifar-root and CUDA): the paper's U-Net at channel
 # multiplier 64, generation along the linear path. The paper trains 500k iterations.
@@ -182,6 +182,26 @@ def _triptych(start: torch.Tensor, out: torch.Tensor, truth: Any, shape: tuple[i
     """Rows of start / model output / ground truth for the first ``n`` examples."""
     parts = [np.asarray(a, dtype=np.float32).reshape(-1, *shape)[:n] for a in (start, out, truth)]
     return np.concatenate(parts)
+
+
+def save_path_figure(out: Path, digits: vision.ImageDataset, patches: vision.ImageDataset | None, seed: int) -> None:
+    """Rows of x_tau at tau = 0, 1/6, ..., 1 for each interpolant (paper Fig. 6)."""
+    taus = torch.linspace(0, 1, 7)
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for task in ("generation", "vpsde", "superres", "inpainting", "torus"):
+        path = vision.make_path(task, digits.images[:1])
+        x0, x1 = path.draw(1, generator)
+        states = path.interpolate(x0.expand(len(taus), -1), x1.expand(len(taus), -1), taus)
+        rows.append(path.to_images(states))
+    vision.save_image_grid(out / "vision_paths_digits.png", torch.cat(rows), ncol=len(taus), scale=6)
+    if patches is not None:
+        luma = patches.images.mean(axis=1)
+        chroma = np.abs(patches.images - luma[:, None]).mean(axis=(1, 2, 3))
+        path = vision.ColorizationPath(patches.images[[int(np.argmax(chroma * luma.std(axis=(1, 2))))]])
+        x0, x1 = path.draw(1, generator)
+        states = path.interpolate(x0.expand(len(taus), -1), x1.expand(len(taus), -1), taus)
+        vision.save_image_grid(out / "vision_paths_colorization.png", path.to_images(states), ncol=len(taus), scale=3)
 
 
 def run_digits(cfg: Config, args: argparse.Namespace, device: torch.device, rows: list[dict], info: dict) -> None:
@@ -282,7 +302,7 @@ def run_colorization(cfg: Config, args: argparse.Namespace, device: torch.device
     size = cfg.patches["size"]
     train = vision.load_sample_patches("train", size=size, n_patches=cfg.patches["n_train"], seed=args.seed)
     test = vision.load_sample_patches("test", size=size, n_patches=cfg.patches["n_eval"], seed=args.seed)
-    evaluator = Evaluator("patches", train, test, cfg.classifier_epochs, args.seed, rotations=True)
+    evaluator = Evaluator("patches", train, test, cfg.patches["classifier_epochs"], args.seed, rotations=True)
     info["patches"] = {"n_train": len(train), "n_test": len(test), "size": size, "levels": train.levels, **evaluator.info}
     print(f"patches: {len(train)} train / {len(test)} test; {evaluator.info}", flush=True)
     path = vision.ColorizationPath(train.images, device=device)
@@ -401,6 +421,9 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"unknown tasks {sorted(unknown)}; choose from {FULL.tasks}")
         cfg = replace(cfg, tasks=tasks)
     torch.manual_seed(args.seed)
+    save_path_figure(args.out, vision.load_digits(),
+                     vision.load_sample_patches("test", n_patches=200, seed=args.seed) if "colorization" in cfg.tasks else None,
+                     args.seed)
     start = _timer()
     rows: list[dict] = []
     info: dict = {}

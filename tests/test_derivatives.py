@@ -12,6 +12,7 @@ from torch import nn
 
 from trajinfer.costs import QuadraticCost
 from trajinfer.derivatives import (
+    autograd_derivatives,
     exact_laplacian,
     hutchinson_laplacian,
     potential_derivatives,
@@ -112,6 +113,46 @@ def test_exact_laplacian_function_directly(network, points):
     lap = exact_laplacian(grad, x, create_graph=False)
     trace = torch.diagonal(_hessian(network, x, t), dim1=1, dim2=2).sum(-1)
     np.testing.assert_allclose(lap.detach().numpy(), trace.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("activation", ["silu", "softplus", "tanh"])
+@pytest.mark.parametrize("form", ["mlp", "residual", "inner"])
+def test_forward_mode_jet_matches_autograd(form, activation, points):
+    # Built-in MLP potentials take the forward-mode jet path for exact Laplacians; it must give
+    # the same value, gradient, time derivative and Laplacian as nested reverse-mode autograd,
+    # and the same parameter gradients of a loss-like combination. Same function, two float64
+    # evaluation orders: agreement to rounding (1e-9 relative).
+    torch.manual_seed(6)
+    net = MLPPotential(DIM, hidden_dims=(16, 16), activation=activation, form=form).double()
+    net.set_input_normalization(torch.tensor([0.3, -0.2, 0.1, 0.0]), torch.tensor([1.5, 0.7, 1.0, 2.0]))
+    assert net.supports_jet
+    x, t = points
+    jet = potential_derivatives(net, x, t, time_derivative=True, laplacian="exact")
+    ref = autograd_derivatives(net, x, t, time_derivative=True, laplacian="exact")
+    for name in ("value", "grad", "time_derivative", "laplacian"):
+        torch.testing.assert_close(getattr(jet, name), getattr(ref, name), rtol=1e-9, atol=1e-10, msg=name)
+
+    def objective(d):
+        return (0.5 * d.grad.pow(2).sum(1) + d.time_derivative + 0.3 * d.laplacian + 0.5 * d.value**2).mean()
+
+    params = list(net.parameters())
+    g_jet = torch.autograd.grad(objective(jet), params)
+    g_ref = torch.autograd.grad(objective(ref), params)
+    for a, b in zip(g_jet, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+    # Without a graph the outputs are plain tensors.
+    frozen = potential_derivatives(net, x, t, laplacian="exact", create_graph=False)
+    assert not frozen.laplacian.requires_grad and not frozen.grad.requires_grad
+
+
+def test_unsupported_activation_falls_back_to_autograd(points):
+    torch.manual_seed(7)
+    net = MLPPotential(DIM, hidden_dims=(8,), activation="gelu").double()
+    assert not net.supports_jet
+    x, t = points
+    derivs = potential_derivatives(net, x, t, laplacian="exact", create_graph=False)
+    trace = torch.diagonal(_hessian(net, x, t), dim1=1, dim2=2).sum(-1)
+    np.testing.assert_allclose(derivs.laplacian.numpy(), trace.numpy(), rtol=1e-10, atol=1e-10)
 
 
 def test_hutchinson_agrees_with_exact_within_clt_bound(network, points):
@@ -296,3 +337,35 @@ def test_loss_gradient_wrt_parameters_is_finite(method, laplacian):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert sum(g.abs().sum().item() for g in grads) > 0
     assert terms.integrand.shape == terms.tau.shape == (64,)
+
+
+def _without_batched_grads(monkeypatch):
+    """Make every batched autograd call fail, as an op without a vmap batching rule would."""
+    real_grad = torch.autograd.grad
+
+    def grad(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            raise RuntimeError("Batching rule not implemented (simulated)")
+        return real_grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", grad)
+
+
+def test_exact_laplacian_fallback_without_batching_rule(network, points, monkeypatch):
+    x, t = points
+    trace = torch.diagonal(_hessian(network, x, t), dim1=1, dim2=2).sum(-1)
+    _without_batched_grads(monkeypatch)
+    xg = x.detach().requires_grad_(True)
+    grad = torch.autograd.grad(network(xg, t).sum(), xg, create_graph=True)[0]
+    lap = exact_laplacian(grad, xg, create_graph=True)
+    np.testing.assert_allclose(lap.detach().numpy(), trace.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_exact_laplacian_fallback_without_graph(points, monkeypatch):
+    torch.manual_seed(5)
+    net = MLPPotential(DIM, hidden_dims=(16, 16), activation="gelu").double().requires_grad_(False)
+    x, t = points
+    trace = torch.diagonal(_hessian(net, x, t), dim1=1, dim2=2).sum(-1)
+    _without_batched_grads(monkeypatch)
+    derivs = potential_derivatives(net, x, t, time_derivative=False, laplacian="exact", create_graph=False)
+    np.testing.assert_allclose(derivs.laplacian.numpy(), trace.numpy(), rtol=1e-10, atol=1e-10)

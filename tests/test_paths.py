@@ -261,3 +261,13 @@ def test_fit_accepts_snapshot_path_in_user_time():
     assert est.t_range_ == (2.0, 5.0) and est.dim_ == 2
     with pytest.raises(ValueError, match="t_range applies to callable paths only"):
         est.fit(path, t_range=(0.0, 1.0))
+
+
+def test_ot_pairing_is_optimal_for_large_batches():
+    import warnings
+
+    rng = np.random.default_rng(11)
+    path = SnapshotPath([rng.normal(size=(3000, 1)), rng.normal(size=(3000, 1)) + 4], [0, 1], interpolation="ot")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a truncated network simplex must not pass silently
+        path.sample(torch.full((2000,), 0.5), _gen(12))

@@ -143,12 +143,12 @@ def test_log_density_and_score_stay_finite_far_out() -> None:
     """Far from the nucleus |ψ|² underflows, yet log-density, score and velocity are finite and
     the score tends to the outermost shell's −2x/(n_max a0 r)."""
     psi = HydrogenSuperposition()
-    x = torch.tensor([[9000.0, 3000.0, 8000.0]], dtype=torch.float64)
+    x = torch.tensor([[30_000.0, 10_000.0, 25_000.0]], dtype=torch.float64)
     assert psi.density(x, 0.0).item() == 0.0
     assert torch.isfinite(psi.log_density(x, 0.0)).all()
     r = x.norm()
-    expected = -2.0 * x[0] / (3 * BOHR_RADIUS * r)
-    np.testing.assert_allclose(psi.score(x, 0.0)[0].numpy(), expected.numpy(), rtol=2e-3)
+    expected = -2.0 * x[0] / (3 * BOHR_RADIUS * r)  # corrections O(n/r) ≈ 1e-4 against 0.05
+    np.testing.assert_allclose(psi.score(x, 0.0)[0].numpy(), expected.numpy(), rtol=5e-3)
     assert torch.isfinite(psi.velocity(x, 0.0)).all()
 
 

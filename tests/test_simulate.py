@@ -17,6 +17,7 @@ from scipy.stats import multivariate_normal
 from torch import nn
 
 import trajinfer as tj
+from trajinfer.costs import RelativisticCost
 
 T_RANGE = (0.0, 2.0)
 DURATION = 2.0
@@ -257,3 +258,36 @@ def test_simulate_input_errors(x0):
     with pytest.raises(ValueError, match="growth is defined"):
         am.growth(x0, 0.5)
     assert uam.growth(x0, 0.5).shape == (200,)
+
+
+class LinearPotential(nn.Module):
+    """s(x, tau) = <p, x>: a spatially constant action gradient p."""
+
+    def __init__(self, p: np.ndarray):
+        super().__init__()
+        self.register_buffer("p", torch.as_tensor(p, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        return x @ self.p + 0.0 * tau
+
+
+def test_c_am_power_velocity_closed_form(x0):
+    # Power cost q = 3 acts on user-time velocities: ∇c*(g) = |g|^{r-2} g with r = 3/2, where
+    # g = ∇s_user = ∇s_internal / T. With ∇s_internal = 2p and T = 2, g = p (|p| = 1), so the
+    # user velocity is p. Exact up to float32 rounding (and the cost's eps = 1e-8 in |p|).
+    p = np.array([0.8, -0.6])  # |p| = 1
+    model = tj.ActionMatching.from_potential(LinearPotential(2 * p), dim=2, t_range=T_RANGE, cost="power",
+                                             device="cpu", progress=False)
+    expected = p
+    np.testing.assert_allclose(model.velocity(x0, 1.0), np.broadcast_to(expected, (200, 2)), rtol=1e-5)
+    traj = model.simulate(x0, 0.0, 2.0, n_steps=4, method="rk4")
+    np.testing.assert_allclose(traj.X[-1], x0 + expected * DURATION, rtol=1e-5, atol=1e-5)
+
+
+def test_relativistic_speed_limit_is_in_user_time_units(x0):
+    p = np.array([300.0, 400.0])  # |p| = 500: deep in the saturated regime, |v| = c_max/sqrt(1 + 4e-6)
+    model = tj.ActionMatching.from_potential(LinearPotential(p), dim=2, t_range=T_RANGE,
+                                             cost=RelativisticCost(max_speed=1.0),
+                                             device="cpu", progress=False)
+    speed = np.linalg.norm(model.velocity(x0, 1.0), axis=1)
+    np.testing.assert_allclose(speed, 1.0, rtol=1e-4)

@@ -26,6 +26,31 @@ class KineticCost:
     def config(self) -> dict:
         return {"name": self.name}
 
+    def in_internal_time(self, duration: float) -> KineticCost:
+        """The cost seen by a model on internal time ``tau = t / duration``.
+
+        A user-time cost ``c*`` becomes ``c*_tau(p) = T² c*(p / T)``, so that the internal
+        velocity ``∇c*_tau(p) = T ∇c*(p / T)`` is the user velocity times ``T``.
+        """
+        return _TimeScaledCost(self, duration)
+
+
+class _TimeScaledCost(KineticCost):
+    """A user-time cost expressed in internal time (see :meth:`KineticCost.in_internal_time`)."""
+
+    def __init__(self, cost: KineticCost, duration: float):
+        self.cost, self.duration = cost, float(duration)
+        self.name = cost.name
+
+    def conjugate(self, p: torch.Tensor) -> torch.Tensor:
+        return self.duration**2 * self.cost.conjugate(p / self.duration)
+
+    def velocity(self, p: torch.Tensor) -> torch.Tensor:
+        return self.duration * self.cost.velocity(p / self.duration)
+
+    def config(self) -> dict:
+        return self.cost.config()
+
 
 class QuadraticCost(KineticCost):
     """``c(v) = ½|v|²``, ``c*(p) = ½|p|²``, ``∇c*(p) = p`` (standard Action Matching)."""
@@ -37,6 +62,10 @@ class QuadraticCost(KineticCost):
 
     def velocity(self, p: torch.Tensor) -> torch.Tensor:
         return p
+
+    def in_internal_time(self, duration: float) -> KineticCost:
+        """The quadratic cost is invariant under the change of time units."""
+        return self
 
 
 class PowerCost(KineticCost):

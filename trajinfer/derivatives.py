@@ -44,7 +44,8 @@ def exact_laplacian(grad: torch.Tensor, x: torch.Tensor, create_graph: bool = Tr
         return torch.diagonal(rows, dim1=0, dim2=2).sum(dim=-1)
     except RuntimeError:  # an op without a batching rule: fall back to one backward pass per axis
         diag = [
-            torch.autograd.grad(grad[:, i].sum(), x, create_graph=create_graph)[0][:, i] for i in range(dim)
+            torch.autograd.grad(grad[:, i].sum(), x, create_graph=create_graph, retain_graph=True)[0][:, i]
+            for i in range(dim)
         ]
         return torch.stack(diag, dim=1).sum(dim=1)
 

@@ -192,8 +192,13 @@ class ActionMatching(BaseEstimator):
         self.laplacian_ = resolve_laplacian(self.laplacian, self.dim_)
 
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            # seeded global RNG: network init and callable paths that draw from torch's
+            # global generator are reproducible; the caller's RNG state is restored afterwards
             torch.manual_seed(seed)
-            network = self._build_potential(path, generator).to(device)
+            return self._fit_loop(path, n_iter, device, generator)
+
+    def _fit_loop(self, path: MarginalPath, n_iter: int, device: torch.device, generator: torch.Generator) -> ActionMatching:
+        network = self._build_potential(path, generator).to(device)
         self.potential_ = network
         optimizer = torch.optim.Adam(network.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor(n_iter))
@@ -206,7 +211,7 @@ class ActionMatching(BaseEstimator):
         bar = tqdm(range(n_iter), disable=not self.progress, desc=f"fit {self.method}", leave=False)
         for it in bar:
             terms = action_matching_loss(
-                network, path, method=self.method, cost=self.cost_, batch_size=self.batch_size,
+                network, path, method=self.method, cost=self._internal_cost, batch_size=self.batch_size,
                 proposal=proposal, diffusion_sq=diffusion_sq, time_weight=self.time_weight,
                 laplacian=self.laplacian_, n_probes=self.n_probes, generator=generator,
             )
@@ -289,6 +294,10 @@ class ActionMatching(BaseEstimator):
         self._check_fitted()
         return self.t_range_[1] - self.t_range_[0]
 
+    @property
+    def _internal_cost(self) -> KineticCost:
+        return self.cost_.in_internal_time(self.duration_)
+
     def _to_internal(self, t: torch.Tensor) -> torch.Tensor:
         return (t - self.t_range_[0]) / self.duration_
 
@@ -356,7 +365,7 @@ class ActionMatching(BaseEstimator):
 
     def _internal_velocity(self, x: torch.Tensor, tau: torch.Tensor, laplacian: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         derivs = potential_derivatives(self.potential_, x, tau, time_derivative=False, laplacian=laplacian, create_graph=False)
-        return self.cost_.velocity(derivs.grad), derivs.value, derivs.laplacian
+        return self._internal_cost.velocity(derivs.grad), derivs.value, derivs.laplacian
 
     # ------------------------------------------------------------- simulation
     def simulate(
@@ -407,6 +416,8 @@ class ActionMatching(BaseEstimator):
         check_time_in_range(torch.tensor([t_start, t_end]), self.t_range_, what="t_start/t_end")
         if not (isinstance(n_steps, (int, np.integer)) and n_steps >= 1):
             raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}.")
+        if float(t_start) == float(t_end):
+            raise ValueError(f"t_start and t_end are both {t_start}; choose two different times.")
         stochastic = is_entropic(self.method) if stochastic is None else bool(stochastic)
         if stochastic and not is_entropic(self.method):
             raise ValueError(f"stochastic=True needs an entropic method ('eam' or 'ueam'), not {self.method!r}.")
@@ -479,6 +490,8 @@ class ActionMatching(BaseEstimator):
         t0 = self.t_range_[0] if t0 is None else float(t0)
         check_time_in_range(torch.tensor([t, t0]), self.t_range_, what="t/t0")
         x = as_float_tensor(X, dim=self.dim_, device=self.device_)
+        if t == t0:
+            return np.asarray(log_q0(x.cpu().numpy()), dtype=float)
         lap = resolve_laplacian(laplacian, self.dim_)
         taus = self._to_internal(torch.linspace(t, t0, n_steps + 1, dtype=torch.float64)).to(self.device_, torch.float32)
 
@@ -532,9 +545,8 @@ class ActionMatching(BaseEstimator):
             raise TypeError("save() supports the built-in potentials; for a custom module save potential_.state_dict().")
         if callable(self.sigma) or self.time_weight is not None:
             raise TypeError("save() cannot store a callable sigma or time_weight; refit with a constant sigma to save.")
-        params = self.get_params()
+        params = {key: _plain(value) for key, value in self.get_params().items() if key != "cost"}
         params["cost"] = self.cost_.config()
-        params["hidden_dims"] = list(params["hidden_dims"])
         params["device"] = "auto"
         params["seed"] = as_int_seed(self.seed) if not isinstance(self.seed, np.random.Generator) else None
         payload = {
@@ -553,6 +565,15 @@ class ActionMatching(BaseEstimator):
             "metadata": getattr(self, "metadata_", {}),
         }
         torch.save(payload, Path(path))
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars and arrays as plain Python values (loadable with ``weights_only=True``)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.ndarray, list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 class _ActionEvaluator:

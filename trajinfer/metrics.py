@@ -114,7 +114,9 @@ def mmd(
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"a and b must have the same dimension; got {x.shape[1]} and {y.shape[1]}.")
     if gamma is None:
-        sigmas = [_median_bandwidth(x, y)] if sigma == "median" else np.atleast_1d(np.asarray(sigma, dtype=float))
+        sigmas = [_median_bandwidth(x, y)] if isinstance(sigma, str) and sigma == "median" else list(np.atleast_1d(np.asarray(sigma, dtype=float)))
+        if any(not s > 0 for s in sigmas):
+            raise ValueError("Kernel bandwidths must be positive.")
         gammas = [1.0 / (2.0 * s**2) for s in sigmas]
     else:
         gammas = list(np.atleast_1d(np.asarray(gamma, dtype=float)))

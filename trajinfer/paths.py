@@ -233,7 +233,7 @@ class SnapshotPath(MarginalPath):
         cost = 0.5 * ot.dist(a, b, metric="sqeuclidean")
         weights = np.full(n, 1.0 / n)
         if self.interpolation == "ot":
-            plan = ot.emd(weights, weights, cost)
+            plan = ot.emd(weights, weights, cost, numItermax=10_000_000)
             return torch.as_tensor(plan.argmax(axis=1), device=self.device)
         dt = float(self.times[interval + 1] - self.times[interval])
         plan = ot.sinkhorn(weights, weights, cost, reg=self.sigma**2 * dt, method="sinkhorn_log")

@@ -163,8 +163,8 @@ class Wavefunction:
             amplitude, log_scale = self.scaled_psi(x, t)
             re, im = amplitude.real, amplitude.imag
             grad_re = torch.autograd.grad(re.sum(), x, retain_graph=True)[0]
-            grad_im = torch.autograd.grad(im.sum(), x, retain_graph=True)[0]
-            grad_scale = torch.autograd.grad(log_scale.sum(), x, allow_unused=True)[0]
+            grad_im = torch.autograd.grad(im.sum(), x, retain_graph=log_scale.requires_grad)[0]
+            grad_scale = torch.autograd.grad(log_scale.sum(), x)[0] if log_scale.requires_grad else None
         norm2 = (re**2 + im**2).detach().clamp_min(torch.finfo(x.dtype).tiny)[:, None]
         re, im = re.detach()[:, None], im.detach()[:, None]
         real_part = (re * grad_re + im * grad_im) / norm2

@@ -25,20 +25,25 @@ def _groups(channels: int, max_groups: int) -> int:
 
 
 class SinusoidalTimeEmbedding(nn.Module):
-    """Transformer-style embedding of a time in [0, 1] (scaled by 1000), followed by a 2-layer MLP."""
+    """Sinusoidal embedding of a time in [0, 1] followed by a 2-layer MLP.
 
-    def __init__(self, dim: int, scale: float = 1000.0):
+    Frequencies are geometric from ``max_frequency / 10^4`` to ``max_frequency`` (radians per
+    unit time). Action Matching differentiates the potential in time, so the default keeps them
+    moderate (a few periods over [0, 1]) rather than DDPM's step-index scale of ~1000.
+    """
+
+    def __init__(self, dim: int, max_frequency: float = 30.0):
         super().__init__()
         if dim < 2 or dim % 2:
             raise ValueError(f"The time embedding dimension must be even and >= 2, got {dim}.")
         half = dim // 2
         self.register_buffer("frequencies", torch.exp(-math.log(10000.0) * torch.arange(half) / max(half - 1, 1)))
-        self.scale = scale
+        self.max_frequency = float(max_frequency)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.SiLU(), nn.Linear(4 * dim, 4 * dim))
         self.out_features = 4 * dim
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        angles = self.scale * t[:, None] * self.frequencies
+        angles = self.max_frequency * t[:, None] * self.frequencies
         return self.mlp(torch.cat([torch.sin(angles), torch.cos(angles)], dim=1))
 
 
@@ -104,6 +109,8 @@ class UNet(nn.Module):
         Channels of the input and output images; default ``C``.
     time_embed_dim
         Dimension of the sinusoidal embedding (the MLP widens it 4×); default ``base_channels``.
+    time_max_frequency
+        Highest frequency of the sinusoidal time features (see :class:`SinusoidalTimeEmbedding`).
 
     Notes
     -----
@@ -123,6 +130,7 @@ class UNet(nn.Module):
         in_channels: int | None = None,
         out_channels: int | None = None,
         time_embed_dim: int | None = None,
+        time_max_frequency: float = 30.0,
     ):
         super().__init__()
         if len(image_shape) != 3:
@@ -140,12 +148,12 @@ class UNet(nn.Module):
             "image_shape": [c, h, w], "base_channels": int(base_channels), "channel_mults": [int(m) for m in channel_mults],
             "num_res_blocks": int(num_res_blocks), "attention_resolutions": sorted(attention), "dropout": float(dropout),
             "max_groups": int(max_groups), "in_channels": in_channels, "out_channels": out_channels,
-            "time_embed_dim": time_embed_dim,
+            "time_embed_dim": time_embed_dim, "time_max_frequency": float(time_max_frequency),
         }
         self.image_shape = (c, h, w)
         self.in_channels = c if in_channels is None else int(in_channels)
         self.out_channels = c if out_channels is None else int(out_channels)
-        self.time_embedding = SinusoidalTimeEmbedding(time_embed_dim or base_channels)
+        self.time_embedding = SinusoidalTimeEmbedding(time_embed_dim or base_channels, time_max_frequency)
         emb = self.time_embedding.out_features
 
         self.stem = nn.Conv2d(self.in_channels, base_channels, 3, padding=1)
@@ -223,7 +231,8 @@ class UNetPotential(nn.Module):
         ``∇s`` is a field on the torus.
     unet_kwargs
         Passed to :class:`UNet` (``base_channels``, ``channel_mults``, ``num_res_blocks``,
-        ``attention_resolutions``, ``dropout``, ``max_groups``, ``time_embed_dim``).
+        ``attention_resolutions``, ``dropout``, ``max_groups``, ``time_embed_dim``,
+        ``time_max_frequency``).
 
     Notes
     -----

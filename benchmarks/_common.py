@@ -1,0 +1,167 @@
+"""Shared helpers of the benchmark scripts: provenance, timing, peak memory, JSON + markdown."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def command_line() -> str:
+    """The exact command that produced the results (relative to the repository root)."""
+    exe = "python"
+    return " ".join([exe] + [shlex.quote(a) for a in sys.argv])
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "") if sha else "unknown"
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def package_version(name: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    import torch
+
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    info = {
+        "command": command_line(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_average_at_start": load,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "versions": {p: package_version(p) for p in ("trajinfer", "numpy", "pot", "mioflow", "torchcfm")},
+    }
+    if extra:
+        info.update(extra)
+    return info
+
+
+def rss_peak_mb() -> float:
+    """Peak resident set size of this process so far (MB; Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@contextmanager
+def measure(record: dict[str, Any], key: str = "fit"):
+    """Wall time, peak Python-heap allocation (tracemalloc) and process peak RSS of a block.
+
+    Torch's tensor memory is allocated outside Python's allocator, so ``*_peak_rss_mb`` (the
+    process high-water mark, monotone over the run) is the figure that bounds real usage;
+    ``*_peak_traced_mb`` is the block's own peak of Python allocations.
+    """
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        yield record
+    finally:
+        record[f"{key}_seconds"] = time.perf_counter() - start
+        record[f"{key}_peak_traced_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        record[f"{key}_peak_rss_mb"] = rss_peak_mb()
+
+
+def to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (np.floating,)):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, float):
+        return None if not np.isfinite(obj) else obj
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    return obj
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_jsonable(payload), indent=2) + "\n")
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join("" if c is None else str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, str):
+        return x
+    if not np.isfinite(x):
+        return "nan"
+    if abs(x) != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
+        return f"{x:.2e}"
+    return f"{x:.{digits}f}"
+
+
+def pm(mean: float | None, std: float | None, digits: int = 3) -> str:
+    if mean is None:
+        return "–"
+    if std is None or std == 0:
+        return fmt(mean, digits)
+    return f"{fmt(mean, digits)} ± {fmt(std, digits)}"
+
+
+def provenance_md(prov: dict[str, Any]) -> str:
+    m = prov["machine"]
+    return (
+        f"Command: `{prov['command']}`  \n"
+        f"Date: {prov['date']}; git commit {prov['git_commit']}; torch {prov['torch']}; "
+        f"{m['cpu_cores']} CPU cores ({m['processor']}), torch threads {m['torch_threads']}, "
+        f"load average at start {m['load_average_at_start']}; GPU: {m['cuda'] or 'none'}."
+    )
+
+
+def safe_run(fn: Callable[[], Any]) -> tuple[Any, str | None]:
+    """Run ``fn``; on failure return (None, 'ExceptionType: message')."""
+    try:
+        return fn(), None
+    except Exception as err:  # noqa: BLE001
+        return None, f"{type(err).__name__}: {err}"
