@@ -80,23 +80,54 @@ def rss_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-@contextmanager
-def measure(record: dict[str, Any], key: str = "fit"):
-    """Wall time, peak Python-heap allocation (tracemalloc) and process peak RSS of a block.
+def current_rss_mb() -> float:
+    """Resident set size now (MB), from /proc (Linux); falls back to the peak from getrusage."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return rss_peak_mb()
 
-    Torch's tensor memory is allocated outside Python's allocator, so ``*_peak_rss_mb`` (the
-    process high-water mark, monotone over the run) is the figure that bounds real usage;
-    ``*_peak_traced_mb`` is the block's own peak of Python allocations.
+
+@contextmanager
+def measure(record: dict[str, Any], key: str = "fit", interval: float = 0.02, traced: bool = False):
+    """Wall time and memory of a block, stored in ``record``.
+
+    ``{key}_seconds``: wall-clock time. ``{key}_peak_rss_mb``: the process's peak resident set
+    size during the block (sampled every ``interval`` s by a thread; torch tensors included).
+    ``{key}_rss_increase_mb``: that peak minus the RSS when the block started (the memory the
+    block itself needed). With ``traced=True`` also ``{key}_peak_traced_mb``, the peak of
+    Python-heap allocations (tracemalloc; it slows Python code, so timed blocks leave it off,
+    and torch's tensor storage is not traced there anyway).
     """
-    tracemalloc.start()
+    import threading
+
+    before = current_rss_mb()
+    peak = [before]
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], current_rss_mb())
+            stop.wait(interval)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    if traced:
+        tracemalloc.start()
+    thread.start()
     start = time.perf_counter()
     try:
         yield record
     finally:
         record[f"{key}_seconds"] = time.perf_counter() - start
-        record[f"{key}_peak_traced_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
-        tracemalloc.stop()
-        record[f"{key}_peak_rss_mb"] = rss_peak_mb()
+        stop.set()
+        thread.join()
+        peak[0] = max(peak[0], current_rss_mb())
+        if traced:
+            record[f"{key}_peak_traced_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+        record[f"{key}_peak_rss_mb"] = peak[0]
+        record[f"{key}_rss_increase_mb"] = peak[0] - before
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -93,10 +93,10 @@ QUICK = Config(
     color_unet={"base_channels": 4, "channel_mults": (1, 2, 2), "max_groups": 4}, color_iter=3, color_batch=8,
 )
 FULL = Config(
-    n_train=None, n_eval=360, unet={"base_channels": 16, "channel_mults": (1, 2)}, n_iter=1500, n_iter_conditional=800,
+    n_train=None, n_eval=360, unet={"base_channels": 16, "channel_mults": (1, 2)}, n_iter=1500, n_iter_conditional=600,
     batch_size=64, lr=2e-3, ode_steps=25, ald={"n_levels": 100, "steps_per_level": 10, "final_steps": 100},
-    classifier_epochs=30, patches={"n_train": 2000, "n_eval": 300, "size": 32, "classifier_epochs": 6},
-    color_unet={"base_channels": 8, "channel_mults": (1, 2, 2), "max_groups": 4}, color_iter=300, color_batch=32,
+    classifier_epochs=30, patches={"n_train": 1500, "n_eval": 300, "size": 32, "classifier_epochs": 4},
+    color_unet={"base_channels": 8, "channel_mults": (1, 2, 2), "max_groups": 4}, color_iter=200, color_batch=32,
 )
 # CIFAR-10 on a GPU (run only with --cifar-root and CUDA): the paper's U-Net at channel
 # multiplier 64, generation along the linear path. The paper trains 500k iterations.
@@ -171,11 +171,42 @@ def _bpd(field: vision.metrics.Field, path: vision.InterpolantPath, test: vision
     return round(float(np.mean(vision.bits_per_dim(logp, path.dim, width))), 4)
 
 
-def _record(rows: list[dict], **row: Any) -> dict:
-    rows.append(row)
-    shown = {k: v for k, v in row.items() if k not in ("notes",)}
-    print("  " + ", ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
-    return row
+class Report:
+    """Rows and metadata of a run, rewritten to ``vision.json`` / ``vision.md`` after every row."""
+
+    def __init__(self, args: argparse.Namespace, cfg: Config, device: torch.device, notes: list[str]):
+        self.out = args.out
+        self.start = _timer()
+        self.rows: list[dict] = []
+        self.info: dict = {}
+        self.result = {
+            "mode": "quick" if args.quick else "full",
+            "complete": False,
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "seed": args.seed,
+            "total_wall_s": 0.0,
+            "config": dict(vars(cfg)),
+            "cifar10_gpu_config": CIFAR10_GPU,
+            "datasets": self.info,
+            "runs": self.rows,
+            "paper_table3_cifar10": PAPER_TABLE3_CIFAR10,
+            "notes": notes,
+        }
+
+    def record(self, **row: Any) -> None:
+        self.rows.append(row)
+        print("  " + ", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        self.write()
+
+    def write(self, complete: bool = False) -> dict:
+        self.result["complete"] = complete
+        self.result["total_wall_s"] = round(_timer() - self.start, 1)
+        (self.out / "vision.json").write_text(json.dumps(self.result, indent=2, default=str) + "\n")
+        write_markdown(self.result, self.out / "vision.md")
+        return self.result
 
 
 def _triptych(start: torch.Tensor, out: torch.Tensor, truth: Any, shape: tuple[int, int, int], n: int = 8) -> np.ndarray:
@@ -204,7 +235,7 @@ def save_path_figure(out: Path, digits: vision.ImageDataset, patches: vision.Ima
         vision.save_image_grid(out / "vision_paths_colorization.png", path.to_images(states), ncol=len(taus), scale=3)
 
 
-def run_digits(cfg: Config, args: argparse.Namespace, device: torch.device, rows: list[dict], info: dict) -> None:
+def run_digits(cfg: Config, args: argparse.Namespace, device: torch.device, report: Report) -> None:
     digits = vision.load_digits()
     train, test = digits.split(0.2, seed=args.seed)
     if cfg.n_train is not None:
@@ -212,7 +243,7 @@ def run_digits(cfg: Config, args: argparse.Namespace, device: torch.device, rows
     test = test.subset(slice(0, cfg.n_eval))
     shape, width = digits.image_shape, digits.bin_width
     evaluator = Evaluator("digits", train, test, cfg.classifier_epochs, args.seed)
-    info["digits"] = {"n_train": len(train), "n_test": len(test), "levels": digits.levels, **evaluator.info}
+    report.info["digits"] = {"n_train": len(train), "n_test": len(test), "levels": digits.levels, **evaluator.info}
     print(f"digits: {len(train)} train / {len(test)} test; {evaluator.info}", flush=True)
     steps, nfe = cfg.ode_steps, vision.n_function_evaluations("rk4", cfg.ode_steps)
     common = {"dataset": "digits", "device": str(device), "batch_size": cfg.batch_size}
@@ -231,7 +262,7 @@ def run_digits(cfg: Config, args: argparse.Namespace, device: torch.device, rows
         bpd = _bpd(vision.potential_field(est.potential_), path, test, width, steps, device, args.seed)
         images = path.to_images(samples)
         vision.save_image_grid(args.out / "vision_generation_am.png", images[:64], ncol=8)
-        _record(rows, **common, task="generation", model="AM", n_iter=cfg.n_iter, params=params,
+        report.record(**common, task="generation", model="AM", n_iter=cfg.n_iter, params=params,
                 fit_s=round(est.fit_time_, 1), sample_s=round(sample_s, 1), nfe=nfe, bpd=bpd,
                 fd=evaluator.fd(images), is_clf=evaluator.score(images), fid=vision.inception_fid(test.images, images))
 
@@ -243,7 +274,7 @@ def run_digits(cfg: Config, args: argparse.Namespace, device: torch.device, rows
         bpd = _bpd(vision.module_field(fm.network_), path, test, width, steps, device, args.seed)
         images = path.to_images(samples)
         vision.save_image_grid(args.out / "vision_generation_fm.png", images[:64], ncol=8)
-        _record(rows, **common, task="generation", model="Flow Matching", n_iter=cfg.n_iter,
+        report.record(**common, task="generation", model="Flow Matching", n_iter=cfg.n_iter,
                 params=vision.count_parameters(fm.network_), fit_s=round(fm.fit_time_, 1), sample_s=round(sample_s, 1),
                 nfe=nfe, bpd=bpd, fd=evaluator.fd(images), is_clf=evaluator.score(images),
                 fid=vision.inception_fid(test.images, images))
@@ -257,7 +288,7 @@ def run_digits(cfg: Config, args: argparse.Namespace, device: torch.device, rows
         images = path.to_images(samples)
         vision.save_image_grid(args.out / "vision_generation_ald_ssm.png", images[:64], ncol=8)
         ald_nfe = cfg.ald["n_levels"] * cfg.ald["steps_per_level"] + cfg.ald["final_steps"]
-        _record(rows, **common, task="generation", model="ALD + SSM", n_iter=cfg.n_iter,
+        report.record(**common, task="generation", model="ALD + SSM", n_iter=cfg.n_iter,
                 params=vision.count_parameters(ssm.network_), fit_s=round(ssm.fit_time_, 1),
                 sample_s=round(sample_s, 1), nfe=ald_nfe, bpd=None, fd=evaluator.fd(images),
                 is_clf=evaluator.score(images), fid=vision.inception_fid(test.images, images))
@@ -276,7 +307,7 @@ def run_digits(cfg: Config, args: argparse.Namespace, device: torch.device, rows
         free = ~path.mask.cpu()
         mse = float(((samples - truth)[:, free] ** 2).mean())
         vision.save_image_grid(args.out / f"vision_{task}.png", _triptych(x0.cpu(), samples, test.images, shape), ncol=8)
-        _record(rows, **common, task=task, model="AM", n_iter=cfg.n_iter_conditional,
+        report.record(**common, task=task, model="AM", n_iter=cfg.n_iter_conditional,
                 params=vision.count_parameters(est.potential_), fit_s=round(est.fit_time_, 1),
                 sample_s=round(sample_s, 1), nfe=nfe, bpd=None, fd=evaluator.fd(images), is_clf=evaluator.score(images),
                 fid=vision.inception_fid(test.images, images), mse_generated_pixels=round(mse, 4),
@@ -292,18 +323,18 @@ def run_digits(cfg: Config, args: argparse.Namespace, device: torch.device, rows
         bpd = _bpd(vision.potential_field(est.potential_), path, test, width, steps, device, args.seed, angles=True)
         images = path.to_images(samples)
         vision.save_image_grid(args.out / "vision_torus.png", images[:64], ncol=8)
-        _record(rows, **common, task="torus generation", model="AM", n_iter=cfg.n_iter_conditional,
+        report.record(**common, task="torus generation", model="AM", n_iter=cfg.n_iter_conditional,
                 params=vision.count_parameters(est.potential_), fit_s=round(est.fit_time_, 1),
                 sample_s=round(sample_s, 1), nfe=nfe, bpd=bpd, fd=evaluator.fd(images), is_clf=evaluator.score(images),
                 fid=vision.inception_fid(test.images, images))
 
 
-def run_colorization(cfg: Config, args: argparse.Namespace, device: torch.device, rows: list[dict], info: dict) -> None:
+def run_colorization(cfg: Config, args: argparse.Namespace, device: torch.device, report: Report) -> None:
     size = cfg.patches["size"]
     train = vision.load_sample_patches("train", size=size, n_patches=cfg.patches["n_train"], seed=args.seed)
     test = vision.load_sample_patches("test", size=size, n_patches=cfg.patches["n_eval"], seed=args.seed)
     evaluator = Evaluator("patches", train, test, cfg.patches["classifier_epochs"], args.seed, rotations=True)
-    info["patches"] = {"n_train": len(train), "n_test": len(test), "size": size, "levels": train.levels, **evaluator.info}
+    report.info["patches"] = {"n_train": len(train), "n_test": len(test), "size": size, "levels": train.levels, **evaluator.info}
     print(f"patches: {len(train)} train / {len(test)} test; {evaluator.info}", flush=True)
     path = vision.ColorizationPath(train.images, device=device)
     est = _am(path, cfg.color_unet, cfg.color_iter, cfg.color_batch, cfg.lr, args)
@@ -315,7 +346,7 @@ def run_colorization(cfg: Config, args: argparse.Namespace, device: torch.device
     mse = float(((samples - torch.as_tensor(test.flat)) ** 2).mean())
     vision.save_image_grid(args.out / "vision_colorization.png", _triptych(x0.cpu(), samples, test.images, test.image_shape),
                            ncol=8, scale=2)
-    _record(rows, dataset="sample-patches", device=str(device), batch_size=cfg.color_batch, task="colorization",
+    report.record(dataset="sample-patches", device=str(device), batch_size=cfg.color_batch, task="colorization",
             model="AM", n_iter=cfg.color_iter, params=vision.count_parameters(est.potential_),
             fit_s=round(est.fit_time_, 1), sample_s=round(sample_s, 1),
             nfe=vision.n_function_evaluations("rk4", cfg.ode_steps), bpd=None, fd=evaluator.fd(images),
@@ -323,7 +354,7 @@ def run_colorization(cfg: Config, args: argparse.Namespace, device: torch.device
             fd_of_start=evaluator.fd(path.to_images(x0.cpu())))
 
 
-def run_cifar10(args: argparse.Namespace, device: torch.device, rows: list[dict], info: dict) -> None:
+def run_cifar10(args: argparse.Namespace, device: torch.device, report: Report) -> None:
     """CIFAR-10 generation with the GPU configuration (needs CUDA and a local copy)."""
     cfg = CIFAR10_GPU
     train = vision.load_cifar10(args.cifar_root, train=True)
@@ -335,8 +366,8 @@ def run_cifar10(args: argparse.Namespace, device: torch.device, rows: list[dict]
     vision.save_image_grid(args.out / "vision_cifar10_am.png", images[:64], ncol=8, scale=2)
     bpd = _bpd(vision.potential_field(est.potential_), path, test.subset(slice(0, 1000)), train.bin_width,
                cfg["ode_steps"], device, args.seed)
-    info["cifar10"] = {"n_train": len(train), "n_test": len(test)}
-    _record(rows, dataset="cifar10", device=str(device), batch_size=cfg["batch_size"], task="generation", model="AM",
+    report.info["cifar10"] = {"n_train": len(train), "n_test": len(test)}
+    report.record(dataset="cifar10", device=str(device), batch_size=cfg["batch_size"], task="generation", model="AM",
             n_iter=cfg["n_iter"], params=vision.count_parameters(est.potential_), fit_s=round(est.fit_time_, 1),
             nfe=vision.n_function_evaluations("rk4", cfg["ode_steps"]), bpd=bpd, fd=None, is_clf=None,
             fid=vision.inception_fid(test.images, images))
@@ -357,6 +388,7 @@ def write_markdown(result: dict, path: Path) -> None:
         f"Mode **{result['mode']}** on `{result['device']}` ({result['threads']} CPU threads, torch {result['torch']}), "
         f"seed {result['seed']}, total wall time {result['total_wall_s']:.0f} s. Generated by `benchmarks/vision.py`.",
         "",
+        *([] if result["complete"] else ["**Partial results: the run had not finished when this file was written.**", ""]),
         "## Ours (CPU scale)",
         "",
         "FD columns are Fréchet distances on the features of a small CNN trained on the same data "
@@ -424,12 +456,10 @@ def main(argv: list[str] | None = None) -> dict:
     save_path_figure(args.out, vision.load_digits(),
                      vision.load_sample_patches("test", n_patches=200, seed=args.seed) if "colorization" in cfg.tasks else None,
                      args.seed)
-    start = _timer()
-    rows: list[dict] = []
-    info: dict = {}
     notes = [
         "Digits: scikit-learn's 8x8 digits in [-1, 1] (17 levels, bin width 0.125), 80/20 train/test split; "
-        "colour patches: 32x32 crops of scikit-learn's two sample photos, test patches from a held-out strip.",
+        "colour patches: 32x32 crops of scikit-learn's two sample photos, test patches from a held-out strip "
+        "(different content, hence the large train-vs-test FD for patches).",
         "All models share the U-Net; AM uses s = <unet(t, x), x> with the time weight w = b_t^2 "
         "(noise variance of the path) and the adaptive time proposal; flow matching and SSM use the "
         "U-Net output as velocity / scaled score. Same iterations, batch size and learning rate.",
@@ -438,32 +468,17 @@ def main(argv: list[str] | None = None) -> dict:
         "FID: " + ("Inception weights found; FID computed with torchmetrics." if vision.inception_weights_available()
                    else "Inception-v3 weights are not available offline, so FID is not computed (column '–')."),
     ]
-    if "colorization" in cfg.tasks:
-        run_colorization(cfg, args, device, rows, info)
+    report = Report(args, cfg, device, notes)
     if set(cfg.tasks) - {"colorization"}:
-        run_digits(cfg, args, device, rows, info)
+        run_digits(cfg, args, device, report)
+    if "colorization" in cfg.tasks:
+        run_colorization(cfg, args, device, report)
     if args.cifar_root is not None:
         if device.type == "cuda":
-            run_cifar10(args, device, rows, info)
+            run_cifar10(args, device, report)
         else:
             notes.append("CIFAR-10 configuration skipped: it needs a GPU.")
-    result = {
-        "mode": "quick" if args.quick else "full",
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "seed": args.seed,
-        "total_wall_s": round(_timer() - start, 1),
-        "config": {k: v for k, v in vars(cfg).items()},
-        "cifar10_gpu_config": CIFAR10_GPU,
-        "datasets": info,
-        "runs": rows,
-        "paper_table3_cifar10": PAPER_TABLE3_CIFAR10,
-        "notes": notes,
-    }
-    (args.out / "vision.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    write_markdown(result, args.out / "vision.md")
+    result = report.write(complete=True)
     print(f"wrote {args.out / 'vision.json'} and {args.out / 'vision.md'} in {result['total_wall_s']:.0f} s")
     return result
 

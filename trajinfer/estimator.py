@@ -17,7 +17,10 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._acceleration import training_network
+from ._checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from ._device import resolve_device
+from ._distributed import DistributedContext, is_main_process, setup_distributed
 from ._random import SeedLike, as_int_seed, torch_generator
 from ._validation import as_float_tensor, as_time_tensor, check_time_in_range
 from .costs import KineticCost, QuadraticCost, resolve_cost
@@ -26,7 +29,7 @@ from .losses import METHODS, action_matching_loss, is_entropic, is_unbalanced
 from .networks import POTENTIAL_FORMS, MLPPotential, build_potential
 from .paths import CallablePath, MarginalPath
 from .simulate import integrate_ode, integrate_sde
-from .time_sampling import make_time_proposal
+from .time_sampling import UniformTimeProposal, make_time_proposal
 from .trajectories import Trajectories
 
 logger = logging.getLogger("trajinfer")
@@ -35,6 +38,12 @@ _SAVE_FORMAT = "trajinfer.ActionMatching"
 _SAVE_VERSION = 1
 
 SigmaLike = float | Callable[[torch.Tensor], torch.Tensor] | None
+
+# parameters that change the training trajectory: a checkpoint resumes only under the same values
+_RESUME_PARAMS = (
+    "method", "hidden_dims", "activation", "batch_size", "lr", "weight_decay", "lr_schedule", "grad_clip",
+    "ema_decay", "laplacian", "n_probes", "time_proposal", "grad_accumulation",
+)
 
 
 class ActionMatching(BaseEstimator):
@@ -88,6 +97,41 @@ class ActionMatching(BaseEstimator):
         Int or ``numpy.random.Generator``: same seed and device give the same fit.
     progress
         Show a progress bar.
+    grad_accumulation
+        Minibatches of ``batch_size`` whose gradients are averaged in each optimiser step
+        (an effective batch of ``batch_size × grad_accumulation × processes`` in bounded memory).
+    distributed
+        Data-parallel training over the processes of a ``torchrun`` launch (or an initialised
+        ``torch.distributed`` process group): each process draws its own minibatches, the
+        gradients are averaged over processes after every backward pass, and rank 0 alone shows
+        progress and writes checkpoints and :meth:`save` files. CUDA devices are assigned by
+        ``LOCAL_RANK`` (NCCL), CPU processes use gloo.
+    checkpoint_path
+        File to which the state of the fit is written every ``checkpoint_every`` iterations and
+        at the end: network, optimiser, learning-rate schedule, moving average, time proposal,
+        random streams, iteration and loss curve.
+    checkpoint_every
+        Iterations between checkpoints.
+    resume
+        Continue from ``checkpoint_path`` when that file exists (otherwise start a new fit). The
+        resumed fit needs the same parameters, data, number of processes and device type, and
+        reproduces the uninterrupted fit: the same loss curve, exactly on CPU.
+    compile
+        Compile the training passes with ``torch.compile`` where it applies: the forward-mode
+        jet of the built-in potentials (entropic methods with an exact Laplacian). The first
+        iterations pay the compilation time.
+    mixed_precision
+        Evaluate the network in bfloat16 autocast during training, with float32 losses,
+        gradients and weights (``am``, ``uam`` and c-AM only; useful on GPUs with bfloat16
+        tensor cores).
+
+    Notes
+    -----
+    Minibatch ``j`` of an optimiser step (``j < processes × grad_accumulation``, numbered by
+    rank, then accumulation step) draws from a random stream seeded ``seed + j``. A fit on
+    ``P`` processes with ``grad_accumulation=1`` therefore takes the same steps as a
+    single-process fit with ``grad_accumulation=P`` (exactly for two processes on CPU; beyond,
+    up to the summation order of the reduction).
 
     Attributes
     ----------
@@ -129,6 +173,13 @@ class ActionMatching(BaseEstimator):
         device: str | torch.device = "auto",
         seed: SeedLike = 0,
         progress: bool = True,
+        grad_accumulation: int = 1,
+        distributed: bool = False,
+        checkpoint_path: str | Path | None = None,
+        checkpoint_every: int = 500,
+        resume: bool = False,
+        compile: bool = False,
+        mixed_precision: bool = False,
     ):
         self.method = method
         self.sigma = sigma
@@ -150,6 +201,13 @@ class ActionMatching(BaseEstimator):
         self.device = device
         self.seed = seed
         self.progress = progress
+        self.grad_accumulation = grad_accumulation
+        self.distributed = distributed
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
+        self.resume = resume
+        self.compile = compile
+        self.mixed_precision = mixed_precision
 
     # ------------------------------------------------------------------ fitting
     def fit(self, path: MarginalPath | Callable, n_iter: int | None = None, t_range: tuple[float, float] | None = None) -> ActionMatching:
@@ -181,8 +239,8 @@ class ActionMatching(BaseEstimator):
         else:
             raise TypeError("path must be a trajinfer MarginalPath or a callable f(t) -> samples.")
 
-        device = resolve_device(self.device)
-        seed = as_int_seed(self.seed)
+        context, device = setup_distributed(self.distributed, resolve_device(self.device))
+        seed = context.broadcast_object(as_int_seed(self.seed))
         path.to(device)
         generator = torch_generator(seed, device)
         self.device_ = device
@@ -194,50 +252,100 @@ class ActionMatching(BaseEstimator):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             # seeded global RNG: network init and callable paths that draw from torch's
             # global generator are reproducible; the caller's RNG state is restored afterwards
-            torch.manual_seed(seed)
-            return self._fit_loop(path, n_iter, device, generator)
+            torch.manual_seed(seed + context.rank * self.grad_accumulation)
+            return self._fit_loop(path, n_iter, device, generator, context, seed)
 
-    def _fit_loop(self, path: MarginalPath, n_iter: int, device: torch.device, generator: torch.Generator) -> ActionMatching:
+    def _fit_loop(
+        self, path: MarginalPath, n_iter: int, device: torch.device, generator: torch.Generator,
+        context: DistributedContext, seed: int,
+    ) -> ActionMatching:
         network = self._build_potential(path, generator).to(device)
+        context.broadcast_module(network)
         self.potential_ = network
         optimizer = torch.optim.Adam(network.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor(n_iter))
         proposal = make_time_proposal(self.time_proposal)
         ema = [p.detach().clone() for p in network.parameters()] if self.ema_decay else None
         diffusion_sq = self._internal_diffusion_sq if is_entropic(self.method) else None
-
-        losses = np.empty(n_iter)
+        state = TrainingState(
+            network, optimizer, scheduler, ema, proposal,
+            streams=context.streams(generator, seed, self.grad_accumulation, device), losses=np.empty(n_iter),
+        )
+        checkpoint = None if self.checkpoint_path is None else Path(self.checkpoint_path)
+        setup = self._checkpoint_setup(n_iter, context, device)
+        first = 0
+        if checkpoint is not None and self.resume:
+            if checkpoint.exists():
+                first = load_checkpoint(checkpoint, state, setup, context)
+            elif context.is_main:
+                logger.info("No checkpoint at %s yet: starting a new fit.", checkpoint)
+        uses_jet = is_entropic(self.method) and self.laplacian_ == "exact" and getattr(network, "supports_jet", False)
+        model = training_network(
+            network, compile_network=self.compile, mixed_precision=self.mixed_precision, uses_jet=uses_jet, device=device,
+        )
+        params = list(network.parameters())
+        n_batches = context.world_size * self.grad_accumulation
+        max_norm = math.inf if self.grad_clip is None else self.grad_clip
+        losses = state.losses
         start = time.perf_counter()
-        bar = tqdm(range(n_iter), disable=not self.progress, desc=f"fit {self.method}", leave=False)
+        bar = tqdm(
+            range(first, n_iter), initial=first, total=n_iter, disable=not (self.progress and context.is_main),
+            desc=f"fit {self.method}", leave=False,
+        )
         for it in bar:
-            terms = action_matching_loss(
-                network, path, method=self.method, cost=self._internal_cost, batch_size=self.batch_size,
-                proposal=proposal, diffusion_sq=diffusion_sq, time_weight=self.time_weight,
-                laplacian=self.laplacian_, n_probes=self.n_probes, generator=generator,
-            )
-            if not torch.isfinite(terms.loss):
-                self._finish(network, ema, losses[:it], start)
-                raise FloatingPointError(
-                    f"The loss became {terms.loss.item()} at iteration {it}. Likely causes: a learning "
-                    f"rate that is too high (lr={self.lr}), a sigma too large for the data scale, or "
-                    "unscaled data (standardise it). The last finite weights are kept in potential_."
-                )
             optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            if self.grad_clip is not None:
-                nn.utils.clip_grad_norm_(network.parameters(), self.grad_clip)
+            loss = torch.zeros((), device=device)
+            taus, integrands = [], []
+            for stream in state.streams:
+                terms = action_matching_loss(
+                    model, path, method=self.method, cost=self._internal_cost, batch_size=self.batch_size,
+                    proposal=proposal, diffusion_sq=diffusion_sq, time_weight=self.time_weight,
+                    laplacian=self.laplacian_, n_probes=self.n_probes, generator=stream,
+                )
+                (terms.loss / n_batches).backward()
+                loss = loss + terms.loss.detach() / n_batches
+                taus.append(terms.tau)
+                integrands.append(terms.integrand)
+            loss = context.reduce_gradients(params, loss)
+            grad_norm = nn.utils.clip_grad_norm_(params, max_norm)
+            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+                self._finish(network, ema, losses[:it], start)
+                what = f"loss became {loss.item()}" if not torch.isfinite(loss) else f"gradient norm became {grad_norm.item()}"
+                raise FloatingPointError(
+                    f"The {what} at iteration {it}. Likely causes: a learning rate that is too high "
+                    f"(lr={self.lr}), a sigma too large for the data scale, or unscaled data (standardise "
+                    "it). The last finite weights are kept in potential_."
+                )
             optimizer.step()
             scheduler.step()
-            proposal.update(terms.tau, terms.integrand)
+            if not isinstance(proposal, UniformTimeProposal):
+                proposal.update(context.gather(torch.cat(taus)), context.gather(torch.cat(integrands)))
             if ema is not None:
                 decay = min(self.ema_decay, (1.0 + it) / (10.0 + it))
-                torch._foreach_lerp_(ema, [p.detach() for p in network.parameters()], 1.0 - decay)
-            losses[it] = terms.loss.item()
+                torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - decay)
+            losses[it] = loss.item()
             if self.progress and it % 50 == 0:
                 bar.set_postfix(loss=f"{losses[it]:.4g}")
+            if checkpoint is not None and ((it + 1) % self.checkpoint_every == 0 or it + 1 == n_iter):
+                save_checkpoint(checkpoint, state, it + 1, setup, context)
         self._finish(network, ema, losses, start)
-        logger.info("Fitted %s in %.1f s (%d iterations, final loss %.4g).", self.method, self.fit_time_, n_iter, losses[-1])
+        if context.is_main:
+            logger.info("Fitted %s in %.1f s (%d iterations, final loss %.4g).", self.method, self.fit_time_, n_iter, losses[-1])
         return self
+
+    def _checkpoint_setup(self, n_iter: int, context: DistributedContext, device: torch.device) -> dict[str, Any]:
+        """Settings a resumed fit must share with the fit that wrote the checkpoint."""
+        params = self.get_params()
+        setup = {key: _plain(params[key]) for key in _RESUME_PARAMS}
+        setup["sigma"] = "callable" if callable(self.sigma) else _plain(self.sigma)
+        setup["time_weight"] = None if self.time_weight is None else "callable"
+        setup["potential"] = params["potential"] if isinstance(params["potential"], str) else type(params["potential"]).__name__
+        setup["cost"] = self.cost_.config()
+        setup.update(
+            n_iter=int(n_iter), dim=self.dim_, t_range=list(self.t_range_),
+            n_streams=context.world_size * self.grad_accumulation, device_type=device.type,
+        )
+        return setup
 
     def _finish(self, network: nn.Module, ema: list[torch.Tensor] | None, losses: np.ndarray, start: float) -> None:
         if ema is not None:
@@ -272,6 +380,19 @@ class ActionMatching(BaseEstimator):
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}.")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}.")
+        for name in ("grad_accumulation", "checkpoint_every"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if self.resume and self.checkpoint_path is None:
+            raise ValueError("resume=True needs checkpoint_path, the file to resume from.")
+        if self.checkpoint_path is not None and not Path(self.checkpoint_path).resolve().parent.is_dir():
+            raise ValueError(f"checkpoint_path={str(self.checkpoint_path)!r}: its folder does not exist.")
+        if self.mixed_precision and is_entropic(self.method):
+            raise ValueError(
+                f"mixed_precision=True is offered for methods without a Laplacian term ('am', 'uam'), not "
+                f"{self.method!r}: bfloat16 rounding would swamp the diffusion term of the loss."
+            )
 
     def _build_potential(self, path: MarginalPath, generator: torch.Generator) -> nn.Module:
         if isinstance(self._potential_param, nn.Module):
@@ -538,9 +659,12 @@ class ActionMatching(BaseEstimator):
 
         The file holds tensors and plain Python values only and loads on any device with
         :func:`trajinfer.load`. Custom potential modules and callable ``sigma``/``time_weight``
-        cannot be saved this way; save ``potential_.state_dict()`` yourself in that case.
+        cannot be saved this way; save ``potential_.state_dict()`` yourself in that case. After a
+        distributed fit only rank 0 writes (every rank holds the same model).
         """
         self._check_fitted()
+        if self.distributed and not is_main_process():
+            return
         if not isinstance(self.potential_, MLPPotential):
             raise TypeError("save() supports the built-in potentials; for a custom module save potential_.state_dict().")
         if callable(self.sigma) or self.time_weight is not None:
@@ -549,6 +673,8 @@ class ActionMatching(BaseEstimator):
         params["cost"] = self.cost_.config()
         params["device"] = "auto"
         params["seed"] = as_int_seed(self.seed) if not isinstance(self.seed, np.random.Generator) else None
+        if self.checkpoint_path is not None:
+            params["checkpoint_path"] = str(self.checkpoint_path)
         payload = {
             "format": _SAVE_FORMAT,
             "version": _SAVE_VERSION,

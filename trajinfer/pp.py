@@ -134,6 +134,9 @@ def representation(
     else computes a PCA (with a warning) into ``obsm['X_pca']``. ``n_comps`` keeps the first
     columns of the representation.
 
+    ``adata`` may be backed (``anndata.read_h5ad(path, backed="r")``): then only the chosen
+    matrix is read, and a PCA of the on-disk ``X`` is refused (it would load ``X`` into memory).
+
     Returns
     -------
     matrix, key, pending_pca
@@ -147,6 +150,12 @@ def representation(
             use_rep = "X_pca"
         elif adata.n_vars <= 50:
             use_rep = "X"
+        elif adata.isbacked:
+            raise ValueError(
+                f"adata is backed (opened with backed='r') and has {adata.n_vars} variables but no obsm['X_pca']; "
+                "a PCA here would load X into memory. Store a representation in obsm (e.g. a PCA computed out "
+                "of core) and pass use_rep, or load the data with adata.to_memory()."
+            )
         else:
             warnings.warn(
                 f"adata has {adata.n_vars} variables and no obsm['X_pca']; computing a "
@@ -159,7 +168,7 @@ def representation(
     if pending is not None:
         matrix = pending["obsm"]
     elif use_rep == "X":
-        matrix = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+        matrix = _dense(adata.X)
     elif use_rep in adata.obsm:
         matrix = np.asarray(adata.obsm[use_rep])
     else:
@@ -175,3 +184,12 @@ def representation(
     if not np.all(np.isfinite(matrix)):
         raise ValueError(f"The representation {use_rep!r} contains NaN or Inf; clean or impute it first.")
     return matrix, use_rep, pending
+
+
+def _dense(X: object) -> np.ndarray:
+    """``X`` as a dense array: in memory (dense or sparse) or backed on disk (HDF5 dataset)."""
+    if hasattr(X, "to_memory"):  # backed sparse dataset
+        X = X.to_memory()
+    if hasattr(X, "toarray"):
+        return X.toarray()
+    return np.asarray(X)

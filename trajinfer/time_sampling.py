@@ -22,6 +22,13 @@ class UniformTimeProposal:
     def update(self, tau: torch.Tensor, integrand: torch.Tensor) -> None:
         """Uniform proposals do not adapt."""
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The adaptive state (none), for checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore a state returned by :meth:`state_dict`."""
+
 
 class AdaptiveTimeProposal:
     """Piecewise-constant ``p(t) ∝ (1 − mix)·std_bin + mix·mean(std)`` over ``n_bins`` bins.
@@ -64,6 +71,15 @@ class AdaptiveTimeProposal:
         squares = torch.bincount(bins, weights=values**2, minlength=self.n_bins)
         self.mean[seen] = self.decay * self.mean[seen] + (1 - self.decay) * sums[seen] / counts[seen]
         self.second[seen] = self.decay * self.second[seen] + (1 - self.decay) * squares[seen] / counts[seen]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The per-bin moments, for checkpoints."""
+        return {"mean": self.mean.clone(), "second": self.second.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore the moments returned by :meth:`state_dict`."""
+        self.mean.copy_(state["mean"])
+        self.second.copy_(state["second"])
 
 
 def make_time_proposal(name: str) -> UniformTimeProposal | AdaptiveTimeProposal:

@@ -208,7 +208,7 @@ def fit_score_model(
             with torch.no_grad():
                 for p_ema, p in zip(ema.parameters(), network.parameters()):
                     p_ema.lerp_(p, 1.0 - decay)
-        losses[k] = float(loss)
+        losses[k] = loss.item()
     fit_time = time.perf_counter() - start
     logger.info("Score matching (%s): %d iterations in %.1f s, final loss %.4g.", method, n_iter, fit_time, losses[-1])
     ema.eval()

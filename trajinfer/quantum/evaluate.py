@@ -69,13 +69,17 @@ def average_mmd(
     return float(np.mean(np.abs(per_time))), per_time
 
 
-def simulate_action_matching(estimator: Any, x0: Any, t_range: tuple[float, float], times: Sequence[float], n_steps: int = 1000) -> list[np.ndarray]:
+def simulate_action_matching(
+    estimator: Any, x0: Any, t_range: tuple[float, float], times: Sequence[float], n_steps: int = 1000,
+    method: str = "euler",
+) -> list[np.ndarray]:
     """Transport ``x0`` from ``t_range[0]`` with a fitted :class:`trajinfer.ActionMatching`.
 
-    Uses the estimator's Euler solver with ``n_steps`` steps over ``t_range`` (as the paper)
-    and returns the positions at the grid times nearest to ``times``.
+    Integrates the learned velocity over ``t_range`` with ``n_steps`` steps of ``method``
+    (the paper: 1000 Euler steps) and returns the positions at the grid times nearest to
+    ``times``.
     """
-    traj = estimator.simulate(x0, t_range[0], t_range[1], n_steps=n_steps, method="euler", progress=False)
+    traj = estimator.simulate(x0, t_range[0], t_range[1], n_steps=n_steps, method=method, progress=False)
     return [traj.at(t)[0] for t in times]
 
 

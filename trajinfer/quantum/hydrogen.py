@@ -12,8 +12,9 @@ velocity ``v = (ħ/m) ∇ arg ψ = Im(∇ψ / ψ)``: ``∂_t q + ∇·(q v) = 0`
 Two implementations of the eigenfunctions are provided: :func:`eigenfunction` evaluates
 ``R_nl(r) Y_lm(θ, φ)`` with SciPy's special functions (the reference), and
 :class:`HydrogenSuperposition` evaluates the same functions in PyTorch as polynomials in
-Cartesian coordinates times exponentials, which is smooth away from the nucleus, batched and
-differentiable, so velocities and scores come from automatic differentiation.
+Cartesian coordinates times exponentials: smooth away from the nucleus, batched, with
+closed-form gradients for velocities and scores. Any other wavefunction (a
+:class:`CallableWavefunction`) gets them by automatic differentiation.
 """
 
 from __future__ import annotations
@@ -127,13 +128,14 @@ def spherical_quadrature(
 
 
 class Wavefunction:
-    """A complex wavefunction ``ψ(x, t)`` with Bohmian velocity and score by autograd.
+    """A complex wavefunction ``ψ(x, t)`` with its density, Bohmian velocity and score.
 
     Subclasses implement :meth:`scaled_psi`, returning ``(ψ̃, log_scale)`` with
     ``ψ = exp(log_scale) ψ̃`` and a real ``log_scale``; factoring out a real envelope keeps
     ``ψ̃`` representable far from the bulk of the density, where ``ψ`` itself underflows.
     All methods take ``x`` of shape (B, dim) (float64 recommended) and a time ``t`` that is a
-    float or a tensor of shape (B,), and return tensors.
+    float or a tensor of shape (B,), and return tensors. Gradients come from automatic
+    differentiation of :meth:`scaled_psi` unless :meth:`scaled_psi_gradient` is overridden.
     """
 
     dim: int = 3
@@ -156,30 +158,38 @@ class Wavefunction:
         """``|ψ(x, t)|²``, shape (B,)."""
         return torch.exp(self.log_density(x, t))
 
-    def _log_gradients(self, x: torch.Tensor, t: TimeLike) -> tuple[torch.Tensor, torch.Tensor]:
-        """Real and imaginary parts of ``∇ψ / ψ``, each (B, dim)."""
+    def scaled_psi_gradient(
+        self, x: torch.Tensor, t: TimeLike
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``ψ̃`` (B,), its gradient ``∇ψ̃`` (B, dim) (complex) and ``∇ log_scale`` (B, dim) or None.
+
+        The default uses automatic differentiation of :meth:`scaled_psi`; subclasses may
+        override it with closed forms.
+        """
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             amplitude, log_scale = self.scaled_psi(x, t)
-            re, im = amplitude.real, amplitude.imag
-            grad_re = torch.autograd.grad(re.sum(), x, retain_graph=True)[0]
-            grad_im = torch.autograd.grad(im.sum(), x, retain_graph=log_scale.requires_grad)[0]
+            grad_re = torch.autograd.grad(amplitude.real.sum(), x, retain_graph=True)[0]
+            grad_im = torch.autograd.grad(amplitude.imag.sum(), x, retain_graph=log_scale.requires_grad)[0]
             grad_scale = torch.autograd.grad(log_scale.sum(), x)[0] if log_scale.requires_grad else None
-        norm2 = (re**2 + im**2).detach().clamp_min(torch.finfo(x.dtype).tiny)[:, None]
-        re, im = re.detach()[:, None], im.detach()[:, None]
-        real_part = (re * grad_re + im * grad_im) / norm2
+        return amplitude.detach(), torch.complex(grad_re, grad_im), grad_scale
+
+    def log_gradient(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
+        """``∇ψ / ψ`` (complex, shape (B, dim)): real part ½ the score, imaginary part ``(m/ħ) v``."""
+        amplitude, grad_amplitude, grad_scale = self.scaled_psi_gradient(x, t)
+        norm2 = (amplitude.real**2 + amplitude.imag**2).clamp_min(torch.finfo(x.dtype).tiny)
+        ratio = amplitude.conj()[:, None] * grad_amplitude / norm2[:, None]
         if grad_scale is not None:
-            real_part = real_part + grad_scale
-        imag_part = (re * grad_im - im * grad_re) / norm2
-        return real_part, imag_part
+            ratio = ratio + grad_scale
+        return ratio
 
     def velocity(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Bohmian velocity ``(ħ/m) ∇ arg ψ = (ħ/m) Im(∇ψ / ψ)``, shape (B, dim)."""
-        return (HBAR / ELECTRON_MASS) * self._log_gradients(x, t)[1]
+        return (HBAR / ELECTRON_MASS) * self.log_gradient(x, t).imag
 
     def score(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Score ``∇ log |ψ|² = 2 Re(∇ψ / ψ)``, shape (B, dim)."""
-        return 2.0 * self._log_gradients(x, t)[0]
+        return 2.0 * self.log_gradient(x, t).real
 
 
 class CallableWavefunction(Wavefunction):
@@ -237,21 +247,45 @@ class _EigenstateTerms:
         sign = (-1.0) ** am if m >= 0 else 1.0
         self.prefactor = _radial_normalisation(n, l) * (2.0 / (n * BOHR_RADIUS)) ** l * harmonic_norm * sign
 
-    def evaluate(self, x: torch.Tensor, r: torch.Tensor, envelope_rate: float) -> torch.Tensor:
-        """``ψ_nlm(x) e^{envelope_rate · r}`` as a complex tensor (B,)."""
+    def evaluate(
+        self, x: torch.Tensor, r: torch.Tensor, envelope_rate: float, gradient: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``φ = ψ_nlm(x) e^{envelope_rate · r}`` (complex, (B,)) and, if asked, ``∇φ`` (B, 3)."""
         rho = 2.0 * self.decay * r
         laguerre = torch.zeros_like(r)
-        for c in self.laguerre[::-1]:  # Horner
+        d_laguerre = torch.zeros_like(r)
+        for c in self.laguerre[::-1]:  # Horner, with the derivative alongside
+            d_laguerre = d_laguerre * rho + laguerre
             laguerre = laguerre * rho + float(c)
+        rate = self.decay - envelope_rate
+        envelope = self.prefactor * torch.exp(-rate * r)
+        radial = envelope * laguerre
         r2 = r**2
         z = x[:, 2]
         polar = torch.zeros_like(r)
         for power_z, c, power_r2 in self.legendre:
             polar = polar + c * z**power_z * r2**power_r2
-        azimuthal_sign = 1.0 if self.m >= 0 else -1.0
-        azimuthal = torch.complex(x[:, 0], azimuthal_sign * x[:, 1]) ** abs(self.m)
-        radial = self.prefactor * laguerre * torch.exp(-(self.decay - envelope_rate) * r)
-        return azimuthal * (radial * polar)
+        am = abs(self.m)
+        w = torch.complex(x[:, 0], (1.0 if self.m >= 0 else -1.0) * x[:, 1])
+        azimuthal = w**am
+        value = azimuthal * (radial * polar)
+        if not gradient:
+            return value, None
+        # ∇(radial) = radial'(r) x/r, ∇(w^|m|) = |m| w^(|m|-1) (1, ±i, 0), ∇(polar) termwise
+        d_radial = envelope * (2.0 * self.decay * d_laguerre - rate * laguerre)
+        grad_polar = torch.zeros_like(x)
+        for power_z, c, power_r2 in self.legendre:
+            if power_r2 > 0:
+                grad_polar = grad_polar + (c * power_r2 * 2.0 * z**power_z * r2 ** (power_r2 - 1))[:, None] * x
+            if power_z > 0:
+                grad_polar[:, 2] = grad_polar[:, 2] + c * power_z * z ** (power_z - 1) * r2**power_r2
+        radial_polar = radial * polar
+        grad = (azimuthal * d_radial * polar / r)[:, None] * x + azimuthal[:, None] * radial[:, None] * grad_polar
+        if am > 0:
+            d_azimuthal = am * w ** (am - 1) * radial_polar
+            grad_w = torch.tensor([1.0, 1j if self.m >= 0 else -1j, 0.0], dtype=value.dtype, device=x.device)
+            grad = grad + d_azimuthal[:, None] * grad_w
+        return value, grad
 
 
 class HydrogenSuperposition(Wavefunction):
@@ -309,16 +343,36 @@ class HydrogenSuperposition(Wavefunction):
             return coeffs * torch.exp(-1j * energies * tt / HBAR)
         return self.coefficients * np.exp(-1j * self.energies * float(t) / HBAR)
 
-    def scaled_psi(self, x: torch.Tensor, t: TimeLike) -> tuple[torch.Tensor, torch.Tensor]:
+    def _components(
+        self, x: torch.Tensor, t: TimeLike, gradient: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         r = torch.linalg.vector_norm(x, dim=1)
         phases = self.phases(t)
-        amplitude = torch.zeros(x.shape[0], dtype=torch.complex128 if x.dtype == torch.float64 else torch.complex64, device=x.device)
+        complex_dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
+        amplitude = torch.zeros(x.shape[0], dtype=complex_dtype, device=x.device)
+        grad = torch.zeros(x.shape, dtype=complex_dtype, device=x.device) if gradient else None
         for k, term in enumerate(self._terms):
-            phase = phases[:, k] if isinstance(phases, torch.Tensor) else complex(phases[k])
-            if isinstance(phase, torch.Tensor):
-                phase = phase.to(amplitude.dtype)
-            amplitude = amplitude + phase * term.evaluate(x, r, self.envelope_rate)
+            if isinstance(phases, torch.Tensor):
+                phase = phases[:, k].to(complex_dtype)
+                phase_column = phase[:, None]
+            else:
+                phase = phase_column = complex(phases[k])
+            value, term_grad = term.evaluate(x, r, self.envelope_rate, gradient)
+            amplitude = amplitude + phase * value
+            if gradient:
+                grad = grad + phase_column * term_grad
+        return amplitude, grad, r
+
+    def scaled_psi(self, x: torch.Tensor, t: TimeLike) -> tuple[torch.Tensor, torch.Tensor]:
+        amplitude, _, r = self._components(x, t, gradient=False)
         return amplitude, -self.envelope_rate * r
+
+    def scaled_psi_gradient(
+        self, x: torch.Tensor, t: TimeLike
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Closed-form ``ψ̃``, ``∇ψ̃`` and ``∇ log_scale = −κ x/r`` (no autograd, hence fast)."""
+        amplitude, grad, r = self._components(x.detach(), t, gradient=True)
+        return amplitude, grad, -self.envelope_rate * x.detach() / r[:, None]
 
     def psi_reference(self, x: np.ndarray, t: float) -> np.ndarray:
         """``ψ(x, t)`` from SciPy's special functions (:func:`eigenfunction`), complex (...,)."""

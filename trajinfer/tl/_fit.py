@@ -78,7 +78,11 @@ def fit(
     Parameters
     ----------
     adata
-        Annotated data, one row per cell.
+        Annotated data, one row per cell. It may be backed (``anndata.read_h5ad(path,
+        backed="r")``) for files larger than memory: ``X`` stays on disk and only the
+        representation is used, so keep it in ``obsm`` (e.g. ``X_pca``); anndata reads ``obs``
+        and ``obsm`` into memory when the file is opened. Results go to the in-memory object;
+        ``adata.write_h5ad(new_path)`` saves them, streaming ``X`` from the backing file.
     time_key
         Column of ``adata.obs`` with each cell's collection time: numeric, or (ordered)
         categorical labels; numeric labels such as ``"3"`` or ranges such as ``"0-3"`` keep their
@@ -109,7 +113,9 @@ def fit(
     min_cells
         Fewest cells allowed per time point.
     **estimator_params
-        Other :class:`~trajinfer.ActionMatching` parameters (``cost``, ``ema_decay``, ...).
+        Other :class:`~trajinfer.ActionMatching` parameters (``cost``, ``ema_decay``, ...),
+        including those for long and large fits: ``checkpoint_path``, ``checkpoint_every``,
+        ``resume``, ``distributed`` (under ``torchrun``), ``grad_accumulation``, ``compile``.
 
     Returns
     -------
@@ -125,6 +131,11 @@ def fit(
     """
     if not isinstance(adata, AnnData):
         raise TypeError(f"adata must be an AnnData, got {type(adata).__name__}.")
+    if copy and adata.isbacked:
+        raise ValueError(
+            "copy=True would load the backed X into memory. Use copy=False: the results go to the in-memory "
+            "obsm/obs/uns, and adata.write_h5ad(new_path) saves them with X streamed from the backing file."
+        )
     labels = time_labels(adata, time_key)
     X, rep_key, pending_pca = representation(adata, use_rep, n_comps)
     entropic = is_entropic(method)

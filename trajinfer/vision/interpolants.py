@@ -33,22 +33,25 @@ from the samples, ``s`` itself grows like ``|ḃ|/b``. The data-end boundary ter
 
 .. math::  \omega(\tau) = b_\tau^2 / b_0^2,
 
-removes all three: ``ω(1) = 0`` drops the data-end boundary term, ``ω Δs ∝ b ḃ -> 0``, and
-``ω E|∇s|² ∝ b² ḃ² + ...`` stays bounded whenever ``(b²)'`` is, which covers the linear
-schedules (``b = 1 - tau``, giving ``ω = (1 - tau)²``) and the VP-SDE, whose
-``E|∇s|² ∝ β(0) / (1 - tau)`` diverges without the weight (``b² ≈ β(0)(1 - tau)``, giving
-``ω = 1 - exp(-B(1 - tau))``). This mirrors the paper's example ``σ_t = sqrt(t)``,
-``ω = (1 - t) t^{3/2}`` in its reversed time. The prior end keeps ``ω(0) = 1``
-(``1 - e^{-10.05}`` for the VP-SDE). Each path exposes its weight as :meth:`~InterpolantPath.time_weight`,
-to pass as ``ActionMatching(time_weight=path.time_weight, time_proposal="adaptive")``.
+removes all three: ``ω(1) = 0`` drops the data-end boundary term, and with
+``b ḃ = (b²)'/2`` the weighted terms ``ω Δs = d b ḃ``, ``ω E|∇s|² = d (b ḃ)² + b² ȧ² |x^i|²``
+and ``ω s ∝ b ḃ |x - a x^i|²`` stay bounded whenever ``(b²)'`` does. That covers the linear
+schedules (``b = 1 - tau``: ``ω = (1 - tau)²``) and the VP-SDE, whose ``E|∇s|² ∝ β(0)/(1 - tau)``
+diverges without the weight (``b² ≈ β(0)(1 - tau)``: ``ω = 1 - exp(-B(1 - tau))``). The paper's
+example (``σ_t = sqrt(t)``, data at ``t = 0``) uses ``ω = (1 - t) t^{3/2}``, a power of the noise
+variance at the data end and a ``(1 - t)`` factor for its prior end, where ``f_t = sqrt(1 - t) x``
+has a diverging ``ȧ``; here ``a_tau`` is smooth at the prior end, so the weight keeps
+``ω(0) = 1`` (``1 - e^{-10.05}`` for the VP-SDE). Each path exposes its weight as
+:meth:`~InterpolantPath.time_weight`, to pass as
+``ActionMatching(time_weight=path.time_weight, time_proposal="adaptive")``.
 
 Dequantisation
 --------------
 Pixel data take ``levels`` values on the grid ``-1 + 2k/(levels - 1)``. With ``bin_width`` set
 (``2/(levels - 1)``, :attr:`~trajinfer.vision.data.ImageDataset.bin_width`), every data draw is
-jittered uniformly within its bin, ``x_1 + bin_width (u - 1/2)``, so the learned density is a
-continuous density whose integral over a bin lower-bounds the discrete probability (see
-:func:`trajinfer.vision.metrics.bits_per_dim`).
+jittered uniformly within its bin, ``x_1 + bin_width (u - 1/2)``, so the model learns a
+continuous density ``p`` with ``log P(x) >= E_u[log p(x + bin_width (u - 1/2))] + d log bin_width``
+for the discrete image ``x`` (see :func:`trajinfer.vision.metrics.bits_per_dim`).
 """
 
 from __future__ import annotations
@@ -392,7 +395,8 @@ class TorusPath(InterpolantPath):
     the shortest arc from ``x_0`` to ``θ_1`` travelled at constant speed. The start is exactly
     uniform, so :meth:`log_prior` is ``-d log 2π``. Use a periodic potential
     (``UNetPotential(..., periodic=True)``) so the learned field lives on the torus, and
-    :meth:`postprocess` to wrap simulated states.
+    :meth:`postprocess` to wrap simulated states. ``bin_width`` is in pixel units; in angle
+    units a bin is ``(π/2) bin_width`` wide (what bits per dimension on the torus use).
     """
 
     def draw_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -414,12 +414,15 @@ def classifier_score(model: FeatureClassifier, images: Any, batch_size: int = 10
 
 
 def inception_weights_available() -> bool:
-    """Whether torchmetrics is installed and the Inception-v3 FID weights are in the torch hub cache."""
+    """Whether the Inception-v3 FID weights are in the torch hub cache and torchmetrics imports."""
+    if not (Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS).is_file():
+        return False
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance  # noqa: F401
-    except ImportError:
+    except Exception as err:  # a missing package, or one built against another torch
+        logger.info("torchmetrics' FID is unavailable (%s).", err)
         return False
-    return (Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS).is_file()
+    return True
 
 
 def inception_fid(real: Any, generated: Any, device: str | torch.device = "cpu", batch_size: int = 100) -> float | None:

@@ -1,0 +1,213 @@
+"""Petals benchmark (MIOFlow's branching-and-merging synthetic data), trajinfer eAM vs MIOFlow.
+
+For 5, 10 and 15 time steps (``tj.datasets.petals``), fit on all time points, simulate from the
+t_0 cells to every later time and compare with the data there by W1 (EMD, Euclidean ground
+cost), true W2 and unbiased Gaussian MMD² (median-heuristic bandwidth of the data at that
+time, fixed per time for every method). eAM is stochastic: ``--repeats`` Brownian repeats,
+mean ± std. MIOFlow (``benchmarks/peers``) is deterministic: one run. A figure shows the
+metrics against time for each number of time steps.
+
+Usage::
+
+    python benchmarks/petals.py --quick --out /tmp/petals
+    python benchmarks/petals.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+
+import trajinfer as tj  # noqa: E402
+from trajinfer.tl._fit import default_sigma  # noqa: E402
+
+METRICS = ("w1", "w2", "mmd")
+LABELS = {"w1": "W1 (EMD, Euclidean cost)", "w2": "W2 (true)", "mmd": "MMD²"}
+
+
+def bandwidth(y: np.ndarray) -> float:
+    d2 = ((y[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    return float(np.sqrt(np.median(d2[np.triu_indices(len(y), 1)]) / 2.0))
+
+
+def score(traj_X: list[np.ndarray], snaps: list[np.ndarray], repeats: int, weights=None) -> list[dict[str, Any]]:
+    """traj_X[k]: (repeats*n0, d) positions at time k (k = 1..K-1)."""
+    n0 = snaps[0].shape[0]
+    out = []
+    for k in range(1, len(snaps)):
+        bw = bandwidth(snaps[k])
+        rows = []
+        for r in range(repeats):
+            sl = slice(r * n0, (r + 1) * n0)
+            w = None if weights is None else weights[k][sl]
+            rows.append({"w1": tj.metrics.w1(traj_X[k][sl], snaps[k], wa=w), "w2": tj.metrics.w2(traj_X[k][sl], snaps[k], wa=w),
+                         "mmd": tj.metrics.mmd(traj_X[k][sl], snaps[k], wa=w, sigma=bw)})
+        res = {"t": k, "n_repeats": repeats}
+        for m in METRICS:
+            v = np.array([row[m] for row in rows])
+            res[m], res[f"{m}_std"] = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        out.append(res)
+    return out
+
+
+def run_one(n_times: int, args, quick: bool) -> dict[str, Any]:
+    adata = tj.datasets.petals(n_times=n_times, n_per_time=args.n_per_time, noise=0.1, seed=0)
+    X = np.asarray(adata.X, dtype=np.float64)
+    t = adata.obs["time"].to_numpy()
+    snaps = [X[t == k] for k in range(n_times)]
+    result: dict[str, Any] = {"n_times": n_times, "n_per_time": args.n_per_time, "methods": {}}
+    steps_per_unit = 5 if quick else 50
+
+    # trajinfer eAM
+    sigma = default_sigma(X, t)
+    settings = {"hidden_dims": (128, 128, 128), "n_iter": args.n_iter, "batch_size": 256, "lr": 1e-3}
+    rec: dict[str, Any] = {"settings": {**settings, "sigma": sigma, "interpolation": args.interpolation}}
+    with C.measure(rec):
+        path = tj.SnapshotPath(X, t, interpolation=args.interpolation, sigma=sigma)
+        model = tj.ActionMatching(method="eam", sigma=sigma, seed=0, progress=False, device="cpu", **settings).fit(path)
+    t0 = time.perf_counter()
+    tr = model.simulate(np.tile(snaps[0], (args.repeats, 1)), 0, n_times - 1, n_steps=steps_per_unit * (n_times - 1), seed=0, progress=False)
+    idx = [k * steps_per_unit for k in range(n_times)]
+    traj = [tr.X[i].astype(np.float64) for i in idx]
+    rec["simulate_seconds"] = time.perf_counter() - t0
+    rec["per_t"] = score(traj, snaps, args.repeats)
+    result["methods"]["trajinfer eAM"] = rec
+    print(f"  n_times={n_times} eAM fit {rec['fit_seconds']:.0f} s W1 {[round(r['w1'], 3) for r in rec['per_t']]}", flush=True)
+
+    # MIOFlow
+    rec = {}
+    try:
+        from peers import fit_mioflow
+    except Exception as err:  # noqa: BLE001
+        rec["error"] = f"{type(err).__name__}: {err}"
+    else:
+        with C.measure(rec):
+            mf, err = C.safe_run(lambda: fit_mioflow(snaps, list(range(n_times)), n_epochs=args.mioflow_epochs, seed=0))
+        if err:
+            rec["error"] = err
+        else:
+            rec["settings"] = mf.settings
+
+            def pushes():
+                from torchdiffeq import odeint
+
+                x = torch.as_tensor((snaps[0] - mf.mf.mean_vals) / mf.mf.std_vals, dtype=torch.float32)
+                mf.mf.ode_model.eval().reset_momentum()
+                with torch.no_grad():
+                    out = odeint(mf.mf.ode_model, x, torch.arange(n_times, dtype=torch.float32))
+                return [o.numpy().astype(np.float64) * mf.mf.std_vals + mf.mf.mean_vals for o in out]
+
+            traj, err = C.safe_run(pushes)
+            if err:
+                rec["error"] = err
+            else:
+                rec["per_t"] = score(traj, snaps, 1)
+    result["methods"]["MIOFlow"] = rec
+    print(f"  n_times={n_times} MIOFlow", rec.get("error") or f"fit {rec['fit_seconds']:.0f} s W1 {[round(r['w1'], 3) for r in rec['per_t']]}", flush=True)
+    result["no_move"] = score([None] + [snaps[0]] * (n_times - 1), snaps, 1)
+    return result
+
+
+def figure(payload: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = payload["runs"]
+    fig, axes = plt.subplots(len(METRICS), len(runs), figsize=(4 * len(runs), 3 * len(METRICS)), squeeze=False)
+    styles = {"trajinfer eAM": "C0", "MIOFlow": "C1"}
+    for j, run in enumerate(runs):
+        for i, m in enumerate(METRICS):
+            ax = axes[i, j]
+            for name, rec in run["methods"].items():
+                if "per_t" not in rec:
+                    continue
+                ts = [r["t"] for r in rec["per_t"]]
+                ax.errorbar(ts, [r[m] for r in rec["per_t"]], yerr=[r[f"{m}_std"] for r in rec["per_t"]], label=name, color=styles.get(name), marker="o", ms=3, capsize=2)
+            ax.plot([r["t"] for r in run["no_move"]], [r[m] for r in run["no_move"]], "k:", label="no move (t_0 data)")
+            ax.set_title(f"{run['n_times']} time steps")
+            ax.set_xlabel("time label")
+            ax.set_ylabel(LABELS[m])
+            if m == "mmd":
+                ax.set_yscale("symlog", linthresh=1e-3)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(p: dict[str, Any]) -> str:
+    parts = ["# Petals: trajinfer eAM vs MIOFlow", "", C.provenance_md(p["provenance"]), "",
+             "Simulated from the t_0 cells; metrics against the data at each time label. eAM: mean ± std over "
+             f"{p['repeats']} Brownian repeats; MIOFlow: deterministic, one run. W1 = EMD with Euclidean ground cost; "
+             "W2 = true 2-Wasserstein; MMD² unbiased, Gaussian kernel with the median-heuristic bandwidth of the data at that time.", "",
+             "![metrics vs time](petals.png)", ""]
+    for run in p["runs"]:
+        parts += [f"## {run['n_times']} time steps ({run['n_per_time']} cells per time)", ""]
+        header = ["method", "metric"] + [f"t={r['t']}" for r in run["no_move"]] + ["mean", "fit s", "fit peak RSS increase MB"]
+        rows = []
+        for name, rec in run["methods"].items():
+            if "per_t" not in rec:
+                rows.append([name, f"error: {rec.get('error')}"] + [""] * (len(header) - 2))
+                continue
+            for m in METRICS:
+                rows.append([name, LABELS[m]] + [C.pm(r[m], r[f"{m}_std"]) for r in rec["per_t"]]
+                            + [C.fmt(np.mean([r[m] for r in rec["per_t"]])), C.fmt(rec["fit_seconds"], 0) if m == "w1" else "",
+                               C.fmt(rec["fit_rss_increase_mb"], 0) if m == "w1" else ""])
+        for m in METRICS:
+            rows.append(["no move (t_0 data)", LABELS[m]] + [C.fmt(r[m]) for r in run["no_move"]] + [C.fmt(np.mean([r[m] for r in run["no_move"]])), "", ""])
+        parts += [C.md_table(header, rows), ""]
+    parts += ["Settings:", ""]
+    for name, rec in p["runs"][0]["methods"].items():
+        parts.append(f"- {name}: `{rec.get('settings', rec.get('error'))}`")
+    parts.append("")
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=C.RESULTS)
+    parser.add_argument("--n-times", default="5,10,15")
+    parser.add_argument("--n-per-time", type=int, default=None)
+    parser.add_argument("--n-iter", type=int, default=None)
+    parser.add_argument("--mioflow-epochs", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--interpolation", default="ot")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    quick = args.quick
+    args.n_per_time = args.n_per_time or (30 if quick else 200)
+    args.n_iter = args.n_iter or (20 if quick else 1500)
+    args.mioflow_epochs = args.mioflow_epochs or (2 if quick else 100)
+    args.repeats = args.repeats or (2 if quick else 20)
+    n_times_list = [3] if quick and args.n_times == "5,10,15" else [int(x) for x in args.n_times.split(",")]
+    prov = C.provenance({"mode": "quick" if quick else "full"})
+    print(C.provenance_md(prov), flush=True)
+    runs = [run_one(n, args, quick) for n in n_times_list]
+    payload = {"benchmark": "petals (MIOFlow synthetic data), simulate from t_0", "provenance": prov, "repeats": args.repeats,
+               "n_iter": args.n_iter, "mioflow_epochs": args.mioflow_epochs, "runs": runs}
+    args.out.mkdir(parents=True, exist_ok=True)
+    C.write_json(args.out / "petals.json", payload)
+    figure(payload, args.out / "petals.png")
+    (args.out / "petals.md").write_text(markdown(payload))
+    print((args.out / "petals.md").read_text())
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,501 @@
+"""Plots of snapshots, simulated trajectories, learned velocity fields, growth and training.
+
+Every single-panel function draws into ``ax`` when given (else into a new figure) and returns
+the :class:`matplotlib.axes.Axes`; multi-panel functions return the
+:class:`matplotlib.figure.Figure`. Nothing here fits a model: pass a fitted
+:class:`~trajinfer.ActionMatching`, its :class:`~trajinfer.Trajectories`, or an AnnData
+annotated by :func:`trajinfer.fit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from anndata import AnnData
+from matplotlib.axes import Axes
+from matplotlib.colors import CenteredNorm
+from matplotlib.figure import Figure
+from scipy.spatial import cKDTree
+
+from .estimator import ActionMatching
+from .pp import representation
+from .trajectories import Trajectories
+
+__all__ = ["growth", "loss", "marginals", "trajectories", "velocity_stream"]
+
+_BACKGROUND = "0.85"
+_LINE_COLOR = "0.15"
+
+
+# ---------------------------------------------------------------------- helpers
+def _new_ax(ax: Axes | None, figsize: tuple[float, float] = (5.5, 4.5)) -> Axes:
+    if ax is not None:
+        return ax
+    _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def _point_size(n: int) -> float:
+    """Marker area that keeps a scatter of ``n`` points readable."""
+    return float(np.clip(3000.0 / max(n, 1), 2.0, 30.0))
+
+
+def _default_basis(adata: AnnData, key: str) -> str:
+    fitted = adata.uns.get(key, {})
+    if isinstance(fitted, Mapping) and "use_rep" in fitted:
+        return str(fitted["use_rep"])
+    return "X_pca" if "X_pca" in adata.obsm else "X"
+
+
+def _basis_matrix(adata: AnnData, basis: str) -> np.ndarray:
+    """Rows of ``adata`` in ``basis``: ``"X"``, an ``obsm`` key, or a scanpy name like ``"pca"``."""
+    if basis == "X":
+        X = adata.X
+        return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=float)
+    for name in (basis, f"X_{basis}"):
+        if name in adata.obsm:
+            return np.asarray(adata.obsm[name], dtype=float)
+    raise KeyError(f"Basis {basis!r} not found: adata.obsm has {list(adata.obsm.keys())}; pass basis='X' or an obsm key.")
+
+
+def _components(X: np.ndarray, components: Sequence[int], what: str) -> np.ndarray:
+    i, j = (int(c) for c in components)
+    if max(i, j) >= X.shape[-1]:
+        raise ValueError(f"components={tuple(components)} but {what} has {X.shape[-1]} columns.")
+    return X[..., [i, j]]
+
+
+def _axis_labels(ax: Axes, basis: str | None, components: Sequence[int]) -> None:
+    name = "dim" if basis in (None, "X") else str(basis).removeprefix("X_").upper()
+    ax.set_xlabel(f"{name} {int(components[0]) + 1}")
+    ax.set_ylabel(f"{name} {int(components[1]) + 1}")
+
+
+def _color_values(data: Any, color: Any, time_key: str) -> tuple[Any, str | None]:
+    """Per-row colour values (an array or a ``pd.Categorical``) and their label (``None`` for a uniform colour)."""
+    if isinstance(data, AnnData):
+        column = time_key if color is None else color
+        if isinstance(column, str):
+            if column not in data.obs:
+                raise KeyError(f"adata.obs has no column {column!r}; pass time_key= or color= with an obs column.")
+            return data.obs[column].values, column
+    if color is None:
+        return None, None
+    values = np.asarray(color)
+    if len(values) != (data.n_obs if isinstance(data, AnnData) else len(data)):
+        raise ValueError("color must have one value per cell.")
+    return values, None
+
+
+def _scatter_colored(ax: Axes, xy: np.ndarray, values: Any, label: str | None, cmap: str, size: float) -> None:
+    """Scatter ``xy`` coloured by ``values``: a colorbar for numbers, a legend for categories."""
+    if values is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=size, color=_BACKGROUND, linewidths=0, rasterized=True)
+        return
+    if pd.api.types.is_numeric_dtype(values) and not isinstance(values.dtype, pd.CategoricalDtype):
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(values, dtype=float), s=size, cmap=cmap, linewidths=0, rasterized=True)
+        ax.figure.colorbar(points, ax=ax, label=label or "time", shrink=0.85)
+        return
+    categories = pd.Categorical(values)
+    palette = sns.color_palette("tab10" if len(categories.categories) <= 10 else "husl", len(categories.categories))
+    for code, name in enumerate(categories.categories):
+        rows = categories.codes == code
+        ax.scatter(xy[rows, 0], xy[rows, 1], s=size, color=palette[code], linewidths=0, label=str(name), rasterized=True)
+    ax.legend(title=label, markerscale=3.0, fontsize="small", frameon=False, loc="best")
+
+
+# ---------------------------------------------------------------- trajectories
+def trajectories(
+    data: AnnData | np.ndarray | None,
+    traj: Trajectories | np.ndarray,
+    *,
+    time_key: str = "time",
+    color: str | np.ndarray | None = None,
+    basis: str | None = None,
+    components: Sequence[int] = (0, 1),
+    n_trajectories: int | None = 50,
+    seed: int = 0,
+    cmap: str = "viridis",
+    size: float | None = None,
+    key: str = "tj",
+    ax: Axes | None = None,
+) -> Axes:
+    """Snapshots coloured by time with simulated trajectories drawn over them.
+
+    Parameters
+    ----------
+    data
+        The observed cells: an AnnData (coordinates from ``basis``), an array (n, d) in the
+        trajectories' space, or ``None`` to draw the trajectories alone.
+    traj
+        :class:`~trajinfer.Trajectories` or positions of shape (T, n, d), in the same space as
+        ``basis``.
+    time_key
+        ``obs`` column of an AnnData used for colours when ``color`` is not given.
+    color
+        An ``obs`` column (AnnData) or one value per cell. Numbers get the continuous ``cmap``
+        and a colorbar; categories get a legend.
+    basis
+        ``"X"``, an ``obsm`` key (``"X_pca"``) or a scanpy basis name (``"pca"``). Default: the
+        representation recorded by :func:`trajinfer.fit` in ``uns[key]``, else ``"X_pca"``
+        when present, else ``"X"``.
+    components
+        The two columns of the basis (and of the trajectories) to plot, 0-based.
+    n_trajectories
+        Number of trajectories drawn, chosen at random with ``seed`` (``None`` draws all).
+    seed
+        Seed of that choice.
+    cmap
+        Colormap of numeric colours.
+    size
+        Marker area of the cells (default scales with their number).
+    key
+        ``uns`` key written by :func:`trajinfer.fit`, used to find the default basis.
+    ax
+        Axes to draw into.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One thin line per drawn trajectory (``ax.lines``), a hollow circle at each start and a
+        dot at each end. For unbalanced models the end dots are sized by the final weights.
+    """
+    positions = traj.X if isinstance(traj, Trajectories) else np.asarray(traj, dtype=float)
+    if positions.ndim != 3:
+        raise ValueError(f"traj must be a Trajectories or an array (T, n, d); got shape {positions.shape}.")
+    ax = _new_ax(ax)
+    if isinstance(data, AnnData):
+        basis = _default_basis(data, key) if basis is None else basis
+        cells = _components(_basis_matrix(data, basis), components, f"basis {basis!r}")
+    elif data is not None:
+        cells = _components(np.asarray(data, dtype=float), components, "data")
+    if data is not None:
+        values, label = _color_values(data, color, time_key)
+        _scatter_colored(ax, cells, values, label, cmap, _point_size(len(cells)) if size is None else size)
+
+    paths = _components(positions, components, "traj")
+    n = paths.shape[1]
+    chosen = np.arange(n) if n_trajectories is None or n_trajectories >= n else np.sort(
+        np.random.default_rng(seed).choice(n, size=int(n_trajectories), replace=False)
+    )
+    paths = paths[:, chosen]
+    ax.plot(paths[:, :, 0], paths[:, :, 1], color=_LINE_COLOR, linewidth=0.7, alpha=0.7)
+    end_size = np.full(len(chosen), 14.0)
+    if isinstance(traj, Trajectories) and np.ptp(traj.log_weights[-1]) > 1e-6:
+        final = traj.weights[-1][chosen] * n
+        end_size = 14.0 * np.clip(final, 0.1, 10.0)
+    ax.scatter(paths[0, :, 0], paths[0, :, 1], s=16, facecolors="white", edgecolors=_LINE_COLOR, linewidths=0.8, zorder=3, label="start")
+    ax.scatter(paths[-1, :, 0], paths[-1, :, 1], s=end_size, color=_LINE_COLOR, linewidths=0, zorder=3, label="end")
+    _axis_labels(ax, basis if isinstance(data, AnnData) else None, components)
+    if isinstance(traj, Trajectories):
+        ax.set_title(f"Simulated trajectories, t = {traj.times[0]:g} → {traj.times[-1]:g}")
+    else:
+        ax.set_title("Simulated trajectories")
+    return ax
+
+
+# ------------------------------------------------------------- velocity field
+def velocity_stream(
+    model: ActionMatching,
+    data: AnnData | np.ndarray,
+    t: float | str,
+    *,
+    components: Sequence[int] = (0, 1),
+    grid_size: int = 40,
+    mask_far: bool = True,
+    density: float = 1.2,
+    cmap: str = "magma_r",
+    ax: Axes | None = None,
+) -> Axes:
+    """Streamlines of the learned velocity ``∇s_t`` at time ``t`` on a 2-D grid.
+
+    The model is evaluated on a ``grid_size × grid_size`` grid spanning the cells in the two
+    chosen ``components``. For data of more than two dimensions the other coordinates of every
+    grid point are fixed at the mean of the reference cells (for an AnnData, the cells of the
+    observed time point closest to ``t``; for an array, all rows): the plot is the slice of the
+    field through that mean, not a projection of cell velocities. Grid points farther from every
+    cell than three grid steps are left blank (``mask_far``), so the field is not shown where
+    the model extrapolates.
+
+    Parameters
+    ----------
+    model
+        A fitted :class:`~trajinfer.ActionMatching`.
+    data
+        An AnnData fitted with :func:`trajinfer.fit` (the fitted representation is used) or an
+        array (n, d) in the model's space.
+    t
+        Time in the model's units, or a time label of the fitted AnnData.
+    components
+        The two coordinates spanning the grid, 0-based.
+    grid_size
+        Grid points per axis.
+    mask_far
+        Blank the field far from the data.
+    density
+        Streamline density (:meth:`matplotlib.axes.Axes.streamplot`).
+    cmap
+        Colormap of the speed.
+    ax
+        Axes to draw into.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        Cells as a grey background (the reference cells darker) and the streamlines coloured by
+        speed, with a colorbar.
+    """
+    time, X, reference = _stream_inputs(model, data, t)
+    xy = _components(X, components, "the representation")
+    i, j = (int(c) for c in components)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    pad = 0.05 * (hi - lo)
+    gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], grid_size)
+    gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], grid_size)
+    GX, GY = np.meshgrid(gx, gy)
+    grid = np.tile(X[reference].mean(axis=0), (GX.size, 1))
+    grid[:, i], grid[:, j] = GX.ravel(), GY.ravel()
+    velocity = np.asarray(model.velocity(grid, np.full(len(grid), time)))
+    U, V = velocity[:, i].reshape(GX.shape), velocity[:, j].reshape(GX.shape)
+    if mask_far:
+        step = max(gx[1] - gx[0], gy[1] - gy[0])
+        far = (cKDTree(xy).query(np.column_stack([GX.ravel(), GY.ravel()]))[0] > 3.0 * step).reshape(GX.shape)
+        U, V = np.ma.masked_where(far, U), np.ma.masked_where(far, V)
+    speed = np.ma.sqrt(U**2 + V**2)
+
+    ax = _new_ax(ax)
+    size = _point_size(len(xy))
+    ax.scatter(xy[~reference, 0], xy[~reference, 1], s=size, color="0.88", linewidths=0, rasterized=True)
+    ax.scatter(xy[reference, 0], xy[reference, 1], s=size, color="0.55", linewidths=0, rasterized=True)
+    stream = ax.streamplot(gx, gy, U, V, color=speed, cmap=cmap, density=density, linewidth=1.0, arrowsize=0.9)
+    ax.figure.colorbar(stream.lines, ax=ax, label="speed", shrink=0.85)
+    basis = model.metadata_.get("use_rep") if isinstance(data, AnnData) else None
+    _axis_labels(ax, basis, components)
+    ax.set_title(f"Learned velocity at t = {time:g}")
+    return ax
+
+
+def _stream_inputs(model: ActionMatching, data: AnnData | np.ndarray, t: float | str) -> tuple[float, np.ndarray, np.ndarray]:
+    """Numeric time, the cells in the model's space, and the mask of reference cells."""
+    meta = getattr(model, "metadata_", {}) or {}
+    labels = [str(label) for label in meta.get("time_labels", [])]
+    if str(t) in labels:
+        time = float(meta["time_values"][labels.index(str(t))])
+    else:
+        try:
+            time = float(t)
+        except (TypeError, ValueError):
+            raise ValueError(f"Unknown time {t!r}; known labels: {labels}.") from None
+    if not isinstance(data, AnnData):
+        X = np.asarray(data, dtype=float)
+        return time, X, np.ones(len(X), dtype=bool)
+    if "use_rep" not in meta:
+        raise ValueError("This model was not fitted with tj.fit on an AnnData; pass the cells as an array instead.")
+    X, _, _ = representation(data, meta["use_rep"], meta["n_comps"])
+    reference = np.ones(len(X), dtype=bool)
+    if meta.get("time_key") in data.obs:
+        cell_times = pd.to_numeric(data.obs[meta["time_key"]].astype(str).map(dict(zip(labels, meta["time_values"]))), errors="coerce")
+        cell_times = cell_times.to_numpy(dtype=float)
+        if np.isfinite(cell_times).any():
+            nearest = np.asarray(meta["time_values"], dtype=float)
+            nearest = nearest[np.argmin(np.abs(nearest - time))]
+            reference = np.isclose(cell_times, nearest)
+    return time, X, reference
+
+
+# ---------------------------------------------------------------------- growth
+def growth(
+    adata: AnnData,
+    key: str = "tj_growth",
+    *,
+    basis: str | None = None,
+    components: Sequence[int] = (0, 1),
+    cmap: str = "RdBu_r",
+    size: float | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Cells coloured by growth rate, with a diverging colormap centred at 0.
+
+    Parameters
+    ----------
+    adata
+        Data annotated by :func:`trajinfer.fit` with ``method="uam"`` or ``"ueam"``.
+    key
+        ``obs`` column holding the growth rate (per time unit).
+    basis, components
+        Coordinates as in :func:`trajectories` (default: the fitted representation).
+    cmap
+        Diverging colormap: red for expanding (positive), blue for shrinking (negative).
+    size
+        Marker area (default scales with the number of cells).
+    ax
+        Axes to draw into.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    if key not in adata.obs:
+        raise KeyError(f"adata.obs has no column {key!r}; fit with method='uam' or 'ueam' to get growth rates.")
+    fitted_key = key.removesuffix("_growth")
+    basis = _default_basis(adata, fitted_key) if basis is None else basis
+    xy = _components(_basis_matrix(adata, basis), components, f"basis {basis!r}")
+    rates = adata.obs[key].to_numpy(dtype=float)
+    order = np.argsort(np.abs(rates))  # strongest rates on top
+    ax = _new_ax(ax)
+    points = ax.scatter(
+        xy[order, 0], xy[order, 1], c=rates[order], cmap=cmap, norm=CenteredNorm(0.0),
+        s=_point_size(len(xy)) if size is None else size, linewidths=0, rasterized=True,
+    )
+    ax.figure.colorbar(points, ax=ax, label="growth rate (per time unit)", shrink=0.85)
+    _axis_labels(ax, basis, components)
+    ax.set_title("Growth rate (red: expanding, blue: shrinking)")
+    return ax
+
+
+# ------------------------------------------------------------------- marginals
+def marginals(
+    observed: np.ndarray | Mapping[Any, np.ndarray],
+    simulated: np.ndarray | Trajectories | Mapping[Any, np.ndarray],
+    weights: np.ndarray | Mapping[Any, np.ndarray] | None = None,
+    *,
+    components: Sequence[int] = (0, 1),
+    ncols: int = 4,
+    ax: Axes | None = None,
+) -> Axes | Figure:
+    """Per-component densities of observed against simulated cells.
+
+    Each component gets its own colour; observed cells are solid filled curves, simulated
+    cells dashed. Densities are Gaussian KDEs (:func:`seaborn.kdeplot`); simulated cells can
+    carry weights (unbalanced models).
+
+    Parameters
+    ----------
+    observed
+        Observed cells (n, d) at one time, or a dict ``{time: array}`` for several.
+    simulated
+        Simulated cells (m, d), or a dict ``{time: array}`` with the same keys, or (with a dict
+        ``observed``) a :class:`~trajinfer.Trajectories` read at the stored time closest to
+        each key, with its weights.
+    weights
+        Weights of the simulated cells: an array (m,), or a dict like ``simulated``.
+    components
+        Columns to compare, 0-based.
+    ncols
+        Panels per row for several time points.
+    ax
+        Axes for a single time point.
+
+    Returns
+    -------
+    matplotlib.axes.Axes or matplotlib.figure.Figure
+        The Axes for one time point; a Figure with one panel per time for dicts.
+    """
+    if not isinstance(observed, Mapping):
+        if isinstance(simulated, (Mapping, Trajectories)):
+            raise TypeError("With one observed array, simulated must be an array too.")
+        ax = _new_ax(ax, figsize=(5.0, 3.8))
+        _marginal_panel(ax, np.asarray(observed, float), np.asarray(simulated, float), weights, components)
+        ax.legend(fontsize="small", frameon=False)
+        ax.set_title("Observed vs simulated marginals")
+        return ax
+    if ax is not None:
+        raise ValueError("Several time points draw one panel each: leave ax=None and use the returned Figure.")
+    times = list(observed)
+    ncols = max(1, min(ncols, len(times)))
+    nrows = -(-len(times) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), squeeze=False, layout="constrained")
+    for panel, time in zip(axes.ravel(), times):
+        if isinstance(simulated, Trajectories):
+            sim, w = simulated.at(float(time))
+        else:
+            if time not in simulated:
+                raise KeyError(f"simulated has no entry for time {time!r}.")
+            sim, w = simulated[time], None if weights is None else weights.get(time)
+        _marginal_panel(panel, np.asarray(observed[time], float), np.asarray(sim, float), w, components)
+        panel.set_title(f"t = {time:g}" if isinstance(time, (int, float, np.number)) else f"t = {time}")
+    for panel in axes.ravel()[len(times):]:
+        panel.set_visible(False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), frameon=False, fontsize="small")
+    fig.suptitle("Observed vs simulated marginals")
+    return fig
+
+
+def _marginal_panel(ax: Axes, observed: np.ndarray, simulated: np.ndarray, weights: Any, components: Sequence[int]) -> None:
+    palette = sns.color_palette("tab10", len(components))
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    for color, c in zip(palette, components):
+        c = int(c)
+        if c >= observed.shape[1] or c >= simulated.shape[1]:
+            raise ValueError(f"Component {c} is out of range for data of {min(observed.shape[1], simulated.shape[1])} columns.")
+        sns.kdeplot(x=observed[:, c], ax=ax, color=color, fill=True, alpha=0.15, linewidth=1.5, label=f"observed, dim {c + 1}")
+        sns.kdeplot(x=simulated[:, c], weights=w, ax=ax, color=color, linestyle="--", linewidth=1.5, label=f"simulated, dim {c + 1}")
+    ax.set_xlabel("value")
+    ax.set_ylabel("density")
+
+
+# ------------------------------------------------------------------------ loss
+def loss(
+    model_or_adata: ActionMatching | AnnData | np.ndarray,
+    *,
+    smooth: int | None = None,
+    key: str = "tj",
+    ax: Axes | None = None,
+) -> Axes:
+    """Training loss per iteration with its moving average.
+
+    Parameters
+    ----------
+    model_or_adata
+        A fitted :class:`~trajinfer.ActionMatching`, an AnnData annotated by
+        :func:`trajinfer.fit` (``uns[key]["loss_curve"]``) or the loss values themselves.
+    smooth
+        Width of the moving average in iterations (default: 5% of the iterations, at least 1;
+        1 draws the raw curve only).
+    key
+        ``uns`` key written by :func:`trajinfer.fit`.
+    ax
+        Axes to draw into.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The raw curve (light) and the moving average (dark). Action Matching losses can be
+        negative: only their decrease is meaningful.
+    """
+    if isinstance(model_or_adata, ActionMatching):
+        curve = getattr(model_or_adata, "loss_curve_", None)
+        if curve is None:
+            raise ValueError("The model is not fitted: no loss curve.")
+    elif isinstance(model_or_adata, AnnData):
+        if key not in model_or_adata.uns or "loss_curve" not in model_or_adata.uns[key]:
+            raise KeyError(f"adata.uns has no {key!r} entry with a loss curve; fit with tj.fit(..., key_added={key!r}).")
+        curve = model_or_adata.uns[key]["loss_curve"]
+    else:
+        curve = model_or_adata
+    curve = np.asarray(curve, dtype=float).ravel()
+    if curve.size == 0:
+        raise ValueError("The loss curve is empty.")
+    window = max(1, curve.size // 20) if smooth is None else int(smooth)
+    if window < 1:
+        raise ValueError(f"smooth must be a positive integer, got {smooth!r}.")
+    window = min(window, curve.size)
+    ax = _new_ax(ax, figsize=(5.5, 3.5))
+    iterations = np.arange(1, curve.size + 1)
+    if window == 1:
+        ax.plot(iterations, curve, color="C0", linewidth=1.2, label="loss")
+    else:
+        average = np.convolve(curve, np.ones(window) / window, mode="valid")
+        ax.plot(iterations, curve, color="C0", alpha=0.3, linewidth=0.8, label="loss")
+        ax.plot(iterations[window - 1 :], average, color="C0", linewidth=1.8, label=f"moving average ({window})")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title("Training loss")
+    ax.legend(frameon=False, fontsize="small")
+    return ax
