@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import sys
@@ -63,7 +64,7 @@ from trajinfer.quantum import (  # noqa: E402
 CONFIGS = {
     "full": {
         "t_end": 14_000.0, "n_steps": 1000, "n_samples": 5000, "substeps": 1,
-        "am_iter": 3000, "am_batch_size": 256, "am_lr": 1e-3, "am_sim_steps": 50, "am_sim_method": "rk4",
+        "am_iter": 6000, "am_batch_size": 256, "am_lr": 1e-3, "am_sim_steps": 50, "am_sim_method": "rk4",
         "score_iter": 600, "score_batch_size": 256, "score_lr": 1e-3,
         "hidden_dims": [256] * 5, "ald_steps": [10.0, 20.0, 30.0, 50.0, 100.0],
         "ald_select_samples": 1000, "ald_network_samples": 1000, "n_inner": 5,
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     clock = Clock()
-    command = "python benchmarks/hydrogen.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    load_start = os.getloadavg()[0]
+    command = " ".join(["python benchmarks/hydrogen.py", *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))])
     clock.log(f"mode={mode}, out={out}, threads={args.threads}, device={args.device}")
 
     t_end = cfg["t_end"]
@@ -251,6 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mode": mode,
         "device": f"{args.device} ({platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s))",
         "wall_time_s": wall,
+        "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
         "data_time_s": data_time,
         "config": cfg,
         "metric": "mean over t = kT/10 (k = 1..10) of |unbiased MMD^2|, kernel 3*exp(-1e-4 |x-y|^2), vs training samples",
@@ -282,7 +285,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{cfg['n_samples']} samples per time.",
         "",
         f"Mode: **{mode}**. Command: `{command}`. Device: {report['device']}. "
-        f"Wall time: {wall / 60:.1f} min (data {data_time:.0f}s).",
+        f"Wall time: {wall / 60:.1f} min (data {data_time:.0f}s; 1-min load average {load_start:.1f} at the start, "
+        f"{report['load_average_1min']['end']:.1f} at the end, on {os.cpu_count()} cores).",
         "",
         rows_table(results, velocity_errors),
         "",

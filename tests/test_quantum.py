@@ -37,6 +37,7 @@ from trajinfer.quantum import (
     spherical_quadrature,
 )
 
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """These tests run many small tensor operations, for which one thread is fastest."""

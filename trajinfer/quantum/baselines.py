@@ -117,7 +117,9 @@ class ScoreModel:
         Training wall-clock seconds.
     """
 
-    def __init__(self, network: ScoreNetwork, t_range: tuple[float, float], method: str, loss_curve: np.ndarray, fit_time: float):
+    def __init__(
+        self, network: ScoreNetwork, t_range: tuple[float, float], method: str, loss_curve: np.ndarray, fit_time: float
+    ):
         self.network = network
         self.t_range = t_range
         self.method = method
@@ -271,7 +273,10 @@ def annealed_langevin(
     if not step_size > 0 or n_inner < 1:
         raise ValueError("step_size must be positive and n_inner at least 1.")
     x = torch.as_tensor(x0, dtype=torch.float32).clone()
-    record = set(range(len(times))) if record_times is None else {int(np.argmin(np.abs(times - t))) for t in record_times}
+    if record_times is None:
+        record = set(range(len(times)))
+    else:
+        record = {int(np.argmin(np.abs(times - t))) for t in record_times}
     generator = torch_generator(seed, x.device)
     noise_scale = math.sqrt(step_size)
     kept_times, kept = [], []

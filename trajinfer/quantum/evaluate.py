@@ -3,7 +3,7 @@
 Average MMD (paper Sec. 4.2, App. E.1): simulate from samples of ``q_0`` and compare the
 simulated population with samples of ``q_t`` at ``t = kT/10``, ``k = 1..10``, by the unbiased
 squared MMD with kernel ``3·exp(−10⁻⁴|x − y|²)`` (the authors' code sums three identical
-Gaussian kernels of bandwidth ``α = 10⁻⁴``), and average over the ten times. As in the
+Gaussian kernels with ``α = 10⁻⁴``), and average over the ten times. As in the
 authors' code the absolute value of each unbiased estimate is averaged.
 """
 

@@ -242,7 +242,9 @@ class _EigenstateTerms:
         legendre_derivative = sps.legendre(l).deriv(am).coef[::-1]  # ascending powers of z/r
         degree = l - am
         # by parity only powers k with even l − |m| − k occur; drop rounding residue elsewhere
-        self.legendre = [(k, float(c), (degree - k) // 2) for k, c in enumerate(legendre_derivative) if (degree - k) % 2 == 0]
+        self.legendre = [
+            (k, float(c), (degree - k) // 2) for k, c in enumerate(legendre_derivative) if (degree - k) % 2 == 0
+        ]
         harmonic_norm = sqrt((2 * l + 1) / (4.0 * pi) * factorial(l - am) / factorial(l + am))
         sign = (-1.0) ** am if m >= 0 else 1.0
         self.prefactor = _radial_normalisation(n, l) * (2.0 / (n * BOHR_RADIUS)) ** l * harmonic_norm * sign
@@ -319,7 +321,10 @@ class HydrogenSuperposition(Wavefunction):
             raise ValueError("At least one eigenstate is needed.")
         if len(set(self.states)) != len(self.states):
             raise ValueError(f"States must be distinct, got {self.states}.")
-        coeffs = np.ones(len(self.states), dtype=np.complex128) if coefficients is None else np.asarray(coefficients, dtype=np.complex128)
+        if coefficients is None:
+            coeffs = np.ones(len(self.states), dtype=np.complex128)
+        else:
+            coeffs = np.asarray(coefficients, dtype=np.complex128)
         if coeffs.shape != (len(self.states),):
             raise ValueError(f"Need one coefficient per state ({len(self.states)}), got shape {coeffs.shape}.")
         norm = np.sqrt(np.sum(np.abs(coeffs) ** 2))
@@ -386,7 +391,10 @@ class HydrogenSuperposition(Wavefunction):
         ``(l, m)``, which this closed form does not handle.
         """
         self._require_distinct_lm()
-        return float(sum(abs(c) ** 2 * BOHR_RADIUS * (3 * n**2 - l * (l + 1)) / 2.0 for c, (n, l, _) in zip(self.coefficients, self.states)))
+        return float(sum(
+            abs(c) ** 2 * BOHR_RADIUS * (3 * n**2 - l * (l + 1)) / 2.0
+            for c, (n, l, _) in zip(self.coefficients, self.states)
+        ))
 
     def mean_squared_radius(self) -> float:
         """Exact ``E[|x|²]`` under ``|ψ|²``: ``⟨r²⟩_{nl} = a₀² n² (5n² + 1 − 3l(l+1)) / 2``."""

@@ -43,7 +43,8 @@ class DatasetPath(MarginalPath):
         self.t_range = (float(data.times[0]), float(data.times[-1]))
         self.device = torch.device("cpu")
         self._samples = data.samples
-        self._taus = torch.as_tensor((data.times - data.times[0]) / (data.times[-1] - data.times[0]), dtype=torch.float32)
+        span = data.times[-1] - data.times[0]
+        self._taus = torch.as_tensor((data.times - data.times[0]) / span, dtype=torch.float32)
 
     def to(self, device: torch.device) -> DatasetPath:
         self.device = torch.device(device)

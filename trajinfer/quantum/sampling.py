@@ -207,7 +207,8 @@ class SnapshotSeries:
         self.times = np.asarray(self.times, dtype=np.float64)
         if self.samples.ndim != 3 or self.samples.shape[0] != len(self.times):
             raise ValueError(
-                f"samples must have shape (T, n, dim) with T = {len(self.times)} times; got {tuple(self.samples.shape)}."
+                f"samples must have shape (T, n, dim) with T = {len(self.times)} times; "
+                f"got {tuple(self.samples.shape)}."
             )
 
     @property
