@@ -23,10 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def command_line() -> str:
-    """The exact command that produced the results (relative to the repository root)."""
-    exe = "python"
-    return " ".join([exe] + [shlex.quote(a) for a in sys.argv])
+def command_line(argv: Sequence[str] | None = None, script: str | None = None) -> str:
+    """The exact command that produced the results (relative to the repository root).
+
+    ``argv``/``script``: the arguments given to a script's ``main(argv)`` when it is called from
+    Python (tests) rather than the command line.
+    """
+    if argv is None:
+        return " ".join(["python"] + [shlex.quote(a) for a in sys.argv])
+    return " ".join(["python", script or "benchmarks/?.py"] + [shlex.quote(str(a)) for a in argv])
 
 
 def git_commit() -> str:
@@ -47,7 +52,7 @@ def package_version(name: str) -> str | None:
         return None
 
 
-def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def provenance(extra: dict[str, Any] | None = None, argv: Sequence[str] | None = None, script: str | None = None) -> dict[str, Any]:
     import torch
 
     try:
@@ -55,7 +60,7 @@ def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     except OSError:
         load = None
     info = {
-        "command": command_line(),
+        "command": command_line(argv, script),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "machine": {
@@ -91,9 +96,10 @@ def current_rss_mb() -> float:
 
 @contextmanager
 def measure(record: dict[str, Any], key: str = "fit", interval: float = 0.02, traced: bool = False):
-    """Wall time and memory of a block, stored in ``record``.
+    """Wall time, CPU time and memory of a block, stored in ``record``.
 
-    ``{key}_seconds``: wall-clock time. ``{key}_peak_rss_mb``: the process's peak resident set
+    ``{key}_seconds``: wall-clock time. ``{key}_cpu_seconds``: CPU time of the whole process
+    (all threads) during the block — the fairer figure on a shared, overloaded machine. ``{key}_peak_rss_mb``: the process's peak resident set
     size during the block (sampled every ``interval`` s by a thread; torch tensors included).
     ``{key}_rss_increase_mb``: that peak minus the RSS when the block started (the memory the
     block itself needed). With ``traced=True`` also ``{key}_peak_traced_mb``, the peak of
@@ -115,11 +121,12 @@ def measure(record: dict[str, Any], key: str = "fit", interval: float = 0.02, tr
     if traced:
         tracemalloc.start()
     thread.start()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         yield record
     finally:
         record[f"{key}_seconds"] = time.perf_counter() - start
+        record[f"{key}_cpu_seconds"] = time.process_time() - cpu_start
         stop.set()
         thread.join()
         peak[0] = max(peak[0], current_rss_mb())

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 import trajinfer as tj  # noqa: E402
-from trajinfer.tl._fit import default_sigma  # noqa: E402
+from trajinfer.tl import default_sigma  # noqa: E402
 
 DATA = Path("/work/shared/data")
 W1_LABEL = "W1 (EMD, Euclidean ground cost; the paper's table calls it W2)"
@@ -91,8 +91,11 @@ def summarise(per_repeat: list[dict[str, float]]) -> dict[str, Any]:
     return out
 
 
-def evaluate(push, test: list[np.ndarray], repeats: int, bws: list[float]) -> list[dict[str, Any]]:
-    """``push(X, k0, k1, n_copies, seed) -> (X_end (n_copies*n, d), logw or None)``."""
+def evaluate(push, test: list[np.ndarray], repeats: int, bws: list[float], metric_repeats: int | None = None) -> list[dict[str, Any]]:
+    """``push(X, k0, k1, n_copies, seed) -> (X_end (n_copies*n, d), logw or None)``.
+
+    W1 is computed on every repeat; W2 and MMD² on the first ``metric_repeats`` (all if None).
+    """
     per_k = []
     for k in range(1, len(test)):
         src, tgt = test[k - 1], test[k]
@@ -104,8 +107,12 @@ def evaluate(push, test: list[np.ndarray], repeats: int, bws: list[float]) -> li
         for r in range(repeats):
             sl = slice(r * n, (r + 1) * n)
             w = None if logw is None else np.exp(logw[sl] - logw[sl].max())
-            rows.append(distances(X_end[sl], tgt, w, bws[k]))
-        res = summarise(rows)
+            extra = metric_repeats is None or r < metric_repeats
+            rows.append(distances(X_end[sl], tgt, w, bws[k], which=("w1", "w2", "mmd") if extra else ("w1",)))
+        res = summarise([{"w1": row["w1"]} for row in rows])
+        sub = summarise([{m: row[m] for m in ("w2", "mmd")} for row in rows if "w2" in row])
+        res.update({m: sub[m] for m in ("w2", "w2_std", "mmd", "mmd_std")})
+        res["n_repeats_w2_mmd"] = sub["n_repeats"]
         res["k"] = k
         res["push_seconds"] = push_s
         per_k.append(res)
@@ -156,7 +163,7 @@ def tune(val: list[np.ndarray], candidates: list[dict[str, Any]], base: dict[str
             model = fit_am(train, "eam", "ot", settings)
         per_k = []
         for k in range(1, len(held)):
-            tr = model.simulate(np.tile(held[k - 1], (repeats, 1)), k - 1, k, n_steps=100, seed=k, progress=False)
+            tr = model.simulate(np.tile(held[k - 1], (repeats, 1)), k - 1, k, n_steps=50, seed=k, progress=False)
             n = held[k - 1].shape[0]
             per_k.append(np.mean([tj.metrics.w1(tr.X[-1][r * n:(r + 1) * n], held[k]) for r in range(repeats)]))
         rec["heldout_val_w1"] = per_k
@@ -176,19 +183,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--repeats", type=int, default=None, help="stochastic repeats (full 100, quick 2)")
     parser.add_argument("--n-iter", type=int, default=None, help="trajinfer iterations (full 1500)")
+    parser.add_argument("--n-steps", type=int, default=None, help="Euler(-Maruyama) steps per unit interval (full 100)")
     parser.add_argument("--no-tune", action="store_true", help="skip the val-only width selection")
     parser.add_argument("--peers", default="mioflow,otcfm,sf2m")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--mioflow-epochs", type=int, default=None, help="MIOFlow epochs (full: its default 100)")
+    parser.add_argument("--cfm-iters", type=int, default=None, help="OT-CFM / SF2M iterations (full 2000)")
+    parser.add_argument("--metric-repeats", type=int, default=None, help="repeats scored by W2 and MMD (full 20; W1 uses all)")
+    parser.add_argument("--tune-only", action="store_true", help="run only the val-only width selection (writes eb_tuning.json)")
+    parser.add_argument("--only", choices=["eam", "ueam", "peers"], default=None,
+                        help="run one group and write eb_part_<group>.json (for parallel processes; combine with --merge)")
+    parser.add_argument("--interps", default="mixture,ot,sb", help="interpolations of the trajinfer group(s)")
+    parser.add_argument("--merge", action="store_true", help="combine eb_part_*.json in --out into eb.json / eb.md")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    if args.merge:
+        return merge(args.out)
     quick = args.quick
     repeats = args.repeats or (2 if quick else 100)
     n_iter = args.n_iter or (20 if quick else 1500)
-    n_steps = 10 if quick else 100
-    peer_budget = {"mioflow": 2 if quick else 100, "otcfm": 20 if quick else 5000, "sf2m": 20 if quick else 5000}
+    metric_repeats = args.metric_repeats or (2 if quick else 20)
+    n_steps = args.n_steps or (10 if quick else 100)
+    peer_budget = {"mioflow": args.mioflow_epochs or (2 if quick else 100), "otcfm": args.cfm_iters or (20 if quick else 2000),
+                   "sf2m": args.cfm_iters or (20 if quick else 2000)}
     base = {"hidden_dims": (128, 128, 128), "n_iter": n_iter, "batch_size": 256, "lr": 1e-3}
-    prov = C.provenance({"mode": "quick" if quick else "full"})
+    prov = C.provenance({"mode": "quick" if quick else "full"}, argv, f"benchmarks/{Path(__file__).name}")
     print(C.provenance_md(prov), flush=True)
 
     val, test = load(args.data)
@@ -202,15 +221,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print("floor W1", [round(f["w1"], 3) for f in floor], "no-move W1", [round(f["w1"], 3) for f in no_move], flush=True)
 
     tuning = None
-    if not args.no_tune:
+    if args.tune_only or not args.no_tune:
         cands = [{"hidden_dims": (64, 64, 64)}, {"hidden_dims": (128, 128, 128)}]
-        tuning = tune(val, cands, base, hold=10 if quick else 50, repeats=2 if quick else 10)
+        tuning = tune(val, cands, base, hold=10 if quick else 50, repeats=2 if quick else 5)
+        tuning["provenance"] = prov
+        if args.tune_only:
+            args.out.mkdir(parents=True, exist_ok=True)
+            C.write_json(args.out / "eb_tuning.json", tuning)
+            return tuning
         base = dict(tuning["chosen"])
+    elif (args.out / "eb_tuning.json").exists():
+        import json
+
+        tuning = json.loads((args.out / "eb_tuning.json").read_text())
+        tuning["note"] = "separate --tune-only run (read from eb_tuning.json); the settings of this run were fixed beforehand"
     print("trajinfer settings:", base, flush=True)
 
     methods: dict[str, dict[str, Any]] = {}
-    for method in ("eam", "ueam"):
-        for interp in ("mixture", "ot", "sb"):
+    groups = [args.only] if args.only else ["eam", "ueam", "peers"]
+    for method in [g for g in ("eam", "ueam") if g in groups]:
+        for interp in [i for i in ("mixture", "ot", "sb") if i in args.interps.split(",")]:
             name = f"trajinfer {'eAM' if method == 'eam' else 'ueAM'} ({interp})"
             rec: dict[str, Any] = {"kind": "trajinfer", "method": method, "interpolation": interp, "settings": dict(base)}
             with C.measure(rec):
@@ -220,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else:
                 rec["sigma"] = float(model.sigma)
                 rec["final_train_loss"] = float(np.mean(model.loss_curve_[-50:]))
-                rec["per_k"] = evaluate(am_push(model, n_steps), test, repeats, bws)
+                rec["per_k"] = evaluate(am_push(model, n_steps), test, repeats, bws, metric_repeats)
                 rec["n_steps_per_interval"] = n_steps
             methods[name] = rec
             print(f"{name}: fit {rec['fit_seconds']:.0f} s;", err or [round(r["w1"], 3) for r in rec["per_k"]], flush=True)
@@ -233,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001
         import_error = f"{type(err).__name__}: {err}"
         peer_fns = {p: (p, None, False) for p in ("mioflow", "otcfm", "sf2m")}
-    for key in [p for p in args.peers.split(",") if p]:
+    for key in [p for p in args.peers.split(",") if p and "peers" in groups]:
         name, fn, stochastic = peer_fns[key]
         rec = {"kind": "peer", "peer": key}
         if fn is None:
@@ -248,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rec["error"] = err
         else:
             rec["settings"] = model.settings
-            per_k, err = C.safe_run(lambda: evaluate(peer_push(model, stochastic), test, repeats if stochastic else 1, bws))  # noqa: B023
+            per_k, err = C.safe_run(lambda: evaluate(peer_push(model, stochastic), test, repeats if stochastic else 1, bws, metric_repeats))  # noqa: B023
             if err:
                 rec["error"] = err
             else:
@@ -264,6 +294,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "n_val_per_label": n_val,
         "n_test_per_label": n_test,
         "repeats": repeats,
+        "metric_repeats_w2_mmd": metric_repeats,
         "trajinfer_settings": base,
         "tuning": tuning,
         "peer_budgets": peer_budget,
@@ -273,9 +304,58 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "methods": methods,
     }
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.only:
+        if args.only == "peers":
+            tag = "peers" if args.peers == "mioflow,otcfm,sf2m" else "peers_" + args.peers.replace(",", "_")
+        else:
+            tag = args.only if args.interps == "mixture,ot,sb" else f"{args.only}_{args.interps.replace(',', '_')}"
+        C.write_json(args.out / f"eb_part_{tag}.json", payload)
+        return payload
     C.write_json(args.out / "eb.json", payload)
     (args.out / "eb.md").write_text(markdown(payload))
     print((args.out / "eb.md").read_text())
+    return payload
+
+
+def budget_note(p: dict[str, Any]) -> str:
+    s = p["trajinfer_settings"]
+    peers = {n: r.get("settings", {}) for n, r in p["methods"].items() if r.get("kind") == "peer"}
+    bits = [f"{n}: {r.get('n_epochs', r.get('n_iter'))} {'epochs' if 'n_epochs' in r else 'iterations'}" for n, r in peers.items() if r]
+    load = p["provenance"]["machine"].get("load_average_at_start")
+    return (f"Compute budget: every fit ran as its own single-threaded process, concurrently with the others and with other jobs on a "
+            f"shared {p['provenance']['machine']['cpu_cores']}-core CPU machine (load average at start {load}), so *fit s* is inflated "
+            f"wall-clock time and only roughly comparable between rows. Budgets were cut to finish within the session: trajinfer "
+            f"{s['n_iter']} iterations, {p['repeats']} stochastic repeats; " + "; ".join(bits) +
+            " (MIOFlow's package default is 100 epochs). Longer training is expected to lower every trained row.")
+
+
+def merge(out: Path) -> dict[str, Any]:
+    import json
+
+    order = {"eam": 0, "ueam": 1, "peers": 2}
+    interp_order = {"mixture": 0, "ot": 1, "sb": 2}
+
+    def key(f: Path) -> tuple:
+        tag = f.stem[len("eb_part_"):].split("_")
+        return (order.get(tag[0], 9), [interp_order.get(x, 9) for x in tag[1:]])
+
+    parts = {f.stem[len("eb_part_"):]: json.loads(f.read_text()) for f in sorted(out.glob("eb_part_*.json"), key=key)}
+    if not parts:
+        raise FileNotFoundError(f"No eb_part_*.json in {out}.")
+    payload = dict(next(iter(parts.values())))
+    payload["methods"] = {}
+    payload["provenance"] = dict(payload["provenance"])
+    payload["provenance"]["parts"] = {g: p["provenance"] for g, p in parts.items()}
+    payload["provenance"]["command"] = " ; ".join(p["provenance"]["command"] for p in parts.values()) + " ; " + C.command_line()
+    for part in parts.values():
+        payload["methods"].update(part["methods"])
+    payload["trajinfer_settings"] = next((p["trajinfer_settings"] for g, p in parts.items() if not g.startswith("peers")), payload["trajinfer_settings"])
+    if (out / "eb_tuning.json").exists():
+        payload["tuning"] = json.loads((out / "eb_tuning.json").read_text())
+        payload["tuning"]["note"] = "separate --tune-only run on the val split; the settings of the main run were fixed beforehand"
+    C.write_json(out / "eb.json", payload)
+    (out / "eb.md").write_text(markdown(payload))
+    print((out / "eb.md").read_text())
     return payload
 
 
@@ -310,17 +390,19 @@ def markdown(p: dict[str, Any]) -> str:
         "",
         C.md_table(header, rows),
         "",
+        budget_note(p),
+        "",
         "Floor: W1 between the val and test cells of the same label — what a perfect model trained on "
         f"{p['n_val_per_label'][0]} cells/label can be expected to reach; the published rows were trained on ~2,700 cells/label and "
         "evaluated on the NLSB test split, so their ratio to this floor is only indicative.",
         "",
-        "## True W2 and MMD² (mean over repeats)",
+        f"## True W2 and MMD² (mean ± std over the first {p['metric_repeats_w2_mmd']} repeats of stochastic methods)",
         "",
     ]
     rows2 = []
     for name, rec in p["methods"].items():
         if "per_k" in rec:
-            rows2.append([name] + [C.pm(r["w2"], r["w2_std"]) for r in rec["per_k"]] + [C.fmt(r["mmd"]) for r in rec["per_k"]])
+            rows2.append([name] + [C.pm(r["w2"], r["w2_std"]) for r in rec["per_k"]] + [C.pm(r["mmd"], r["mmd_std"]) for r in rec["per_k"]])
     rows2.append(["no-move baseline"] + [C.fmt(r["w2"]) for r in p["no_move"]] + [C.fmt(r["mmd"]) for r in p["no_move"]])
     rows2.append(["floor (val_k vs test_k)"] + [C.fmt(r["w2"]) for r in p["floor_val_vs_test"][1:]] + [C.fmt(r["mmd"]) for r in p["floor_val_vs_test"][1:]])
     parts.append(C.md_table(["method"] + [f"W2 {k}" for k in ks] + [f"MMD² {k}" for k in ks], rows2))
@@ -329,10 +411,17 @@ def markdown(p: dict[str, Any]) -> str:
               f"{next((r.get('n_steps_per_interval') for r in p['methods'].values() if r.get('n_steps_per_interval')), '–')} steps per unit interval."]
     if p["tuning"]:
         t = p["tuning"]
-        parts.append(f"Width chosen on the val split only: {t['held_out_per_label']} val cells/label held out, eAM (OT interpolation) fitted on the rest, "
-                     f"held-out W1 averaged over k = 1..4 and {t['repeats']} repeats:")
+        parts.append(f"Val-only width selection ({t.get('note') or 'run before the main fits; its choice was used'}): "
+                     f"{t['held_out_per_label']} val cells/label held out, eAM (OT interpolation) fitted on the other val cells with the same "
+                     f"budget, held-out W1 averaged over k = 1..4 and {t['repeats']} repeats; chosen: hidden_dims {tuple(t['chosen']['hidden_dims'])}. "
+                     "No test cells are used.")
         for c in t["candidates"]:
-            parts.append(f"- hidden_dims {tuple(c['settings']['hidden_dims'])}: held-out val W1 {C.fmt(c['heldout_val_w1_mean'])} (per k {[round(x, 3) for x in c['heldout_val_w1']]}), fit {C.fmt(c['fit_seconds'], 0)} s")
+            parts.append(f"- hidden_dims {tuple(c['settings']['hidden_dims'])}: held-out val W1 {C.fmt(c['heldout_val_w1_mean'])} "
+                         f"(per k {[round(x, 3) for x in c['heldout_val_w1']]}), final training loss {C.fmt(c['final_train_loss'])}, fit {C.fmt(c['fit_seconds'], 0)} s")
+    else:
+        parts.append("No val-only width selection was run; the width was fixed beforehand.")
+    parts.append("")
+    parts.append("Peers (each with its package's own defaults / tutorial settings):")
     for name, rec in p["methods"].items():
         if rec["kind"] == "peer":
             parts.append(f"- {name}: `{rec.get('settings', rec.get('error'))}`")

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +82,6 @@ class Config:
     color_iter: int
     color_batch: int
     tasks: tuple[str, ...] = ("generation", "superres", "inpainting", "torus", "colorization")
-    extra: dict = field(default_factory=dict)
 
 
 QUICK = Config(

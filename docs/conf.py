@@ -62,6 +62,10 @@ default_role = "obj"
 nitpicky = False
 suppress_warnings: list[str] = []
 
+# -- optional parts: ``.. only:: cli`` blocks appear when the command-line module exists ------
+if trajinfer_docs._import("trajinfer.cli") is not None:
+    tags.add("cli")  # noqa: F821  (Sphinx provides ``tags`` to conf.py)
+
 # -- API pages -------------------------------------------------------------------------------
 trajinfer_docs.write_api_pages(DOCS / "generated" / "api")
 trajinfer_docs.write_benchmark_pages(REPO / "benchmarks" / "results", DOCS / "generated" / "benchmarks")
@@ -97,7 +101,7 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
     "ignore_pattern": trajinfer_docs.gallery_ignore_pattern(),
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "trajinfer_docs.GalleryOrder",
     "plot_gallery": os.environ.get("TRAJINFER_DOCS_GALLERY", "1") != "0",
     "download_all_examples": False,
     "remove_config_comments": True,

@@ -9,21 +9,11 @@ import sys
 import anndata
 import numpy as np
 import pytest
-import torch
 
 import trajinfer as tj
 from trajinfer.cli import main
 
 FAST_FIT = ["--n-iter", "20", "--hidden-dims", "16,16", "--batch-size", "32", "--device", "cpu", "--quiet"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny networks: a single thread avoids oversubscription on the shared 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

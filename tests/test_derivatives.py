@@ -26,15 +26,6 @@ from trajinfer.time_sampling import AdaptiveTimeProposal, UniformTimeProposal
 DIM = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: a single thread avoids oversubscription on the shared 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def network() -> MLPPotential:
     """A random smooth potential in double precision (finite differences need float64)."""

@@ -16,15 +16,6 @@ from trajinfer.networks import MLPPotential
 FAST = dict(hidden_dims=(16, 16), n_iter=15, batch_size=32, device="cpu", progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny networks: a single thread avoids oversubscription on the shared 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _snapshots(seed: int = 0) -> tj.SnapshotPath:
     """Two 2-D snapshots at user times 1 and 3 (duration 2)."""
     rng = np.random.default_rng(seed)

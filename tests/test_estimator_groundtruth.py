@@ -19,16 +19,6 @@ import trajinfer as tj
 from trajinfer.derivatives import potential_derivatives
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The networks are tiny, so a fit is dispatch-bound: with 2 threads on 2 cores shared with
-    # other jobs one iteration was measured 10-20x slower than with a single thread.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _rel_err(estimate: np.ndarray, truth: np.ndarray) -> float:
     return float(np.linalg.norm(estimate - truth) / np.linalg.norm(truth))
 

@@ -23,15 +23,6 @@ T_RANGE = (0.0, 2.0)
 DURATION = 2.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: a single thread avoids oversubscription on the shared 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 class QuadraticPotential(nn.Module):
     """s(x, tau) = xᵀ A x / 2 + c (A symmetric): internal velocity A x, Laplacian tr A."""
 

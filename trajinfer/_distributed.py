@@ -151,7 +151,8 @@ def setup_distributed(enabled: bool, device: torch.device) -> tuple[DistributedC
         backend = "nccl" if device.type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend=backend)
         atexit.register(_destroy_process_group)
-        logger.info("Joined a %s process group of %d ranks.", backend, torch.distributed.get_world_size())
+        if torch.distributed.get_rank() == 0:
+            logger.info("Started a %s process group of %d ranks.", backend, torch.distributed.get_world_size())
     backend = torch.distributed.get_backend()
     if backend == "nccl" and device.type != "cuda":
         raise RuntimeError("The process group uses NCCL, which needs CUDA tensors; fit with device='cuda'.")

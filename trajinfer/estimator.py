@@ -105,7 +105,10 @@ class ActionMatching(BaseEstimator):
         ``torch.distributed`` process group): each process draws its own minibatches, the
         gradients are averaged over processes after every backward pass, and rank 0 alone shows
         progress and writes checkpoints and :meth:`save` files. CUDA devices are assigned by
-        ``LOCAL_RANK`` (NCCL), CPU processes use gloo.
+        ``LOCAL_RANK`` (NCCL), CPU processes use gloo. Launch a script that fits with
+        ``distributed=True`` (or ``tj.fit(..., distributed=True)``) as ``torchrun
+        --nproc_per_node=4 script.py``; from the command line, ``torchrun --nproc_per_node=4 -m
+        trajinfer fit ... --distributed``.
     checkpoint_path
         File to which the state of the fit is written every ``checkpoint_every`` iterations and
         at the end: network, optimiser, learning-rate schedule, moving average, time proposal,

@@ -156,10 +156,10 @@ class SnapshotPath(MarginalPath):
         self.times = np.asarray(labels, dtype=np.float64)
         self.t_range = (float(self.times[0]), float(self.times[-1]))
         self.dim = snapshots[0].shape[1]
-        self.snapshots = snapshots
         self.counts = torch.tensor([s.shape[0] for s in snapshots])
         self.offsets = torch.cumsum(self.counts, 0) - self.counts
         self.data = torch.cat(snapshots, dim=0)
+        del snapshots  # one copy of the cells: the snapshots are views into ``data``
         self.taus = torch.as_tensor((self.times - self.times[0]) / (self.times[-1] - self.times[0]), dtype=torch.float32)
         if masses is None:
             masses = np.ones(len(labels))
@@ -171,7 +171,6 @@ class SnapshotPath(MarginalPath):
     def to(self, device: torch.device) -> SnapshotPath:
         self.device = torch.device(device)
         self.data = self.data.to(self.device)
-        self.snapshots = [s.to(self.device) for s in self.snapshots]
         for name in ("counts", "offsets", "taus", "masses"):
             setattr(self, name, getattr(self, name).to(self.device))
         return self
@@ -180,9 +179,15 @@ class SnapshotPath(MarginalPath):
     def n_times(self) -> int:
         return len(self.times)
 
+    @property
+    def snapshots(self) -> list[torch.Tensor]:
+        """The samples of each time point (views into one tensor of all samples)."""
+        return [self.snapshot(k) for k in range(self.n_times)]
+
     def snapshot(self, k: int) -> torch.Tensor:
         """All samples at the k-th time point."""
-        return self.snapshots[k]
+        start = int(self.offsets[k])
+        return self.data[start : start + int(self.counts[k])]
 
     def _interval(self, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = torch.searchsorted(self.taus, tau.contiguous(), right=True) - 1

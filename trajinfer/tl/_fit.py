@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
+from .._distributed import is_main_process
 from ..estimator import ActionMatching
 from ..losses import is_entropic, is_unbalanced
 from ..paths import SnapshotPath
@@ -184,5 +185,6 @@ def fit(
         "loss_curve": np.asarray(model.loss_curve_),
         "fit_time": float(model.fit_time_),
     }
-    logger.info("Fitted %s on %d cells, %d time points, representation %r.", method, adata.n_obs, path.n_times, rep_key)
+    if is_main_process():
+        logger.info("Fitted %s on %d cells, %d time points, representation %r.", method, adata.n_obs, path.n_times, rep_key)
     return (model, target) if copy else model

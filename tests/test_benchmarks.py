@@ -1,0 +1,103 @@
+"""Smoke tests of the benchmark scripts: each ``--quick`` run writes a JSON with every column."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+PROVENANCE_KEYS = {"command", "date", "git_commit", "machine", "torch"}
+
+
+def _load(name: str):
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check_provenance(payload: dict) -> None:
+    prov = payload["provenance"]
+    assert PROVENANCE_KEYS <= set(prov)
+    assert prov["machine"]["cpu_cores"] >= 1
+    assert "--quick" in prov["command"]
+
+
+def test_eb_quick(tmp_path, shared_data):
+    if not (shared_data / "nlsb_val_rna.npz").exists():
+        pytest.skip("NLSB embryoid-body files not present")
+    eb = _load("eb")
+    eb.main(["--quick", "--no-tune", "--data", str(shared_data), "--out", str(tmp_path), "--peers", "otcfm,sf2m,mioflow"])
+    payload = json.loads((tmp_path / "eb.json").read_text())
+    _check_provenance(payload)
+    assert len(payload["floor_val_vs_test"]) == 5 and len(payload["no_move"]) == 4
+    assert set(payload["published"]["w1"]) == {"OT-flow", "TrajectoryNet", "IPF", "Neural SDE", "NLSB", "eAM"}
+    expected = {f"trajinfer {m} ({i})" for m in ("eAM", "ueAM") for i in ("mixture", "ot", "sb")}
+    expected |= {"MIOFlow", "TorchCFM OT-CFM", "TorchCFM SF2M"}
+    assert expected <= set(payload["methods"])
+    for name, rec in payload["methods"].items():
+        assert "fit_seconds" in rec or "error" in rec, name
+        if "error" in rec:
+            assert isinstance(rec["error"], str) and rec["error"]
+            continue
+        assert "fit_peak_rss_mb" in rec and "fit_rss_increase_mb" in rec
+        assert [r["k"] for r in rec["per_k"]] == [1, 2, 3, 4]
+        for r in rec["per_k"]:
+            assert {"w1", "w1_std", "w2", "w2_std", "mmd", "mmd_std", "n_repeats"} <= set(r)
+            assert r["w1"] > 0
+    md = (tmp_path / "eb.md").read_text()
+    assert "W1 (EMD, Euclidean ground cost; the paper's table calls it W2)" in md
+    assert "published, trained on ~2,700 cells/label" in md
+
+
+def test_petals_quick(tmp_path):
+    petals = _load("petals")
+    petals.main(["--quick", "--out", str(tmp_path)])
+    payload = json.loads((tmp_path / "petals.json").read_text())
+    _check_provenance(payload)
+    assert (tmp_path / "petals.png").stat().st_size > 0
+    for run in payload["runs"]:
+        assert {"trajinfer eAM", "MIOFlow"} <= set(run["methods"])
+        for name, rec in run["methods"].items():
+            if "error" in rec:
+                continue
+            assert "fit_seconds" in rec and "fit_peak_rss_mb" in rec
+            assert [r["t"] for r in rec["per_t"]] == list(range(1, run["n_times"]))
+            for r in rec["per_t"]:
+                assert {"w1", "w1_std", "w2", "w2_std", "mmd", "mmd_std"} <= set(r)
+
+
+def test_speed_quick(tmp_path):
+    speed = _load("speed")
+    speed.main(["--quick", "--out", str(tmp_path)])
+    payload = json.loads((tmp_path / "speed.json").read_text())
+    _check_provenance(payload)
+    variants = {r["variant"] for r in payload["iterations_per_second"]}
+    assert variants == {"jet", "autograd", "naive loop", "hutchinson"}
+    for r in payload["iterations_per_second"]:
+        assert {"device", "dim", "batch", "it_per_s", "median_step_s"} <= set(r)
+    for r in payload["time_to_accuracy"]:
+        assert {"device", "dim", "variant", "reached", "final_rel_error", "curve"} <= set(r)
+    assert "cuda" in payload
+
+
+def test_naive_laplacian_matches_library():
+    import torch
+
+    speed = _load("speed")
+    from trajinfer.derivatives import potential_derivatives
+    from trajinfer.networks import MLPPotential
+
+    torch.manual_seed(0)
+    net = MLPPotential(4, (16, 16), "silu")
+    x, t = torch.randn(8, 4), torch.rand(8)
+    lib = potential_derivatives(net, x, t, laplacian="exact", create_graph=False).laplacian
+    xg = x.clone().requires_grad_(True)
+    grad = torch.autograd.grad(net(xg, t).sum(), xg, create_graph=True)[0]
+    naive = speed.naive_exact_laplacian(grad, xg, create_graph=False)
+    torch.testing.assert_close(naive, lib, rtol=1e-4, atol=1e-5)
