@@ -17,6 +17,7 @@ import torch
 from ._validation import as_float_tensor
 
 INTERPOLATIONS = ("mixture", "ot", "sb")
+SINKHORN_MAX_ITER = 200
 
 
 class MarginalPath:
@@ -241,7 +242,13 @@ class SnapshotPath(MarginalPath):
             plan = ot.emd(weights, weights, cost, numItermax=10_000_000)
             return torch.as_tensor(plan.argmax(axis=1), device=self.device)
         dt = float(self.times[interval + 1] - self.times[interval])
-        plan = ot.sinkhorn(weights, weights, cost, reg=self.sigma**2 * dt, method="sinkhorn_log")
+        # Pairs are drawn row by row, so each source sample keeps its exact weight; the column
+        # marginal only needs to be approximate, and a capped number of log-domain iterations
+        # bounds the cost per step when the regularisation is small against the costs.
+        plan = ot.sinkhorn(
+            weights, weights, cost, reg=self.sigma**2 * dt, method="sinkhorn_log",
+            numItermax=SINKHORN_MAX_ITER, stopThr=1e-6, warn=False,
+        )
         plan = torch.as_tensor(np.maximum(plan, 0.0), dtype=torch.float32, device=self.device)
         return torch.multinomial(plan + 1e-30, 1, generator=generator).flatten()
 
