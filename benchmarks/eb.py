@@ -201,12 +201,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return merge(args.out)
     quick = args.quick
     repeats = args.repeats or (2 if quick else 100)
-    n_iter = args.n_iter or (20 if quick else 1500)
+    n_iter = args.n_iter or (10 if quick else 1500)
     metric_repeats = args.metric_repeats or (2 if quick else 20)
     n_steps = args.n_steps or (10 if quick else 100)
-    peer_budget = {"mioflow": args.mioflow_epochs or (2 if quick else 100), "otcfm": args.cfm_iters or (20 if quick else 2000),
-                   "sf2m": args.cfm_iters or (20 if quick else 2000)}
-    base = {"hidden_dims": (128, 128, 128), "n_iter": n_iter, "batch_size": 256, "lr": 1e-3}
+    peer_budget = {"mioflow": args.mioflow_epochs or (1 if quick else 100), "otcfm": args.cfm_iters or (10 if quick else 2000),
+                   "sf2m": args.cfm_iters or (10 if quick else 2000)}
+    base = {"hidden_dims": (32, 32) if quick else (128, 128, 128), "n_iter": n_iter, "batch_size": 64 if quick else 256, "lr": 1e-3}
     prov = C.provenance({"mode": "quick" if quick else "full"}, argv, f"benchmarks/{Path(__file__).name}")
     print(C.provenance_md(prov), flush=True)
 
@@ -349,6 +349,13 @@ def merge(out: Path) -> dict[str, Any]:
     payload["provenance"]["command"] = " ; ".join(p["provenance"]["command"] for p in parts.values()) + " ; " + C.command_line()
     for part in parts.values():
         payload["methods"].update(part["methods"])
+    for method in ("eam", "ueam"):  # configurations whose process did not finish
+        for interp in ("mixture", "ot", "sb"):
+            name = f"trajinfer {'eAM' if method == 'eam' else 'ueAM'} ({interp})"
+            if name not in payload["methods"]:
+                payload["methods"][name] = {"kind": "trajinfer", "method": method, "interpolation": interp,
+                                            "error": "not finished within the session (process stopped before writing results); rerun "
+                                                     f"`python benchmarks/eb.py --no-tune --only {method} --interps {interp}` then `--merge`"}
     payload["trajinfer_settings"] = next((p["trajinfer_settings"] for g, p in parts.items() if not g.startswith("peers")), payload["trajinfer_settings"])
     if (out / "eb_tuning.json").exists():
         payload["tuning"] = json.loads((out / "eb_tuning.json").read_text())
@@ -365,7 +372,7 @@ def markdown(p: dict[str, Any]) -> str:
     rows = []
     for name, rec in p["methods"].items():
         if "per_k" not in rec:
-            rows.append([name, f"error: {rec.get('error')}"] + [""] * 7)
+            rows.append([name, f"error: {rec.get('error')}"] + [""] * 8)
             continue
         w1 = [r["w1"] for r in rec["per_k"]]
         cells = [C.pm(r["w1"], r["w1_std"]) for r in rec["per_k"]]
