@@ -143,9 +143,16 @@ class Evaluator:
         return round(vision.classifier_score(self.model, np.asarray(images)), 3)
 
 
+def _seeded(seed: int, cls: type, *args: Any, **kwargs: Any) -> Any:
+    """Build a network with initial weights fixed by ``seed`` (independent of the tasks run before)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls(*args, **kwargs)
+
+
 def _am(path: vision.InterpolantPath, unet: dict, n_iter: int, batch: int, lr: float, args: argparse.Namespace,
         periodic: bool = False) -> tj.ActionMatching:
-    potential = vision.UNetPotential(path.image_shape, periodic=periodic, **unet)
+    potential = _seeded(args.seed, vision.UNetPotential, path.image_shape, periodic=periodic, **unet)
     return tj.ActionMatching(
         potential=potential, n_iter=n_iter, batch_size=batch, lr=lr, time_weight=path.time_weight,
         time_proposal="adaptive", device=args.device, seed=args.seed, progress=args.progress,
@@ -208,8 +215,9 @@ class Report:
 
 
 def _triptych(start: torch.Tensor, out: torch.Tensor, truth: Any, shape: tuple[int, int, int], n: int = 8) -> np.ndarray:
-    """Rows of start / model output / ground truth for the first ``n`` examples."""
-    parts = [np.asarray(a, dtype=np.float32).reshape(-1, *shape)[:n] for a in (start, out, truth)]
+    """Rows of start / model output / ground truth for ``n`` examples spread over the test set."""
+    pick = np.linspace(0, len(out) - 1, n).round().astype(int)
+    parts = [np.asarray(a, dtype=np.float32).reshape(-1, *shape)[pick] for a in (start, out, truth)]
     return np.concatenate(parts)
 
 
@@ -264,7 +272,7 @@ def run_digits(cfg: Config, args: argparse.Namespace, device: torch.device, repo
                 fit_s=round(est.fit_time_, 1), sample_s=round(sample_s, 1), nfe=nfe, bpd=bpd,
                 fd=evaluator.fd(images), is_clf=evaluator.score(images), fid=vision.inception_fid(test.images, images))
 
-        fm = vision.FlowMatching(vision.UNet(shape, **cfg.unet), n_iter=cfg.n_iter, batch_size=cfg.batch_size,
+        fm = vision.FlowMatching(_seeded(args.seed, vision.UNet, shape, **cfg.unet), n_iter=cfg.n_iter, batch_size=cfg.batch_size,
                                  lr=cfg.lr, device=device, seed=args.seed, progress=args.progress).fit(path)
         start = _timer()
         samples = vision.ode_sample(fm.field(), x0, n_steps=steps, method="rk4")
@@ -277,7 +285,7 @@ def run_digits(cfg: Config, args: argparse.Namespace, device: torch.device, repo
                 nfe=nfe, bpd=bpd, fd=evaluator.fd(images), is_clf=evaluator.score(images),
                 fid=vision.inception_fid(test.images, images))
 
-        ssm = vision.SlicedScoreMatching(vision.UNet(shape, **cfg.unet), n_iter=cfg.n_iter, batch_size=cfg.batch_size,
+        ssm = vision.SlicedScoreMatching(_seeded(args.seed, vision.UNet, shape, **cfg.unet), n_iter=cfg.n_iter, batch_size=cfg.batch_size,
                                          lr=cfg.lr, device=device, seed=args.seed, progress=args.progress).fit(path)
         start = _timer()
         ald_gen = torch.Generator(device=device).manual_seed(args.seed + 2)

@@ -50,7 +50,8 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), layout="constrained", gridspec
 axes[0].imshow(vision.image_grid(torch.cat(rows), ncol=len(taus)), cmap="gray", vmin=0, vmax=1)
 axes[0].set_title("digits: generation / super-resolution / inpainting")
 patches = vision.load_sample_patches("train", size=32, n_patches=64, seed=0)
-color_path = vision.ColorizationPath(patches.images[:1])
+chroma = np.abs(patches.images - patches.images.mean(axis=1, keepdims=True)).mean(axis=(1, 2, 3))
+color_path = vision.ColorizationPath(patches.images[[int(np.argmax(chroma))]])  # the most colourful patch
 x0, x1 = color_path.draw(1, generator)
 states = color_path.interpolate(x0.expand(len(taus), -1), x1.expand(len(taus), -1), taus)
 axes[1].imshow(vision.image_grid(color_path.to_images(states), ncol=len(taus)))

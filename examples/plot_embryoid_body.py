@@ -84,7 +84,7 @@ test.obs["cluster"] = pd.Categorical([f"C{c + 1}" for c in kmeans.predict(coords
 # ``sigma="auto"`` (the default) picks the diffusion coefficient from the spread of the
 # snapshots (:func:`trajinfer.tl.default_sigma`). The fitted model records the time mapping
 # and the representation; the training AnnData gets each cell's velocity at its own time.
-model = tj.fit(train, time_key=time_key, method="eam", n_iter=N_ITER, hidden_dims=(64, 64), lr=2e-3, progress=False)
+model = tj.fit(train, time_key=time_key, method="eam", n_iter=N_ITER, hidden_dims=(64, 64), lr=5e-3, progress=False)
 labels = model.metadata_["time_labels"]
 print(f"{model.n_iter_} iterations in {model.fit_time_:.1f} s; sigma = {model.sigma:.3g}")
 print("time mapping:", dict(zip(labels, model.metadata_["time_values"])))

@@ -31,7 +31,7 @@ import trajinfer as tj
 from trajinfer import quantum
 
 FAST = os.environ.get("TRAJINFER_DOCS_FAST", "0") == "1"  # small settings in the docs build
-N_SAMPLES, N_STEPS, N_ITER = (1500, 100, 1200) if FAST else (5000, 1000, 20000)
+N_SAMPLES, N_STEPS, N_ITER = (1500, 100, 1500) if FAST else (5000, 1000, 20000)
 T_END = 14_000.0
 
 print(f"beat period {quantum.beat_period():.0f}, Bohr radius a0 = {quantum.BOHR_RADIUS:.3f}")
@@ -85,8 +85,8 @@ ax.legend(fontsize=8)
 # Histograms of the samples projected on the :math:`(x, z)` plane at four times: top, the
 # training samples of the path; bottom, the simulated particles.
 show = times[[1, 3, 5, 8]]
-limit = 60
-bins = np.linspace(-limit, limit, 61)
+limit = 50
+bins = np.linspace(-limit, limit, 26)
 fig, axes = plt.subplots(2, len(show), figsize=(11, 5.6), sharex=True, sharey=True, layout="constrained")
 for j, t in enumerate(show):
     k = int(np.argmin(np.abs(times - t)))

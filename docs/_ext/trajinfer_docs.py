@@ -569,16 +569,43 @@ def reset_random_state(gallery_conf: dict, fname: str) -> None:
 
 
 def _resolve_alias(app: Any, env: Any, node: Any, contnode: Any) -> Any:
-    """Resolve ``trajinfer.a.b.Name`` to the documented public name of the same object."""
+    """Resolve ``trajinfer.a.b.Name`` to the documented public name of the same object.
+
+    A reference to a ``trajinfer`` object that resolves nowhere is a broken internal link: it
+    is reported as a warning (so a ``-W`` build fails), while references to other packages
+    stay silent (``nitpicky = False``).
+    """
     if node.get("refdomain") != "py":
         return None
     target = node.get("reftarget", "")
     if not target.startswith("trajinfer."):
         return None
+    resolved = _resolve_documented(app, env, node, contnode, target)
+    if resolved is None:
+        from sphinx.util import logging as sphinx_logging
+
+        sphinx_logging.getLogger(__name__).warning(
+            "broken internal reference: %s %r is not documented under this or any other name",
+            node.get("reftype"), target, location=node, type="trajinfer", subtype="ref",
+        )
+    return resolved
+
+
+def _resolve_documented(app: Any, env: Any, node: Any, contnode: Any, target: str) -> Any:
+    domain = env.get_domain("py")
+    if node.get("reftype") == "mod":
+        # an implementation module whose names a documented package re-exports: link the package
+        parts = target.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            entry = domain.modules.get(".".join(parts[:cut]))
+            if entry is not None:
+                from sphinx.util.nodes import make_refnode
+
+                return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, target)
+        return None
     obj = _lookup(target)
     if obj is None:
         return None
-    domain = env.get_domain("py")
     short = target.rsplit(".", 1)[-1]
     for name, entry in domain.objects.items():
         if name.rsplit(".", 1)[-1] != short or name == target or getattr(entry, "aliased", False):
@@ -614,7 +641,20 @@ def _skip_member(app: Any, what: str, name: str, obj: Any, skip: bool, options: 
     return None if not skip else skip
 
 
+def _public_bases(app: Any, name: str, obj: Any, options: Any, bases: list) -> None:
+    """Show the public ancestors instead of private base classes (``_Baseline`` -> its bases)."""
+    del app, name, obj, options
+    expanded: list = []
+    for base in bases:
+        if getattr(base, "__name__", "").startswith("_"):
+            expanded.extend(b for b in base.__mro__[1:] if not b.__name__.startswith("_") and b is not object)
+        else:
+            expanded.append(base)
+    bases[:] = list(dict.fromkeys(expanded)) or [object]
+
+
 def setup(app: Any) -> dict:
     app.connect("missing-reference", _resolve_alias)
+    app.connect("autodoc-process-bases", _public_bases)
     app.connect("autodoc-skip-member", _skip_member)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
