@@ -114,7 +114,7 @@ sphinx_gallery_conf = {
     "show_signature": False,
     "abort_on_example_error": False,
     "only_warn_on_example_error": False,
-    "capture_repr": ("_repr_html_", "__repr__"),
+    "capture_repr": ("_repr_html_",),  # DataFrames as tables; no "<Axes ...>" lines
     "thumbnail_size": (320, 240),
     "image_srcset": [],
     "write_computation_times": True,

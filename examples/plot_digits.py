@@ -32,11 +32,11 @@ import torch
 import trajinfer as tj
 from trajinfer import vision
 
-FAST = os.environ.get("TRAJINFER_DOCS_FAST", "0") == "1"  # small settings in the docs build
+FAST = os.environ.get("TRAJINFER_DOCS_FAST", "0") == "1"  # small settings in the docs
 
 digits = vision.load_digits()
 train, test = digits.split(0.2, seed=0)
-print(f"{len(train)} training and {len(test)} test digits of shape {digits.image_shape}, {digits.levels} grey levels")
+print(f"{len(train)} training and {len(test)} test digits of shape {digits.image_shape}")
 
 generator = torch.Generator().manual_seed(0)
 taus = torch.linspace(0, 1, 7)
@@ -44,14 +44,18 @@ rows = []
 for task in ("generation", "superres", "inpainting"):
     task_path = vision.make_path(task, train.images[:1])
     x0, x1 = task_path.draw(1, generator)
-    rows.append(task_path.to_images(task_path.interpolate(x0.expand(len(taus), -1), x1.expand(len(taus), -1), taus)))
+    x0, x1 = x0.expand(len(taus), -1), x1.expand(len(taus), -1)
+    states = task_path.interpolate(x0, x1, taus)
+    rows.append(task_path.to_images(states))
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), layout="constrained", gridspec_kw={"width_ratios": [1, 1]})
-axes[0].imshow(vision.image_grid(torch.cat(rows), ncol=len(taus)), cmap="gray", vmin=0, vmax=1)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), layout="constrained")
+grid = vision.image_grid(torch.cat(rows), ncol=len(taus))
+axes[0].imshow(grid, cmap="gray", vmin=0, vmax=1)
 axes[0].set_title("digits: generation / super-resolution / inpainting")
 patches = vision.load_sample_patches("train", size=32, n_patches=64, seed=0)
-chroma = np.abs(patches.images - patches.images.mean(axis=1, keepdims=True)).mean(axis=(1, 2, 3))
-color_path = vision.ColorizationPath(patches.images[[int(np.argmax(chroma))]])  # the most colourful patch
+grey = patches.images.mean(axis=1, keepdims=True)
+colourful = int(np.argmax(np.abs(patches.images - grey).mean(axis=(1, 2, 3))))
+color_path = vision.ColorizationPath(patches.images[[colourful]])
 x0, x1 = color_path.draw(1, generator)
 states = color_path.interpolate(x0.expand(len(taus), -1), x1.expand(len(taus), -1), taus)
 axes[1].imshow(vision.image_grid(color_path.to_images(states), ncol=len(taus)))
@@ -69,13 +73,15 @@ for ax in axes:
 # objective of App. C, see :doc:`/theory`) and the adaptive time proposal samples
 # :math:`\tau` where the integrand varies most.
 path = vision.LinearPath(train.images, bin_width=digits.bin_width)
-if FAST:
-    potential, n_iter, batch_size, settings = "mlp", 2000, 128, {"hidden_dims": (256, 256, 256)}
-else:
-    potential, n_iter, batch_size, settings = vision.UNetPotential(digits.image_shape, base_channels=16, channel_mults=(1, 2)), 4000, 64, {}
+if FAST:  # a fully connected potential s(t, x)
+    settings = dict(potential="mlp", hidden_dims=(256,) * 3, n_iter=2000, batch_size=128)
+else:  # the paper's choice: s = <unet(t, x), x>
+    unet = vision.UNetPotential(digits.image_shape, base_channels=16,
+                                channel_mults=(1, 2))
+    settings = dict(potential=unet, n_iter=4000, batch_size=64)
 est = tj.ActionMatching(
-    potential=potential, n_iter=n_iter, batch_size=batch_size, lr=2e-3, time_weight=path.time_weight,
-    time_proposal="adaptive", progress=False, seed=0, **settings,
+    time_weight=path.time_weight, time_proposal="adaptive",
+    lr=2e-3, progress=False, seed=0, **settings,
 ).fit(path)
 print(f"{est.n_iter_} iterations in {est.fit_time_:.1f} s")
 tj.pl.loss(est)
@@ -102,7 +108,8 @@ for ax in axes:
 steps = np.linspace(0, len(traj.times) - 1, 8).astype(int)
 frames = torch.as_tensor(traj.X[steps][:, :6]).transpose(0, 1).reshape(-1, path.dim)
 fig, ax = plt.subplots(figsize=(6, 4.8), layout="constrained")
-ax.imshow(vision.image_grid(path.to_images(frames), ncol=len(steps)), cmap="gray", vmin=0, vmax=1)
+grid = vision.image_grid(path.to_images(frames), ncol=len(steps))
+ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
 ax.set(xticks=[], yticks=[], title="noise → digit along the learned flow")
 
 # %%

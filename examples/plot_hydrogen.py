@@ -30,13 +30,13 @@ import torch
 import trajinfer as tj
 from trajinfer import quantum
 
-FAST = os.environ.get("TRAJINFER_DOCS_FAST", "0") == "1"  # small settings in the docs build
+FAST = os.environ.get("TRAJINFER_DOCS_FAST", "0") == "1"  # small settings in the docs
 N_SAMPLES, N_STEPS, N_ITER = (1500, 100, 1500) if FAST else (5000, 1000, 20000)
 T_END = 14_000.0
 
-print(f"beat period {quantum.beat_period():.0f}, Bohr radius a0 = {quantum.BOHR_RADIUS:.3f}")
+print(f"beat period {quantum.beat_period():.0f}, Bohr radius {quantum.BOHR_RADIUS:.3f}")
 path = quantum.HydrogenPath(n_samples=N_SAMPLES, n_steps=N_STEPS, t_end=T_END, seed=0)
-print(f"{len(path.times)} stored times x {path.data.n_samples} samples in {path.dim} dimensions")
+print(f"{len(path.times)} times x {path.data.n_samples} samples in {path.dim} dimensions")
 
 # %%
 # Fit Action Matching
@@ -45,7 +45,8 @@ print(f"{len(path.times)} stored times x {path.data.n_samples} samples in {path.
 # (``potential="residual"``). Inputs are standardised internally, so the large length scale
 # of the atom (tens of units) needs no manual rescaling.
 est = tj.ActionMatching(
-    potential="residual", hidden_dims=(128, 128, 128), n_iter=N_ITER, batch_size=512, lr=1e-3, progress=False, seed=0
+    potential="residual", hidden_dims=(128, 128, 128),
+    n_iter=N_ITER, batch_size=512, lr=1e-3, progress=False, seed=0,
 ).fit(path)
 print(f"fitted in {est.fit_time_:.1f} s")
 
@@ -57,11 +58,12 @@ print(f"fitted in {est.fit_time_:.1f} s")
 # :math:`t = kT/10` by the paper's MMD (kernel :math:`3\,e^{-10^{-4}|x-y|^2}`). Two references:
 # the exact Bohmian transport of the same start samples (a perfect model: its MMD is the
 # sampling noise of the metric) and the start samples left where they are.
-fresh = quantum.HydrogenPath(n_samples=N_SAMPLES, n_steps=1, t_end=T_END / N_STEPS, seed=1)
+fresh = quantum.HydrogenPath(n_samples=N_SAMPLES, n_steps=1, t_end=1.0, seed=1)
 x0 = fresh.data.at(0.0)
 times = quantum.evaluation_times(0.0, T_END)
 simulated = quantum.simulate_action_matching(est, x0, (0.0, T_END), times, n_steps=200)
-exact = quantum.bohmian_transport(path.wavefunction, torch.as_tensor(x0, dtype=torch.float64), np.concatenate([[0.0], times]))
+grid = np.concatenate([[0.0], times])
+exact = quantum.bohmian_transport(path.wavefunction, torch.as_tensor(x0, dtype=torch.float64), grid)
 exact = [exact[k + 1].numpy() for k in range(len(times))]
 
 scores = {
@@ -71,12 +73,14 @@ scores = {
 }
 for name, (mean, _) in scores.items():
     print(f"{name:>24}: average MMD {mean:.2e}")
-print(f"{'paper, AM':>24}: average MMD {quantum.PAPER_AVERAGE_MMD['AM']:.1e} (100k iterations, 5,000 samples)")
+paper = quantum.PAPER_AVERAGE_MMD["AM"]
+print(f"{'paper, AM':>24}: average MMD {paper:.1e} (100k iterations, 5,000 samples)")
 
 fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
 for name, (_, per_time) in scores.items():
     ax.plot(times, np.abs(per_time), "o-", label=name)
-ax.set(yscale="log", xlabel="t", ylabel="|MMD²|", title="distance to the true density over time")
+ax.set(yscale="log", xlabel="t", ylabel="|MMD²|")
+ax.set_title("distance to the true density over time")
 ax.legend(fontsize=8)
 
 # %%
@@ -87,7 +91,9 @@ ax.legend(fontsize=8)
 show = times[[1, 3, 5, 8]]
 limit = 50
 bins = np.linspace(-limit, limit, 26)
-fig, axes = plt.subplots(2, len(show), figsize=(11, 5.6), sharex=True, sharey=True, layout="constrained")
+fig, axes = plt.subplots(
+    2, len(show), figsize=(11, 5.6), sharex=True, sharey=True, layout="constrained"
+)
 for j, t in enumerate(show):
     k = int(np.argmin(np.abs(times - t)))
     for i, sample in enumerate((path.data.at(t), simulated[k])):

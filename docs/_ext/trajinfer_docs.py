@@ -387,7 +387,7 @@ def md_to_rst(markdown: str, title: str, image_dir: str = "") -> tuple[str, list
             for row in [header] + rows:
                 row = (row + [""] * width)[:width]
                 for j, cell in enumerate(row):
-                    text = _inline(cell)
+                    text = _inline(cell).replace(" ± ", "\u00a0±\u00a0")
                     out.append(f"   {'* -' if j == 0 else '  -'} {text}".rstrip() if text else f"   {'* -' if j == 0 else '  -'} ..")
             out.append("")
             continue
