@@ -57,8 +57,10 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb",
                     "auto_examples/*.zip", "auto_examples/*.codeobj.json", "auto_examples/*.md5"]
 root_doc = "index"
 default_role = "obj"
-# Broken internal references fail a ``-W`` build; references to external types (torch.Tensor,
-# anndata.AnnData, ...) are not checked, so an offline build without intersphinx stays clean.
+# Broken internal references fail a ``-W`` build: Sphinx warns on unknown :ref:/:doc: targets
+# and docs/_ext/trajinfer_docs.py warns on any ``trajinfer.*`` object that is documented
+# nowhere. References to external types (torch.Tensor, anndata.AnnData, ...) are not checked,
+# so an offline build without intersphinx stays clean.
 nitpicky = False
 suppress_warnings: list[str] = []
 

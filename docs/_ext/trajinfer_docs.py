@@ -284,7 +284,16 @@ def _split_row(line: str) -> list[str]:
         line = line[1:]
     if line.endswith("|") and not line.endswith("\\|"):
         line = line[:-1]
-    cells = re.split(r"(?<!\\)\|", line)
+    cells, current, in_code = [], "", False
+    for i, char in enumerate(line):  # split on "|" outside code spans and not escaped
+        if char == "`":
+            in_code = not in_code
+        if char == "|" and not in_code and (i == 0 or line[i - 1] != "\\"):
+            cells.append(current)
+            current = ""
+        else:
+            current += char
+    cells.append(current)
     return [c.strip().replace("\\|", "|") for c in cells]
 
 
@@ -396,6 +405,8 @@ def md_to_rst(markdown: str, title: str, image_dir: str = "") -> tuple[str, list
             flush()
             items = []
             while i < len(lines) and lines[i].strip():
+                if re.match(r"\s*(>|#|```|~~~|\|)", lines[i]):
+                    break
                 lm = _LIST_ITEM.match(lines[i])
                 if lm:
                     items.append(lm.group(3).strip())

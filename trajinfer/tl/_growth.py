@@ -28,4 +28,4 @@ def growth_rates(adata: AnnData, model: ActionMatching, cluster_key: str | None 
     if cluster_key not in adata.obs:
         raise KeyError(f"adata.obs has no column {cluster_key!r}.")
     frame = pd.DataFrame({"growth": rates.to_numpy(), "cluster": adata.obs[cluster_key].to_numpy(), "time": adata.obs[meta["time_key"]].to_numpy()})
-    return frame.pivot_table(index="cluster", columns="time", values="growth", aggfunc=np.mean, observed=True)
+    return frame.pivot_table(index="cluster", columns="time", values="growth", aggfunc="mean", observed=True)
