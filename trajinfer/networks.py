@@ -45,6 +45,17 @@ def make_activation(name: str) -> nn.Module:
         raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}.") from None
 
 
+def make_mlp(in_features: int, hidden_dims: Sequence[int], activation: str, out_features: int) -> nn.Sequential:
+    """Linear layers of the given widths with ``activation`` between them."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for hidden in hidden_dims:
+        layers += [nn.Linear(width, hidden), make_activation(activation)]
+        width = hidden
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
 class TimeFeatures(nn.Module):
     """Embed a time in [0, 1] as ``[t, sin(pi k t), cos(pi k t)]`` for ``k = 1..n_frequencies``."""
 
@@ -107,13 +118,7 @@ class MLPPotential(nn.Module):
         }
         self.form = form
         self.time_features = TimeFeatures(n_time_frequencies)
-        layers: list[nn.Module] = []
-        width = dim + self.time_features.out_features
-        for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), make_activation(activation)]
-            width = hidden
-        layers.append(nn.Linear(width, 1 if form == "mlp" else dim))
-        self.net = nn.Sequential(*layers)
+        self.net = make_mlp(dim + self.time_features.out_features, hidden_dims, activation, 1 if form == "mlp" else dim)
         self.register_buffer("shift", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(dim))
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .._device import resolve_device
 from .._random import SeedLike, as_int_seed, torch_generator
-from ..networks import TimeFeatures, make_activation
+from ..networks import TimeFeatures, make_mlp
 from ..paths import MarginalPath
 from ..trajectories import Trajectories
 from .hydrogen import Wavefunction
@@ -56,13 +56,7 @@ class ScoreNetwork(nn.Module):
     ):
         super().__init__()
         self.time_features = TimeFeatures(n_time_frequencies)
-        layers: list[nn.Module] = []
-        width = dim + self.time_features.out_features
-        for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), make_activation(activation)]
-            width = hidden
-        layers.append(nn.Linear(width, dim))
-        self.net = nn.Sequential(*layers)
+        self.net = make_mlp(dim + self.time_features.out_features, hidden_dims, activation, dim)
         self.register_buffer("shift", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(dim))
 
