@@ -274,6 +274,30 @@ def test_loss_value_matches_closed_form(method):
     assert spread < 0.02
 
 
+def test_score_is_minus_the_loss_and_ranks_the_true_action_first():
+    import trajinfer as tj
+
+    # Translating path N(μ0 + cτ, v I): the true action s = <c, x> has loss
+    # E_0 s_0 - E_1 s_1 + ∫ ½|c|² = -|c|² + ½|c|² = -½|c|², so score ½|c|² = 0.625. The half-speed
+    # action <c, x>/2 scores ½|c|² - ⅛|c|² = 0.469 (loss -|c|²/2 + |c|²/8).
+    torch.manual_seed(1)
+    c, mu0, v = torch.tensor([1.0, -0.5]), torch.tensor([0.2, 0.4]), 0.5
+    path = _translating_path(c, mu0, v)
+    scores = {}
+    for name, scale in (("true", 1.0), ("half", 0.5)):
+        est = tj.ActionMatching.from_potential(_Quadratic(scale * c, 0.0, 0.0), dim=2, device="cpu", method="am")
+        scores[name] = est.score(path, n_samples=40_000)
+    print(f"\n[score] true {scores['true']:.4f} (exact 0.625), half-speed {scores['half']:.4f} (exact 0.469)")
+    # Per sample the boundary terms have SD |c|·sqrt(v) = 0.79 each and the interior term is
+    # constant, so the SE of a 40000-sample score is sqrt(2)·0.79/200 = 0.0056; bound 0.03 ≈ 5 SE,
+    # well inside the 0.156 gap between the two actions.
+    assert abs(scores["true"] - 0.625) < 0.03
+    assert abs(scores["half"] - 0.469) < 0.03
+    assert scores["true"] > scores["half"]
+    with pytest.raises(ValueError, match="time range"):
+        est.score(CallablePath(lambda t: torch.zeros(t.shape[0], 2), t_range=(0.0, 2.0)))
+
+
 def test_unbalanced_loss_with_mass_is_exact_for_constant_potential():
     # s ≡ κ and mass m(t) = 1 + t: L = m(0)κ - m(1)κ + ∫ m ½κ² dτ. The time integral is the
     # Monte-Carlo mean over the drawn τ (in expectation ¾κ²), so compare with that mean exactly.

@@ -17,7 +17,11 @@ import torch
 from ._validation import as_float_tensor
 
 INTERPOLATIONS = ("mixture", "ot", "sb")
+PAIRINGS = ("auto", "full", "minibatch")
 SINKHORN_MAX_ITER = 200
+# "auto" pairing couples whole snapshots when each plan has at most this many entries
+# (2000 x 2000 cells: a 32 MB cost matrix and about a second of network simplex)
+FULL_PAIRING_MAX_ENTRIES = 4_000_000
 
 
 class MarginalPath:
@@ -112,10 +116,17 @@ class SnapshotPath(MarginalPath):
         Numeric times, in the user's units (spacing is preserved).
     interpolation
         ``"mixture"``: between snapshots k and k+1, draw from snapshot k with probability
-        1 − λ and from k+1 otherwise (the paper's choice). ``"ot"``: pair minibatches of the two
-        snapshots by exact optimal transport and interpolate linearly (displacement path).
-        ``"sb"``: pair by entropic OT with ε = σ²Δt and add Brownian-bridge noise
-        (Schrödinger-bridge path; needs ``sigma``).
+        1 − λ and from k+1 otherwise (the paper's choice). ``"ot"``: pair the two snapshots by exact
+        optimal transport and interpolate linearly (displacement path). ``"sb"``: pair by
+        entropic OT with ε = σ²Δt and add Brownian-bridge noise (Schrödinger-bridge path; needs
+        ``sigma``).
+    pairing
+        How ``"ot"`` and ``"sb"`` couple consecutive snapshots. ``"full"``: one plan between all
+        cells of the two snapshots, computed once, from which pairs are drawn: the path is the
+        OT (or SB) interpolation between the snapshots themselves. ``"minibatch"``: a new plan
+        between the samples of each minibatch (time and memory independent of the number of
+        cells, but a noisier, blurred coupling). ``"auto"``: ``"full"`` when every plan has at
+        most 4·10⁶ entries (2000 × 2000 cells), else ``"minibatch"``.
     sigma
         Diffusion coefficient in user units (``"sb"`` only).
     smoothing
@@ -133,6 +144,7 @@ class SnapshotPath(MarginalPath):
         times: Sequence[float] | np.ndarray,
         *,
         interpolation: str = "mixture",
+        pairing: str = "auto",
         sigma: float | None = None,
         smoothing: float = 0.0,
         masses: Sequence[float] | None = None,
@@ -140,6 +152,8 @@ class SnapshotPath(MarginalPath):
     ):
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"Unknown interpolation {interpolation!r}; choose one of {INTERPOLATIONS}.")
+        if pairing not in PAIRINGS:
+            raise ValueError(f"Unknown pairing {pairing!r}; choose one of {PAIRINGS}.")
         if interpolation == "sb" and not (sigma is not None and sigma > 0):
             raise ValueError("interpolation='sb' needs a positive sigma (the diffusion coefficient).")
         if smoothing < 0:
@@ -168,12 +182,34 @@ class SnapshotPath(MarginalPath):
         if masses.shape != (len(labels),) or not np.all(masses > 0):
             raise ValueError(f"masses must hold one positive value per time point ({len(labels)}).")
         self.masses = torch.as_tensor(masses, dtype=torch.float32)
+        self.pairing = self._resolve_pairing(pairing)
+        self._plans = self._full_plans() if self.pairing == "full" else []
+
+    def _resolve_pairing(self, pairing: str) -> str:
+        if self.interpolation == "mixture":
+            return "none"
+        if pairing != "auto":
+            return pairing
+        largest = max(int(self.counts[k]) * int(self.counts[k + 1]) for k in range(self.n_times - 1))
+        return "full" if largest <= FULL_PAIRING_MAX_ENTRIES else "minibatch"
+
+    def _full_plans(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """For each pair of consecutive snapshots, the flat indices of the plan's support and
+        the cumulative sum of its normalised weights there."""
+        plans = []
+        for k in range(self.n_times - 1):
+            plan = self._plan(self.snapshot(k), self.snapshot(k + 1), k).ravel()
+            support = np.flatnonzero(plan > 0)
+            cdf = np.cumsum(plan[support])
+            plans.append((torch.as_tensor(support, device=self.device), torch.as_tensor(cdf / cdf[-1], device=self.device)))
+        return plans
 
     def to(self, device: torch.device) -> SnapshotPath:
         self.device = torch.device(device)
         self.data = self.data.to(self.device)
         for name in ("counts", "offsets", "taus", "masses"):
             setattr(self, name, getattr(self, name).to(self.device))
+        self._plans = [(support.to(self.device), cdf.to(self.device)) for support, cdf in self._plans]
         return self
 
     @property
@@ -217,9 +253,12 @@ class SnapshotPath(MarginalPath):
         x = torch.empty(k.shape[0], self.dim, device=self.device)
         for interval in torch.unique(k).tolist():
             rows = torch.nonzero(k == interval).flatten()
-            source = self._draw(torch.full_like(rows, interval), generator)
-            target = self._draw(torch.full_like(rows, interval + 1), generator)
-            target = target[self._pair(source, target, interval, generator)]
+            if self.pairing == "full":
+                source, target = self._draw_pairs(interval, rows.shape[0], generator)
+            else:
+                source = self._draw(torch.full_like(rows, interval), generator)
+                target = self._draw(torch.full_like(rows, interval + 1), generator)
+                target = target[self._pair(source, target, interval, generator)]
             lam_i = lam[rows, None]
             x_rows = (1 - lam_i) * source + lam_i * target
             if self.interpolation == "sb":
@@ -229,28 +268,41 @@ class SnapshotPath(MarginalPath):
             x[rows] = x_rows
         return x
 
+    def _draw_pairs(self, interval: int, n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` (source, target) pairs drawn from the full plan of snapshots ``interval`` and ``interval + 1``."""
+        support, cdf = self._plans[interval]
+        u = torch.rand(n, generator=generator, device=self.device, dtype=cdf.dtype)
+        flat = support[torch.searchsorted(cdf, u).clamp_max(support.shape[0] - 1)]
+        n_target = int(self.counts[interval + 1])
+        return self.snapshot(interval)[flat // n_target], self.snapshot(interval + 1)[flat % n_target]
+
     def _pair(self, source: torch.Tensor, target: torch.Tensor, interval: int, generator: torch.Generator | None) -> torch.Tensor:
-        """Index into ``target`` for each row of ``source``: exact OT or a draw from the entropic plan."""
-        n = source.shape[0]
-        if n == 1:
+        """Index into ``target`` (a minibatch as large as ``source``) for each row of ``source``:
+        the exact OT assignment, or a draw from each row of the entropic plan."""
+        if source.shape[0] == 1:
             return torch.zeros(1, dtype=torch.long, device=self.device)
+        plan = self._plan(source, target, interval)
+        if self.interpolation == "ot":
+            return torch.as_tensor(plan.argmax(axis=1), device=self.device)
+        plan = torch.as_tensor(np.maximum(plan, 0.0), dtype=torch.float32, device=self.device)
+        return torch.multinomial(plan + 1e-30, 1, generator=generator).flatten()
+
+    def _plan(self, source: torch.Tensor, target: torch.Tensor, interval: int) -> np.ndarray:
+        """Transport plan with uniform marginals for the cost ½|x − y|²: exact (``"ot"``) or
+        entropic with ε = σ²Δt (``"sb"``)."""
         a = source.detach().double().cpu().numpy()
         b = target.detach().double().cpu().numpy()
         cost = 0.5 * ot.dist(a, b, metric="sqeuclidean")
-        weights = np.full(n, 1.0 / n)
+        wa, wb = np.full(a.shape[0], 1.0 / a.shape[0]), np.full(b.shape[0], 1.0 / b.shape[0])
         if self.interpolation == "ot":
-            plan = ot.emd(weights, weights, cost, numItermax=10_000_000)
-            return torch.as_tensor(plan.argmax(axis=1), device=self.device)
+            return ot.emd(wa, wb, cost, numItermax=10_000_000)
         dt = float(self.times[interval + 1] - self.times[interval])
-        # Pairs are drawn row by row, so each source sample keeps its exact weight; the column
-        # marginal only needs to be approximate, and a capped number of log-domain iterations
-        # bounds the cost per step when the regularisation is small against the costs.
-        plan = ot.sinkhorn(
-            weights, weights, cost, reg=self.sigma**2 * dt, method="sinkhorn_log",
-            numItermax=SINKHORN_MAX_ITER, stopThr=1e-6, warn=False,
-        )
-        plan = torch.as_tensor(np.maximum(plan, 0.0), dtype=torch.float32, device=self.device)
-        return torch.multinomial(plan + 1e-30, 1, generator=generator).flatten()
+        # Minibatch pairs are drawn row by row, so each source sample keeps its exact weight and
+        # the column marginal only needs to be approximate: a capped number of log-domain
+        # iterations bounds the cost per step when ε is small against the costs. The full plan
+        # is computed once and gets ten times as many iterations.
+        max_iter = SINKHORN_MAX_ITER if self.pairing == "minibatch" else 10 * SINKHORN_MAX_ITER
+        return ot.sinkhorn(wa, wb, cost, reg=self.sigma**2 * dt, method="sinkhorn_log", numItermax=max_iter, stopThr=1e-6, warn=False)
 
     def mass(self, tau: torch.Tensor) -> torch.Tensor:
         k, lam = self._interval(tau.to(self.device))
