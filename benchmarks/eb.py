@@ -13,9 +13,14 @@ OT-CFM and SF2M (each with its own recommended settings, see ``benchmarks/peers`
 published Table 1 (trained on ~2,700 cells/label, labelled as such); the finite-sample floor
 W1(val_k, test_k); the no-move baseline W1(test_{k−1}, test_k).
 
-trajinfer's architecture is chosen on the val split only (``--tune``): 50 cells per label of val
-are held out, eAM (OT interpolation) is fitted on the other 150 with each candidate width, and
-the candidate with the lowest mean held-out W1 over k = 1..4 is used for every configuration.
+trajinfer's optimisation budget (learning rate, iterations, snapshot smoothing) is chosen for eAM
+and for ueAM separately, on the val split only (``--tune``), by 4-fold cross-validation: each
+fold holds out 50 val cells per label, the method (OT interpolation) is fitted on the other 150
+with each candidate, and the candidate
+with the highest mean held-out score (:meth:`trajinfer.ActionMatching.score`, the negative Action
+Matching loss on the OT path through the held-out cells: the method's own validation loss) is
+used for every interpolation of that method. Held-out one-step W1 is recorded beside it; with 50 cells per label
+it is dominated by sampling noise (its floor is 0.8-1.0), so it is not the criterion.
 
 Usage::
 
@@ -26,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -52,6 +58,13 @@ PUBLISHED = {  # Neklyudov et al. 2023, Table 1 (W1 under the name "W2"), traine
     "eAM": [0.58, 0.77, 0.72, 0.74],
 }
 PUBLISHED_NOTE = "published, trained on ~2,700 cells/label"
+# optimisation budgets compared by the val-only cross-validation (``--tune``)
+TUNING_CANDIDATES = [
+    {"lr": 1e-3, "n_iter": 1500},
+    {"lr": 5e-3, "n_iter": 1500},
+    {"lr": 1e-2, "n_iter": 3000},
+    {"lr": 1e-2, "n_iter": 3000, "smoothing": 0.1},
+]
 
 
 # ----------------------------------------------------------------------------- data & metrics
@@ -120,12 +133,16 @@ def evaluate(push, test: list[np.ndarray], repeats: int, bws: list[float], metri
 
 
 # ----------------------------------------------------------------------------- trajinfer
+def stacked(snapshots: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate(snapshots), np.concatenate([np.full(len(v), k, dtype=float) for k, v in enumerate(snapshots)])
+
+
 def fit_am(val: list[np.ndarray], method: str, interpolation: str, settings: dict[str, Any], seed: int = 0) -> tj.ActionMatching:
-    X = np.concatenate(val)
-    t = np.concatenate([np.full(len(v), k, dtype=float) for k, v in enumerate(val)])
+    X, t = stacked(val)
     sigma = default_sigma(X, t)
-    path = tj.SnapshotPath(X, t, interpolation=interpolation, sigma=sigma)
-    model = tj.ActionMatching(method=method, sigma=sigma, seed=seed, progress=False, device="cpu", **settings)
+    estimator_settings = {k: v for k, v in settings.items() if k != "smoothing"}
+    path = tj.SnapshotPath(X, t, interpolation=interpolation, sigma=sigma, smoothing=settings.get("smoothing", 0.0))
+    model = tj.ActionMatching(method=method, sigma=sigma, seed=seed, progress=False, device="cpu", **estimator_settings)
     return model.fit(path)
 
 
@@ -146,33 +163,39 @@ def peer_push(model, stochastic: bool):
     return push
 
 
-def tune(val: list[np.ndarray], candidates: list[dict[str, Any]], base: dict[str, Any], hold: int, repeats: int) -> dict[str, Any]:
-    """Pick trajinfer settings on the val split only (held-out val cells)."""
+def tune(val: list[np.ndarray], method: str, candidates: list[dict[str, Any]], base: dict[str, Any], folds: int, hold: int,
+         repeats: int) -> dict[str, Any]:
+    """Pick the settings of ``method`` on the val split only, by K-fold cross-validation on held-out val cells."""
     rng = np.random.default_rng(0)
-    train, held = [], []
-    for v in val:
-        idx = rng.permutation(len(v))
-        held.append(v[idx[:hold]])
-        train.append(v[idx[hold:]])
-    bws = [bandwidth(h) for h in held]
+    orders = [rng.permutation(len(v)) for v in val]
+    splits = []
+    for f in range(folds):
+        held = [v[o[f * hold:(f + 1) * hold]] for v, o in zip(val, orders)]
+        train = [v[np.concatenate([o[:f * hold], o[(f + 1) * hold:]])] for v, o in zip(val, orders)]
+        splits.append((train, held))
     results = []
     for cand in candidates:
         settings = {**base, **cand}
-        rec: dict[str, Any] = {"settings": settings}
+        rec: dict[str, Any] = {"settings": settings, "folds": []}
         with C.measure(rec):
-            model = fit_am(train, "eam", "ot", settings)
-        per_k = []
-        for k in range(1, len(held)):
-            tr = model.simulate(np.tile(held[k - 1], (repeats, 1)), k - 1, k, n_steps=50, seed=k, progress=False)
-            n = held[k - 1].shape[0]
-            per_k.append(np.mean([tj.metrics.w1(tr.X[-1][r * n:(r + 1) * n], held[k]) for r in range(repeats)]))
-        rec["heldout_val_w1"] = per_k
-        rec["heldout_val_w1_mean"] = float(np.mean(per_k))
-        rec["final_train_loss"] = float(np.mean(model.loss_curve_[-50:]))
-        print(f"  tune {cand}: held-out val W1 {np.round(per_k, 3)} mean {rec['heldout_val_w1_mean']:.3f} ({rec['fit_seconds']:.0f} s)", flush=True)
+            for train, held in splits:
+                model = fit_am(train, method, "ot", settings)
+                score = model.score(tj.SnapshotPath(*stacked(held), interpolation="ot"), n_samples=40_000)
+                per_k = []
+                for k in range(1, len(held)):
+                    tr = model.simulate(np.tile(held[k - 1], (repeats, 1)), k - 1, k, n_steps=50, seed=k, progress=False)
+                    n = held[k - 1].shape[0]
+                    per_k.append(float(np.mean([tj.metrics.w1(tr.X[-1][r * n:(r + 1) * n], held[k]) for r in range(repeats)])))
+                rec["folds"].append({"heldout_score": score, "heldout_w1": per_k, "final_train_loss": float(np.mean(model.loss_curve_[-50:]))})
+        rec["heldout_score_mean"] = float(np.mean([f["heldout_score"] for f in rec["folds"]]))
+        rec["heldout_val_w1"] = np.mean([f["heldout_w1"] for f in rec["folds"]], axis=0).tolist()
+        rec["heldout_val_w1_mean"] = float(np.mean(rec["heldout_val_w1"]))
+        print(f"  tune {cand}: held-out score {rec['heldout_score_mean']:.3f}, held-out val W1 {np.round(rec['heldout_val_w1'], 3)} "
+              f"({rec['fit_seconds']:.0f} s)", flush=True)
         results.append(rec)
-    best = min(results, key=lambda r: r["heldout_val_w1_mean"])
-    return {"held_out_per_label": hold, "repeats": repeats, "candidates": results, "chosen": best["settings"]}
+    best = max(results, key=lambda r: r["heldout_score_mean"])
+    return {"method": method, "folds": folds, "held_out_per_label": hold, "repeats": repeats, "criterion": "highest mean held-out score",
+            "candidates": results, "chosen": best["settings"]}
 
 
 # ----------------------------------------------------------------------------- main
@@ -184,12 +207,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=None, help="stochastic repeats (full 100, quick 2)")
     parser.add_argument("--n-iter", type=int, default=None, help="trajinfer iterations (full 1500)")
     parser.add_argument("--n-steps", type=int, default=None, help="Euler(-Maruyama) steps per unit interval (full 100)")
-    parser.add_argument("--no-tune", action="store_true", help="skip the val-only width selection")
+    parser.add_argument("--no-tune", action="store_true",
+                        help="skip the val-only selection (use the choice in --out/eb_tuning.json when present, else defaults)")
     parser.add_argument("--peers", default="mioflow,otcfm,sf2m")
     parser.add_argument("--mioflow-epochs", type=int, default=None, help="MIOFlow epochs (full: its default 100)")
     parser.add_argument("--cfm-iters", type=int, default=None, help="OT-CFM / SF2M iterations (full 2000)")
     parser.add_argument("--metric-repeats", type=int, default=None, help="repeats scored by W2 and MMD (full 20; W1 uses all)")
-    parser.add_argument("--tune-only", action="store_true", help="run only the val-only width selection (writes eb_tuning.json)")
+    parser.add_argument("--tune-only", action="store_true", help="run only the val-only selection (writes eb_tuning.json)")
     parser.add_argument("--only", choices=["eam", "ueam", "peers"], default=None,
                         help="run one group and write eb_part_<group>.json (for parallel processes; combine with --merge)")
     parser.add_argument("--interps", default="mixture,ot,sb", help="interpolations of the trajinfer group(s)")
@@ -220,31 +244,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     no_move = [distances(test[k - 1], test[k], None, bws[k]) for k in range(1, len(test))]
     print("floor W1", [round(f["w1"], 3) for f in floor], "no-move W1", [round(f["w1"], 3) for f in no_move], flush=True)
 
-    tuning = None
-    if args.tune_only or not args.no_tune:
-        cands = [{"hidden_dims": (64, 64, 64)}, {"hidden_dims": (128, 128, 128)}]
-        tuning = tune(val, cands, base, hold=10 if quick else 50, repeats=2 if quick else 5)
-        tuning["provenance"] = prov
-        if args.tune_only:
+    groups = [args.only] if args.only else ["eam", "ueam", "peers"]
+    tunings: dict[str, Any] = {}
+    settings = {}
+    for method in [g for g in ("eam", "ueam") if g in groups]:
+        tuning_file = args.out / f"eb_tuning_{method}.json"
+        if args.tune_only or not args.no_tune:
+            cands = [{"lr": 1e-3}, {"lr": 5e-3}] if quick else TUNING_CANDIDATES
+            tunings[method] = tune(val, method, cands, base, folds=2 if quick else 4, hold=10 if quick else 50, repeats=2 if quick else 5)
+            tunings[method]["provenance"] = prov
             args.out.mkdir(parents=True, exist_ok=True)
-            C.write_json(args.out / "eb_tuning.json", tuning)
-            return tuning
-        base = dict(tuning["chosen"])
-    elif (args.out / "eb_tuning.json").exists():
-        import json
-
-        tuning = json.loads((args.out / "eb_tuning.json").read_text())
-        tuning["note"] = "separate --tune-only run (read from eb_tuning.json); the settings of this run were fixed beforehand"
-    print("trajinfer settings:", base, flush=True)
+            C.write_json(tuning_file, tunings[method])
+        elif tuning_file.exists():
+            tunings[method] = json.loads(tuning_file.read_text())
+            tunings[method]["note"] = f"separate --tune-only run (read from {tuning_file.name}), whose choice this run used"
+        settings[method] = {**base, **tunings[method]["chosen"]} if method in tunings else dict(base)
+        print(f"trajinfer {method} settings:", settings[method], flush=True)
+    if args.tune_only:
+        return tunings
 
     methods: dict[str, dict[str, Any]] = {}
-    groups = [args.only] if args.only else ["eam", "ueam", "peers"]
     for method in [g for g in ("eam", "ueam") if g in groups]:
         for interp in [i for i in ("mixture", "ot", "sb") if i in args.interps.split(",")]:
             name = f"trajinfer {'eAM' if method == 'eam' else 'ueAM'} ({interp})"
-            rec: dict[str, Any] = {"kind": "trajinfer", "method": method, "interpolation": interp, "settings": dict(base)}
+            rec: dict[str, Any] = {"kind": "trajinfer", "method": method, "interpolation": interp, "settings": settings[method]}
             with C.measure(rec):
-                model, err = C.safe_run(lambda: fit_am(val, method, interp, base))  # noqa: B023
+                model, err = C.safe_run(lambda: fit_am(val, method, interp, settings[method]))  # noqa: B023
             if err:
                 rec["error"] = err
             else:
@@ -295,8 +320,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "n_test_per_label": n_test,
         "repeats": repeats,
         "metric_repeats_w2_mmd": metric_repeats,
-        "trajinfer_settings": base,
-        "tuning": tuning,
+        "trajinfer_settings": settings,
+        "tuning": tunings,
         "peer_budgets": peer_budget,
         "floor_val_vs_test": floor,
         "no_move": no_move,
@@ -318,20 +343,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def budget_note(p: dict[str, Any]) -> str:
-    s = p["trajinfer_settings"]
     peers = {n: r.get("settings", {}) for n, r in p["methods"].items() if r.get("kind") == "peer"}
-    bits = [f"{n}: {r.get('n_epochs', r.get('n_iter'))} {'epochs' if 'n_epochs' in r else 'iterations'}" for n, r in peers.items() if r]
+    bits = [f"{n} {r.get('n_epochs', r.get('n_iter'))} {'epochs' if 'n_epochs' in r else 'iterations'}" for n, r in peers.items() if r]
+    ours = [f"{m} {s['n_iter']} iterations" for m, s in p["trajinfer_settings"].items()]
     load = p["provenance"]["machine"].get("load_average_at_start")
-    return (f"Compute budget: every fit ran as its own single-threaded process, concurrently with the others and with other jobs on a "
-            f"shared {p['provenance']['machine']['cpu_cores']}-core CPU machine (load average at start {load}), so *fit s* is inflated "
-            f"wall-clock time and only roughly comparable between rows. Budgets were cut to finish within the session: trajinfer "
-            f"{s['n_iter']} iterations, {p['repeats']} stochastic repeats; " + "; ".join(bits) +
-            " (MIOFlow's package default is 100 epochs). Longer training is expected to lower every trained row.")
+    return (f"Compute: each group of rows (eAM, ueAM, peers) ran as its own single-threaded process, at most two at a time on a "
+            f"{p['provenance']['machine']['cpu_cores']}-core CPU machine (load average at the start of this part: {load}); *fit s* is "
+            f"wall-clock time of the fit alone. Budgets: trajinfer " + ", ".join(ours) + "; " + "; ".join(bits) +
+            f"; {p['repeats']} stochastic repeats.")
 
 
 def merge(out: Path) -> dict[str, Any]:
-    import json
-
     order = {"eam": 0, "ueam": 1, "peers": 2}
     interp_order = {"mixture": 0, "ot": 1, "sb": 2}
 
@@ -356,10 +378,8 @@ def merge(out: Path) -> dict[str, Any]:
                 payload["methods"][name] = {"kind": "trajinfer", "method": method, "interpolation": interp,
                                             "error": "not finished within the session (process stopped before writing results); rerun "
                                                      f"`python benchmarks/eb.py --no-tune --only {method} --interps {interp}` then `--merge`"}
-    payload["trajinfer_settings"] = next((p["trajinfer_settings"] for g, p in parts.items() if not g.startswith("peers")), payload["trajinfer_settings"])
-    if (out / "eb_tuning.json").exists():
-        payload["tuning"] = json.loads((out / "eb_tuning.json").read_text())
-        payload["tuning"]["note"] = "separate --tune-only run on the val split; the settings of the main run were fixed beforehand"
+    payload["trajinfer_settings"] = {m: s for g, p in parts.items() if not g.startswith("peers") for m, s in p["trajinfer_settings"].items()}
+    payload["tuning"] = {m: t for g, p in parts.items() if not g.startswith("peers") for m, t in (p["tuning"] or {}).items()}
     C.write_json(out / "eb.json", payload)
     (out / "eb.md").write_text(markdown(payload))
     print((out / "eb.md").read_text())
@@ -413,20 +433,25 @@ def markdown(p: dict[str, Any]) -> str:
     rows2.append(["no-move baseline"] + [C.fmt(r["w2"]) for r in p["no_move"]] + [C.fmt(r["mmd"]) for r in p["no_move"]])
     rows2.append(["floor (val_k vs test_k)"] + [C.fmt(r["w2"]) for r in p["floor_val_vs_test"][1:]] + [C.fmt(r["mmd"]) for r in p["floor_val_vs_test"][1:]])
     parts.append(C.md_table(["method"] + [f"W2 {k}" for k in ks] + [f"MMD² {k}" for k in ks], rows2))
-    parts += ["", "## Settings", "", f"trajinfer (all six configurations): `{p['trajinfer_settings']}`; sigma = `tj.tl.default_sigma` of the val cells; "
-              "ueAM with equal masses (the val split has equal counts per label); simulation by Euler–Maruyama, "
-              f"{next((r.get('n_steps_per_interval') for r in p['methods'].values() if r.get('n_steps_per_interval')), '–')} steps per unit interval."]
-    if p["tuning"]:
-        t = p["tuning"]
-        parts.append(f"Val-only width selection ({t.get('note') or 'run before the main fits; its choice was used'}): "
-                     f"{t['held_out_per_label']} val cells/label held out, eAM (OT interpolation) fitted on the other val cells with the same "
-                     f"budget, held-out W1 averaged over k = 1..4 and {t['repeats']} repeats; chosen: hidden_dims {tuple(t['chosen']['hidden_dims'])}. "
-                     "No test cells are used.")
-        for c in t["candidates"]:
-            parts.append(f"- hidden_dims {tuple(c['settings']['hidden_dims'])}: held-out val W1 {C.fmt(c['heldout_val_w1_mean'])} "
-                         f"(per k {[round(x, 3) for x in c['heldout_val_w1']]}), final training loss {C.fmt(c['final_train_loss'])}, fit {C.fmt(c['fit_seconds'], 0)} s")
-    else:
-        parts.append("No val-only width selection was run; the width was fixed beforehand.")
+    steps = next((r.get("n_steps_per_interval") for r in p["methods"].values() if r.get("n_steps_per_interval")), "–")
+    parts += ["", "## Settings", "", "sigma = `tj.tl.default_sigma` of the val cells; ueAM with equal masses (the val split has equal "
+              f"counts per label); simulation by Euler–Maruyama, {steps} steps per unit interval."]
+    for method, settings in p["trajinfer_settings"].items():
+        parts += ["", f"trajinfer {method} (every interpolation): `{settings}`."]
+        t = p["tuning"].get(method)
+        if not t:
+            parts.append("No val-only selection was run for it; the settings were fixed beforehand.")
+            continue
+        chosen = {k: v for k, v in t["chosen"].items() if k not in ("hidden_dims", "batch_size")}
+        parts.append(f"Val-only selection ({t.get('note') or 'run before the main fits; its choice was used'}): {t['folds']}-fold "
+                     f"cross-validation on the val split, {t['held_out_per_label']} val cells/label held out per fold, {method} (OT "
+                     f"interpolation) fitted on the other val cells; criterion: {t['criterion']} (negative Action Matching loss on the OT "
+                     f"path through the held-out cells). Chosen: `{chosen}`. No test cells are used.")
+        parts.append("")
+        rows = [[f"`{ {k: v for k, v in c['settings'].items() if k not in ('hidden_dims', 'batch_size')} }`", C.fmt(c["heldout_score_mean"]),
+                 C.fmt(c["heldout_val_w1_mean"]), str([round(x, 3) for x in c["heldout_val_w1"]]), C.fmt(c["fit_seconds"], 0)] for c in t["candidates"]]
+        parts.append(C.md_table(["candidate", "held-out score (higher is better)", "held-out val W1 mean", "held-out val W1 per k",
+                                 "fit s (all folds)"], rows))
     parts.append("")
     parts.append("Peers (each with its package's own defaults / tutorial settings):")
     for name, rec in p["methods"].items():

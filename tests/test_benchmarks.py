@@ -55,6 +55,21 @@ def test_eb_quick(tmp_path, shared_data):
     assert "published, trained on ~2,700 cells/label" in md
 
 
+def test_eb_quick_tuning_uses_val_only_and_feeds_the_main_run(tmp_path, shared_data):
+    if not (shared_data / "nlsb_val_rna.npz").exists():
+        pytest.skip("NLSB embryoid-body files not present")
+    eb = _load("eb")
+    tuning = eb.main(["--quick", "--tune-only", "--only", "eam", "--data", str(shared_data), "--out", str(tmp_path)])["eam"]
+    assert (tmp_path / "eb_tuning_eam.json").exists() and tuning["method"] == "eam"
+    assert tuning["folds"] == 2 and len(tuning["candidates"]) == 2
+    best = max(tuning["candidates"], key=lambda c: c["heldout_score_mean"])
+    assert tuning["chosen"] == best["settings"]
+    for cand in tuning["candidates"]:
+        assert len(cand["folds"]) == 2 and len(cand["heldout_val_w1"]) == 4
+    payload = eb.main(["--quick", "--no-tune", "--only", "eam", "--interps", "ot", "--data", str(shared_data), "--out", str(tmp_path)])
+    assert payload["methods"]["trajinfer eAM (ot)"]["settings"]["lr"] == tuning["chosen"]["lr"]
+
+
 def test_petals_quick(tmp_path):
     petals = _load("petals")
     petals.main(["--quick", "--out", str(tmp_path)])

@@ -262,3 +262,33 @@ def test_ot_pairing_is_optimal_for_large_batches():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a truncated network simplex must not pass silently
         path.sample(torch.full((2000,), 0.5), _gen(12))
+
+
+def test_full_ot_pairing_interpolates_matched_quantiles():
+    # In 1-D the OT plan between two equal-size samples pairs the i-th smallest of each, so every
+    # sample of the full-pairing path at λ = ¼ is (¾) a_(i) + (¼) b_(i) for some i, exactly.
+    rng = np.random.default_rng(21)
+    a, b = rng.normal(size=(300, 1)), rng.gamma(2.0, size=(300, 1)) + 3
+    path = SnapshotPath([a, b], [0.0, 2.0], interpolation="ot", pairing="full")
+    assert path.pairing == "full"
+    x = path.sample(torch.full((2000,), 0.25), _gen(22))[:, 0].numpy()
+    allowed = 0.75 * np.sort(a[:, 0]) + 0.25 * np.sort(b[:, 0])
+    gaps = np.abs(x[:, None] - allowed[None, :].astype(np.float32)).min(axis=1)
+    assert gaps.max() < 1e-5
+    # draws cover the plan: about 2000 draws over 300 pairs leave few pairs unseen (expected 300·e^(-6.7) ≈ 0.4)
+    assert len(np.unique(np.round(x, 5))) > 290
+
+
+def test_pairing_auto_uses_full_plans_only_when_small():
+    rng = np.random.default_rng(23)
+    small = SnapshotPath([rng.normal(size=(50, 2)), rng.normal(size=(40, 2))], [0, 1], interpolation="ot")
+    assert small.pairing == "full"
+    large = SnapshotPath([rng.normal(size=(2100, 1)), rng.normal(size=(2000, 1))], [0, 1], interpolation="ot")
+    assert large.pairing == "minibatch"  # 4.2e6 entries > 4e6
+    assert SnapshotPath([rng.normal(size=(5, 1))] * 2, [0, 1]).pairing == "none"  # mixture needs no plan
+    sb = SnapshotPath([np.zeros((30, 2)), np.full((30, 2), 3.0)], [0, 2], interpolation="sb", sigma=0.5, pairing="full")
+    x = sb.to("cpu").sample(torch.full((4000,), 0.5), _gen(24)).numpy()
+    # bridge noise only (every coupling has the same endpoints): Var = σ²·λ(1−λ)·Δt = 0.125, SE 0.0028
+    assert abs(x.var(0).mean() - 0.125) < 0.015
+    with pytest.raises(ValueError, match="Unknown pairing"):
+        SnapshotPath([rng.normal(size=(5, 1))] * 2, [0, 1], interpolation="ot", pairing="global")

@@ -60,6 +60,7 @@ def fit(
     n_comps: int | None = None,
     sigma: float | str | None = "auto",
     interpolation: str = "mixture",
+    pairing: str = "auto",
     n_iter: int = 2000,
     batch_size: int = 256,
     lr: float = 1e-3,
@@ -100,6 +101,9 @@ def fit(
         representation units per sqrt(time unit); ``"auto"`` uses :func:`default_sigma`.
     interpolation
         ``"mixture"``, ``"ot"`` or ``"sb"`` (see :class:`~trajinfer.SnapshotPath`).
+    pairing
+        How ``"ot"`` and ``"sb"`` pair consecutive snapshots: ``"full"`` (one plan between all
+        their cells), ``"minibatch"`` or ``"auto"`` (see :class:`~trajinfer.SnapshotPath`).
     n_iter, batch_size, lr, hidden_dims, device, seed, progress
         Passed to :class:`~trajinfer.ActionMatching`.
     key_added
@@ -148,7 +152,7 @@ def fit(
     else:
         sigma_value = float(sigma)
     path = SnapshotPath(
-        X, labels.values, interpolation=interpolation, sigma=sigma_value, smoothing=smoothing,
+        X, labels.values, interpolation=interpolation, pairing=pairing, sigma=sigma_value, smoothing=smoothing,
         masses=_masses(masses, labels.mapping, labels.values), min_cells=min_cells,
     )
     model = ActionMatching(
@@ -171,7 +175,7 @@ def fit(
     target.obsm[f"{key_added}_velocity"] = batched(model.velocity, X, labels.values).astype(np.float32)
     if is_unbalanced(method):
         target.obs[f"{key_added}_growth"] = batched(model.growth, X, labels.values).astype(np.float32)
-    params = {"method": method, "interpolation": interpolation, "n_iter": int(n_iter), "batch_size": int(batch_size), "lr": float(lr), "hidden_dims": np.asarray(hidden_dims), "seed": seed if isinstance(seed, int) else -1}
+    params = {"method": method, "interpolation": interpolation, "pairing": path.pairing, "n_iter": int(n_iter), "batch_size": int(batch_size), "lr": float(lr), "hidden_dims": np.asarray(hidden_dims), "seed": seed if isinstance(seed, int) else -1}
     if sigma_value is not None:
         params["sigma"] = sigma_value
     target.uns[key_added] = {
