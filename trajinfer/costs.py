@@ -24,6 +24,7 @@ class KineticCost:
         raise NotImplementedError
 
     def config(self) -> dict:
+        """Name and parameters of the cost (stored by :meth:`~trajinfer.ActionMatching.save`)."""
         return {"name": self.name}
 
     def in_internal_time(self, duration: float) -> KineticCost:

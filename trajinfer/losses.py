@@ -27,10 +27,12 @@ METHODS = ("am", "eam", "uam", "ueam")
 
 
 def is_entropic(method: str) -> bool:
+    """Whether ``method`` has a diffusion term (``eam``, ``ueam``)."""
     return method in ("eam", "ueam")
 
 
 def is_unbalanced(method: str) -> bool:
+    """Whether ``method`` has growth and death (``uam``, ``ueam``)."""
     return method in ("uam", "ueam")
 
 

@@ -49,9 +49,11 @@ class MarginalPath:
 
     @property
     def duration(self) -> float:
+        """Length of the time interval in user units."""
         return float(self.t_range[1] - self.t_range[0])
 
     def to_user_time(self, tau: torch.Tensor) -> torch.Tensor:
+        """Map internal times ``tau`` in [0, 1] to the user's time units."""
         return self.t_range[0] + tau * self.duration
 
 
@@ -214,6 +216,7 @@ class SnapshotPath(MarginalPath):
 
     @property
     def n_times(self) -> int:
+        """Number of time points (snapshots)."""
         return len(self.times)
 
     @property

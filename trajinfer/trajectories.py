@@ -45,6 +45,7 @@ class Trajectories:
 
     @property
     def n_particles(self) -> int:
+        """Number of simulated particles."""
         return self.X.shape[1]
 
     def at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
