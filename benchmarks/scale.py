@@ -16,7 +16,7 @@ For each size (10^4, 10^5, 10^6 cells) a fresh process
 A flat time-per-iteration and fit-memory curve in the number of cells is the goal: each
 iteration draws indices per time point on the device and never touches the other cells.
 
-Also measured: the exact Laplacian in d = 5 (MLP 256×3, batch 256) by the library's
+Also measured: the exact Laplacian in d = 5 (MLPs 64×2, 128×3 and 256×3, batch 256) by the library's
 forward-mode jet against a naive loop of d backward passes (and the library's batched
 reverse-mode fallback), for the derivatives alone and for a training step (derivatives plus the
 backward pass through the parameters).
@@ -72,14 +72,15 @@ class Config:
     sim_steps: int  # simulated steps (the 100-step time is extrapolated from them)
     chunk: int  # cells simulated at once
     jet_reps: int  # repetitions of each Laplacian timing
-    jet_hidden: tuple[int, ...]  # network of the Laplacian timing
+    jet_hiddens: tuple[tuple[int, ...], ...]  # networks of the Laplacian timing
     jet_batch: int
 
 
 FULL = Config(sizes=(10_000, 100_000, 1_000_000), hidden=(256, 256, 256), batch=256, warmup=3, timed=15,
-              sim_steps=2, chunk=100_000, jet_reps=15, jet_hidden=(256, 256, 256), jet_batch=256)
+              sim_steps=2, chunk=100_000, jet_reps=15,
+              jet_hiddens=((64, 64), (128, 128, 128), (256, 256, 256)), jet_batch=256)
 QUICK = Config(sizes=(1_000, 10_000), hidden=(64, 64), batch=128, warmup=1, timed=4, sim_steps=1, chunk=5_000, jet_reps=3,
-               jet_hidden=(64, 64), jet_batch=64)
+               jet_hiddens=((64, 64),), jet_batch=64)
 
 
 # ----------------------------------------------------------------------------- memory
@@ -245,10 +246,10 @@ def _timings(fn, reps: int, backward: bool, device: torch.device) -> list[float]
     return times
 
 
-def jet_vs_naive(cfg: Config, device: torch.device, dim: int = 5) -> dict[str, Any]:
+def jet_vs_naive(cfg: Config, device: torch.device, hidden: tuple[int, ...], dim: int = 5) -> dict[str, Any]:
     """Exact Laplacian in ``dim`` dimensions: jet vs a naive loop vs batched reverse mode."""
     torch.manual_seed(0)
-    hidden, batch = cfg.jet_hidden, cfg.jet_batch
+    batch = cfg.jet_batch
     net = MLPPotential(dim, hidden).to(device)
     x, t = torch.randn(batch, dim, device=device), torch.rand(batch, device=device)
     fns = {"jet": lambda: _jet(net, x, t), "naive loop": lambda: _naive(net, x, t), "batched autograd": lambda: _batched(net, x, t)}
@@ -303,7 +304,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
               "number of cells and steps by construction; a smaller `chunk_size` bounds the first part.", ""]
     jet = result["jet_vs_naive"]
     lines += [f"## Exact Laplacian, d = {jet['dim']}: forward-mode jet vs a naive loop of d backward passes", "",
-              f"MLP {jet['hidden']}, batch {jet['batch']}; fastest of {jet['reps']} repetitions (the least disturbed "
+              f"Batch {jet['batch']}; fastest of {jet['reps']} repetitions (the least disturbed "
               "by other processes; medians in scale.json); max |Δ Laplacian| jet vs naive = "
               f"{jet['max_abs_laplacian_difference_jet_vs_naive']:.1e}. \"derivatives\": value, gradient, time "
               "derivative and Laplacian with the graph kept for training; \"training step\": plus the backward pass "
@@ -396,10 +397,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             summary = rec.get("error") or f"{1e3 * rec['seconds_per_iteration']:.1f} ms/iter, fit +{rec['fit_extra_peak_mb']:.0f} MB"
             print(f"{device} {n:>9,} cells: {summary}", flush=True)
     threads = torch.get_num_threads()
-    jet = {f"cpu, {threads} thread{'s' if threads > 1 else ''}": jet_vs_naive(cfg, torch.device("cpu"))}
-    jet_main = next(iter(jet.values()))
+    cpu_name = f"cpu, {threads} thread{'s' if threads > 1 else ''}"
+    jet = {f"{cpu_name}, MLP {list(h)}": jet_vs_naive(cfg, torch.device("cpu"), h) for h in cfg.jet_hiddens}
+    jet_main = jet[f"{cpu_name}, MLP {list(cfg.jet_hiddens[-1])}"]
     if torch.cuda.is_available():
-        jet["cuda"] = jet_vs_naive(cfg, torch.device("cuda"))
+        jet.update({f"cuda, MLP {list(h)}": jet_vs_naive(cfg, torch.device("cuda"), h) for h in cfg.jet_hiddens})
     for setting, rec in jet.items():
         print(f"jet vs naive (d=5) on {setting}: derivatives {rec['derivatives']['speedup_jet_vs_naive']:.2f}x, "
               f"training step {rec['training_step']['speedup_jet_vs_naive']:.2f}x", flush=True)
