@@ -85,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default: benchmarks/results; for --quick a temporary directory)")
     parser.add_argument("--am-iter", type=int, default=None, help="override the AM iterations")
+    parser.add_argument("--am-lr", type=float, default=None, help="override the AM learning rate")
+    parser.add_argument("--am-batch-size", type=int, default=None, help="override the AM batch size")
     parser.add_argument("--score-iter", type=int, default=None, help="override the score-matching iterations")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="torch device for the networks")
@@ -145,6 +147,10 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = dict(CONFIGS[mode])
     if args.am_iter is not None:
         cfg["am_iter"] = args.am_iter
+    if args.am_lr is not None:
+        cfg["am_lr"] = args.am_lr
+    if args.am_batch_size is not None:
+        cfg["am_batch_size"] = args.am_batch_size
     if args.score_iter is not None:
         cfg["score_iter"] = args.score_iter
     if args.out is None:

@@ -42,6 +42,7 @@ def test_fit_writes_velocity_uns_and_copy_leaves_input_alone():
     assert annotated.obsm["tj_velocity"].shape == (adata.n_obs, 3)
     uns = annotated.uns["tj"]
     assert uns["use_rep"] == "X" and uns["time_key"] == "day"
+    assert uns["params"]["pairing"] == "full"  # "auto" pairs these small snapshots as a whole
     assert len(uns["loss_curve"]) == FAST["n_iter"]
     np.testing.assert_allclose(uns["t_range"], [0.0, 2.0])
     # on the OT path the true velocity is the drift, +1 per time unit on the first axis; a
