@@ -342,6 +342,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return payload
 
 
+def targets_note(p: dict[str, Any], floor: list[float]) -> str:
+    """The issue's targets, checked on the best trajinfer row (lowest mean W1)."""
+    ours = {n: [r["w1"] for r in rec["per_k"]] for n, rec in p["methods"].items() if rec.get("kind") == "trajinfer" and "per_k" in rec}
+    peers = {n: [r["w1"] for r in rec["per_k"]] for n, rec in p["methods"].items() if rec.get("kind") == "peer" and "per_k" in rec}
+    if not ours:
+        return "Targets: no trajinfer row finished."
+    best = min(ours, key=lambda n: np.mean(ours[n]))
+    w1 = ours[best]
+    ratios = ", ".join(f"k={k + 1}: {a / f:.2f}×" for k, (a, f) in enumerate(zip(w1, floor)))
+    lost = [f"k={k + 1} ({n} {v[k]:.3f} < {w1[k]:.3f})" for k in range(len(w1)) for n, v in peers.items() if v[k] < w1[k]]
+    return (f"Targets (best trajinfer row by mean W1: {best}): within 10% of the floor at every k: "
+            f"**{all(a <= 1.1 * f for a, f in zip(w1, floor))}** ({ratios}); no worse than every peer at every k: "
+            f"**{not lost}**" + (f" (behind at {'; '.join(lost)})" if lost else "") + ".")
+
+
 def budget_note(p: dict[str, Any]) -> str:
     peers = {n: r.get("settings", {}) for n, r in p["methods"].items() if r.get("kind") == "peer"}
     bits = [f"{n} {r.get('n_epochs', r.get('n_iter'))} {'epochs' if 'n_epochs' in r else 'iterations'}" for n, r in peers.items() if r]
@@ -418,6 +433,8 @@ def markdown(p: dict[str, Any]) -> str:
         C.md_table(header, rows),
         "",
         budget_note(p),
+        "",
+        targets_note(p, floor),
         "",
         "Floor: W1 between the val and test cells of the same label — what a perfect model trained on "
         f"{p['n_val_per_label'][0]} cells/label can be expected to reach; the published rows were trained on ~2,700 cells/label and "
