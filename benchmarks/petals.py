@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--mioflow-epochs", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--interpolation", default="ot")
-    parser.add_argument("--lr", type=float, default=1e-2, help="trajinfer learning rate (the embryoid-body val-selected 1e-2)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="trajinfer learning rate")
     parser.add_argument("--smoothing", type=float, default=0.0, help="Gaussian noise on snapshot samples (data units)")
     parser.add_argument("--part", action="store_true", help="write petals_part_<n_times>.json only (parallel processes; combine with --merge)")
     parser.add_argument("--merge", action="store_true", help="combine petals_part_*.json in --out into petals.json/.md/.png")
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return merge(args.out)
     quick = args.quick
     args.n_per_time = args.n_per_time or (30 if quick else 200)
-    args.n_iter = args.n_iter or (20 if quick else 3000)
+    args.n_iter = args.n_iter or (20 if quick else 1500)
     args.mioflow_epochs = args.mioflow_epochs or (2 if quick else 100)
     args.repeats = args.repeats or (2 if quick else 20)
     n_times_list = [3] if quick and args.n_times == "5,10,15" else [int(x) for x in args.n_times.split(",")]

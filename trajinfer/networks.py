@@ -159,29 +159,23 @@ class MLPPotential(nn.Module):
         layers = list(self.net)
         first = layers[0]
         a = first(torch.cat([(x - self.shift) / self.scale, self.time_features(t)], dim=1))
-        # J_x[i, b, j] = ∂a_j/∂x_i and J_t[b, j] = ∂a_j/∂t of sample b, L[b, j] = Δ_x a_j. The
-        # direction of differentiation comes first, so an activation's factor broadcasts over
-        # the leading axis and a linear layer is one matmul over all directions at once.
-        J_x = (first.weight[:, :d] / self.scale[None, :]).T[:, None, :].expand(d, n, -1)  # same for every sample
-        J_t = self.time_features.derivative(t) @ first.weight[:, d:].T
-        L = None  # the Laplacian of an affine function is 0
+        # J[b, k, j] = d a_j / d (x, t)_k, laid out so a linear layer is one matmul J @ W^T
+        w_x = (first.weight[:, :d] / self.scale[None, :]).T  # (d, H), the same for every sample
+        w_t = self.time_features.derivative(t) @ first.weight[:, d:].T  # (B, H)
+        J = torch.cat([w_x.expand(n, *w_x.shape), w_t[:, None, :]], dim=1)  # (B, d + 1, H)
+        L = torch.zeros_like(a) if laplacian else None
         for layer in layers[1:]:
             if isinstance(layer, nn.Linear):
                 a = layer(a)
-                J_x = J_x @ layer.weight.T
-                J_t = J_t @ layer.weight.T
-                L = None if L is None else L @ layer.weight.T
+                J = J @ layer.weight.T
+                L = L @ layer.weight.T if laplacian else None
             else:
                 a, d1, d2 = _ACTIVATION_JETS[type(layer)](a)
                 if laplacian:
-                    curvature = d2 * (J_x**2).sum(dim=0)
-                    L = curvature if L is None else d1 * L + curvature
-                J_x = d1 * J_x
-                J_t = d1 * J_t
-        if laplacian and L is None:
-            L = torch.zeros_like(a)
-        h, h_t = a, J_t
-        J_x = J_x.permute(1, 2, 0)  # (B, out, d)
+                    L = d1 * L + d2 * (J[:, :d, :] ** 2).sum(dim=1)
+                J = d1[:, None, :] * J
+        J = J.transpose(1, 2)  # (B, out, d + 1)
+        h, J_x, h_t = a, J[:, :, :d], J[:, :, d]
         if self.form == "mlp":
             return h[:, 0], J_x[:, 0], h_t[:, 0], (L[:, 0] if laplacian else None)
         if self.form == "residual":
