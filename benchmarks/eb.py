@@ -219,10 +219,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--interps", default="mixture,ot,sb", help="interpolations of the trajinfer group(s)")
     parser.add_argument("--merge", action="store_true", help="combine eb_part_*.json in --out into eb.json / eb.md")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="training seed of trajinfer and the peers (network initialisation, minibatches)")
+    parser.add_argument("--seed-table", nargs="+", type=Path, default=None, metavar="DIR",
+                        help="write eb_seeds.md/json in --out: W1 per k over the runs in DIR/eb.json or DIR/eb_part_*.json (one seed each)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.merge:
         return merge(args.out)
+    if args.seed_table:
+        return seed_table(args.seed_table, args.out)
     quick = args.quick
     repeats = args.repeats or (2 if quick else 100)
     n_iter = args.n_iter or (10 if quick else 1500)
@@ -269,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             name = f"trajinfer {'eAM' if method == 'eam' else 'ueAM'} ({interp})"
             rec: dict[str, Any] = {"kind": "trajinfer", "method": method, "interpolation": interp, "settings": settings[method]}
             with C.measure(rec):
-                model, err = C.safe_run(lambda: fit_am(val, method, interp, settings[method]))  # noqa: B023
+                model, err = C.safe_run(lambda: fit_am(val, method, interp, settings[method], seed=args.seed))  # noqa: B023
             if err:
                 rec["error"] = err
             else:
@@ -298,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         budget = peer_budget[key]
         kw = {"n_epochs": budget} if key == "mioflow" else {"n_iter": budget}
         with C.measure(rec):
-            model, err = C.safe_run(lambda: fn(val, list(range(len(val))), seed=0, **kw))  # noqa: B023
+            model, err = C.safe_run(lambda: fn(val, list(range(len(val))), seed=args.seed, **kw))  # noqa: B023
         if err:
             rec["error"] = err
         else:
@@ -366,6 +371,43 @@ def budget_note(p: dict[str, Any]) -> str:
             f"{p['provenance']['machine']['cpu_cores']}-core CPU machine (load average at the start of this part: {load}); *fit s* is "
             f"wall-clock time of the fit alone. Budgets: trajinfer " + ", ".join(ours) + "; " + "; ".join(bits) +
             f"; {p['repeats']} stochastic repeats.")
+
+
+def seed_table(dirs: list[Path], out: Path) -> dict[str, Any]:
+    """W1 per k of every method over training seeds (one run directory per seed): mean, min and max."""
+    runs = []
+    for d in dirs:
+        files = [d / "eb.json"] if (d / "eb.json").exists() else sorted(d.glob("eb_part_*.json"))
+        for f in files:
+            payload = json.loads(f.read_text())
+            seed = _seed_of(payload["provenance"]["command"])
+            for name, rec in payload["methods"].items():
+                if "per_k" in rec:
+                    runs.append({"method": name, "seed": seed, "w1": [r["w1"] for r in rec["per_k"]], "command": payload["provenance"]["command"]})
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        by_method.setdefault(r["method"], []).append(r)
+    rows = []
+    for name, rs in by_method.items():
+        w1 = np.array([r["w1"] for r in rs])
+        cells = [f"{m:.3f} ({lo:.3f}–{hi:.3f})" for m, lo, hi in zip(w1.mean(0), w1.min(0), w1.max(0))]
+        rows.append([name, ", ".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))] + cells + [f"{w1.mean():.3f}"])
+    md = "\n".join(["# Embryoid body: W1 over training seeds", "",
+                    "Each run is one training seed (network initialisation and minibatches); the split, the metric and the "
+                    "evaluation repeats are those of `eb.md`. Cells: mean over seeds (min–max).", "",
+                    C.md_table(["method", "seeds", "k=1", "k=2", "k=3", "k=4", "mean"], rows), "",
+                    "Commands: " + " ; ".join(sorted({f"`{r['command']}`" for r in runs})), ""])
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"runs": runs}
+    C.write_json(out / "eb_seeds.json", payload)
+    (out / "eb_seeds.md").write_text(md)
+    print(md)
+    return payload
+
+
+def _seed_of(command: str) -> int:
+    parts = command.replace("--seed=", "--seed ").split()
+    return int(parts[parts.index("--seed") + 1]) if "--seed" in parts else 0
 
 
 def merge(out: Path) -> dict[str, Any]:

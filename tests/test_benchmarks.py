@@ -68,6 +68,9 @@ def test_eb_quick_tuning_uses_val_only_and_feeds_the_main_run(tmp_path, shared_d
         assert len(cand["folds"]) == 2 and len(cand["heldout_val_w1"]) == 4
     payload = eb.main(["--quick", "--no-tune", "--only", "eam", "--interps", "ot", "--data", str(shared_data), "--out", str(tmp_path)])
     assert payload["methods"]["trajinfer eAM (ot)"]["settings"]["lr"] == tuning["chosen"]["lr"]
+    seeds = eb.main(["--seed-table", str(tmp_path), "--out", str(tmp_path / "seeds")])
+    assert [r["method"] for r in seeds["runs"]] == ["trajinfer eAM (ot)"] and seeds["runs"][0]["seed"] == 0
+    assert "trajinfer eAM (ot)" in (tmp_path / "seeds" / "eb_seeds.md").read_text()
 
 
 def test_petals_quick(tmp_path):
