@@ -13,20 +13,29 @@ OT-CFM and SF2M (each with its own recommended settings, see ``benchmarks/peers`
 published Table 1 (trained on ~2,700 cells/label, labelled as such); the finite-sample floor
 W1(val_k, test_k); the no-move baseline W1(test_{k−1}, test_k).
 
-trajinfer's optimisation budget (learning rate, iterations, snapshot smoothing) is chosen for eAM
-and for ueAM separately, on the val split only (``--tune``), by 4-fold cross-validation: each
-fold holds out 50 val cells per label, the method (OT interpolation) is fitted on the other 150
-with each candidate (training seed = fold number, so the criterion also sees the spread over
-seeds), and the candidate
-with the highest mean held-out score (:meth:`trajinfer.ActionMatching.score`, the negative Action
-Matching loss on the OT path through the held-out cells: the method's own validation loss) is
-used for every interpolation of that method. Held-out one-step W1 is recorded beside it; with 50 cells per label
-it is dominated by sampling noise (its floor is 0.8-1.0), so it is not the criterion.
+trajinfer's optimisation budget (learning rate, iterations, snapshot smoothing) is chosen for
+eAM and for ueAM separately, on the val split only (``--tune``), by 4-fold cross-validation:
+each fold holds out 50 val cells per label, the method (OT interpolation) is fitted on the other
+150 with each candidate (training seed = fold number, so the criterion also sees the spread over
+seeds), and the candidate with the highest mean held-out score
+(:meth:`trajinfer.ActionMatching.score`, the negative Action Matching loss on the OT path
+through the held-out cells: the method's own validation loss) is used for every interpolation
+of that method. Held-out one-step W1 is recorded beside it; with 50 cells per label it is
+dominated by sampling noise (its floor is 0.8-1.0), so it is not the criterion.
 
 Usage::
 
     python benchmarks/eb.py --quick --out /tmp/eb      # seconds: smoke run
     python benchmarks/eb.py                             # full run (writes benchmarks/results)
+
+The committed results were made in parts, two processes at a time (then merged), and with
+three training seeds::
+
+    python benchmarks/eb.py --tune-only                 # eb_tuning_{eam,ueam}.json
+    python benchmarks/eb.py --no-tune --only eam        # and --only ueam, --only peers
+    python benchmarks/eb.py --merge                     # eb.json, eb.md
+    python benchmarks/eb.py --no-tune --only eam --interps ot,sb --seed 1 --out DIR1   # and peers, seed 2
+    python benchmarks/eb.py --seed-table benchmarks/results DIR1 DIR2                  # eb_seeds.md
 """
 
 from __future__ import annotations
