@@ -75,7 +75,30 @@ class TimeFeatures(nn.Module):
         return torch.cat([ones, self.frequencies * torch.cos(angles), -self.frequencies * torch.sin(angles)], dim=1)
 
 
-class MLPPotential(nn.Module):
+class StandardizedInput(nn.Module):
+    """Base of networks whose input ``x`` is standardised by fixed buffers ``shift`` and ``scale``.
+
+    The buffers start as the identity (0 and 1); :meth:`set_input_normalization` sets them from
+    the training data. This reparametrises a network without changing its function class.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    @torch.no_grad()
+    def set_input_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise inputs with the given per-feature mean and standard deviation."""
+        self.shift.copy_(mean)
+        self.scale.copy_(torch.clamp(std, min=1e-6))
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - shift) / scale``."""
+        return (x - self.shift) / self.scale
+
+
+class MLPPotential(StandardizedInput):
     """Multilayer perceptron potential with a time embedding.
 
     Parameters
@@ -107,11 +130,11 @@ class MLPPotential(nn.Module):
         form: str = "mlp",
         n_time_frequencies: int = 4,
     ):
-        super().__init__()
         if form not in POTENTIAL_FORMS:
             raise ValueError(f"Unknown potential form {form!r}; choose one of {POTENTIAL_FORMS}.")
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}.")
+        super().__init__(dim)
         self.config: dict[str, Any] = {
             "dim": int(dim), "hidden_dims": [int(h) for h in hidden_dims], "activation": activation,
             "form": form, "n_time_frequencies": int(n_time_frequencies),
@@ -119,18 +142,9 @@ class MLPPotential(nn.Module):
         self.form = form
         self.time_features = TimeFeatures(n_time_frequencies)
         self.net = make_mlp(dim + self.time_features.out_features, hidden_dims, activation, 1 if form == "mlp" else dim)
-        self.register_buffer("shift", torch.zeros(dim))
-        self.register_buffer("scale", torch.ones(dim))
-
-    @torch.no_grad()
-    def set_input_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Standardise inputs with the given per-feature mean and standard deviation."""
-        self.shift.copy_(mean)
-        self.scale.copy_(torch.clamp(std, min=1e-6))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        z = (x - self.shift) / self.scale
-        h = self.net(torch.cat([z, self.time_features(t)], dim=1))
+        h = self.net(torch.cat([self.standardize(x), self.time_features(t)], dim=1))
         if self.form == "mlp":
             return h[:, 0]
         if self.form == "residual":
@@ -158,7 +172,7 @@ class MLPPotential(nn.Module):
         n, d = x.shape
         layers = list(self.net)
         first = layers[0]
-        a = first(torch.cat([(x - self.shift) / self.scale, self.time_features(t)], dim=1))
+        a = first(torch.cat([self.standardize(x), self.time_features(t)], dim=1))
         # J[b, k, j] = d a_j / d (x, t)_k, laid out so a linear layer is one matmul J @ W^T
         w_x = (first.weight[:, :d] / self.scale[None, :]).T  # (d, H), the same for every sample
         w_t = self.time_features.derivative(t) @ first.weight[:, d:].T  # (B, H)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .._device import resolve_device
 from .._random import SeedLike, as_int_seed, torch_generator
-from ..networks import TimeFeatures, make_mlp
+from ..networks import StandardizedInput, TimeFeatures, make_mlp
 from ..paths import MarginalPath
 from ..trajectories import Trajectories
 from .hydrogen import Wavefunction
@@ -33,7 +33,7 @@ SCORE_METHODS = ("sm", "ssm")
 ScoreFn = Callable[[torch.Tensor, float], torch.Tensor]
 
 
-class ScoreNetwork(nn.Module):
+class ScoreNetwork(StandardizedInput):
     """Time-dependent vector field ``s(x, tau)`` (B, d) -> (B, d), an MLP on ``[x, time features]``.
 
     Inputs are standardised by the buffers ``shift`` and ``scale`` and the output is divided by
@@ -54,21 +54,12 @@ class ScoreNetwork(nn.Module):
     def __init__(
         self, dim: int, hidden_dims: Sequence[int] = (256,) * 5, activation: str = "silu", n_time_frequencies: int = 4
     ):
-        super().__init__()
+        super().__init__(dim)
         self.time_features = TimeFeatures(n_time_frequencies)
         self.net = make_mlp(dim + self.time_features.out_features, hidden_dims, activation, dim)
-        self.register_buffer("shift", torch.zeros(dim))
-        self.register_buffer("scale", torch.ones(dim))
-
-    @torch.no_grad()
-    def set_input_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Standardise inputs with the given per-feature mean and standard deviation."""
-        self.shift.copy_(mean)
-        self.scale.copy_(torch.clamp(std, min=1e-6))
 
     def forward(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-        z = (x - self.shift) / self.scale
-        return self.net(torch.cat([z, self.time_features(tau)], dim=1)) / self.scale
+        return self.net(torch.cat([self.standardize(x), self.time_features(tau)], dim=1)) / self.scale
 
 
 def score_matching_loss(
