@@ -36,6 +36,13 @@ three training seeds::
     python benchmarks/eb.py --merge                     # eb.json, eb.md
     python benchmarks/eb.py --no-tune --only eam --interps ot,sb --seed 1 --out DIR1   # and peers, seed 2
     python benchmarks/eb.py --seed-table benchmarks/results DIR1 DIR2                  # eb_seeds.md
+    python benchmarks/eb.py --budget-curve 200,300,400,1500   # eb_budget.md (reads eb_tuning_eam.json)
+
+``--budget-curve`` measures time to accuracy: eAM (OT interpolation, the val-selected learning
+rate) is fitted with each iteration budget and MIOFlow with its default 100 epochs, each with
+training seeds 0, 1, 2 in the same process, and the fit times and test W1 are tabulated; the
+speed-up is MIOFlow's fit time over that of the smallest eAM budget whose mean W1 (over k and
+seeds) is at or below MIOFlow's.
 """
 
 from __future__ import annotations
@@ -233,6 +240,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0, help="training seed of trajinfer and the peers (network initialisation, minibatches)")
     parser.add_argument("--seed-table", nargs="+", type=Path, default=None, metavar="DIR",
                         help="write eb_seeds.md/json in --out: W1 per k over the runs in DIR/eb.json or DIR/eb_part_*.json (one seed each)")
+    parser.add_argument("--budget-curve", default=None, metavar="ITERS",
+                        help="comma-separated eAM iteration budgets: write eb_budget.md/json (time to accuracy against MIOFlow)")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds of --budget-curve")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.merge:
@@ -265,7 +275,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = {}
     for method in [g for g in ("eam", "ueam") if g in groups]:
         tuning_file = args.out / f"eb_tuning_{method}.json"
-        if args.tune_only or not args.no_tune:
+        if args.tune_only or not (args.no_tune or args.budget_curve):
             cands = [{"lr": 1e-3}, {"lr": 5e-3}] if quick else TUNING_CANDIDATES
             tunings[method] = tune(val, method, cands, base, folds=2 if quick else 4, hold=10 if quick else 50, repeats=2 if quick else 5)
             tunings[method]["provenance"] = prov
@@ -278,6 +288,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"trajinfer {method} settings:", settings[method], flush=True)
     if args.tune_only:
         return tunings
+    if args.budget_curve:
+        budgets = [int(b) for b in args.budget_curve.split(",")]
+        seeds = [int(x) for x in args.seeds.split(",")]
+        return budget_curve(val, test, bws, settings["eam"], budgets, seeds, repeats, n_steps, peer_budget["mioflow"], prov, args.out)
 
     methods: dict[str, dict[str, Any]] = {}
     for method in [g for g in ("eam", "ueam") if g in groups]:
@@ -355,6 +369,56 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     C.write_json(args.out / "eb.json", payload)
     (args.out / "eb.md").write_text(markdown(payload))
     print((args.out / "eb.md").read_text())
+    return payload
+
+
+def budget_curve(val: list[np.ndarray], test: list[np.ndarray], bws: list[float], settings: dict[str, Any], budgets: list[int],
+                 seeds: list[int], repeats: int, n_steps: int, mioflow_epochs: int, prov: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Time to accuracy: eAM (OT) over iteration budgets against MIOFlow, same process, same seeds."""
+    runs: list[dict[str, Any]] = []
+    for n_iter in budgets:
+        for seed in seeds:
+            model = fit_am(val, "eam", "ot", {**settings, "n_iter": n_iter}, seed=seed)
+            w1 = [r["w1"] for r in evaluate(am_push(model, n_steps), test, repeats, bws, metric_repeats=1)]
+            runs.append({"method": "trajinfer eAM (ot)", "budget": f"{n_iter} iterations", "seed": seed, "fit_seconds": model.fit_time_, "w1": w1})
+            print(f"eAM {n_iter} it, seed {seed}: fit {model.fit_time_:.1f} s, W1 {np.round(w1, 3)}", flush=True)
+    from peers import fit_mioflow
+
+    for seed in seeds:
+        rec: dict[str, Any] = {}
+        with C.measure(rec):
+            model = fit_mioflow(val, list(range(len(val))), seed=seed, n_epochs=mioflow_epochs)
+        w1 = [r["w1"] for r in evaluate(peer_push(model, False), test, 1, bws, metric_repeats=1)]
+        runs.append({"method": "MIOFlow", "budget": f"{mioflow_epochs} epochs", "seed": seed, "fit_seconds": rec["fit_seconds"], "w1": w1})
+        print(f"MIOFlow seed {seed}: fit {rec['fit_seconds']:.1f} s, W1 {np.round(w1, 3)}", flush=True)
+
+    rows, summary = [], []
+    for key in dict.fromkeys((r["method"], r["budget"]) for r in runs):
+        rs = [r for r in runs if (r["method"], r["budget"]) == key]
+        w1 = np.array([r["w1"] for r in rs])
+        fit = float(np.mean([r["fit_seconds"] for r in rs]))
+        summary.append({"method": key[0], "budget": key[1], "fit_seconds": fit, "w1": w1.mean(0).tolist(), "mean_w1": float(w1.mean())})
+        rows.append([key[0], key[1]] + [C.fmt(v) for v in w1.mean(0)] + [C.fmt(w1.mean()), C.fmt(fit, 1)])
+    reference = next(r for r in summary if r["method"] == "MIOFlow")
+    reached = [r for r in summary if r["method"] != "MIOFlow" and r["mean_w1"] <= reference["mean_w1"]]
+    fastest = min(reached, key=lambda r: r["fit_seconds"]) if reached else None
+    speedup = reference["fit_seconds"] / fastest["fit_seconds"] if fastest else None
+    verdict = (f"Fastest eAM budget at or below MIOFlow's mean W1 ({reference['mean_w1']:.3f}): {fastest['budget']}, "
+               f"mean W1 {fastest['mean_w1']:.3f} in {fastest['fit_seconds']:.1f} s against MIOFlow's {reference['fit_seconds']:.1f} s: "
+               f"**{speedup:.1f}× faster** (target ≥ 10×: **{speedup >= 10}**)." if fastest else
+               f"No eAM budget reached MIOFlow's mean W1 ({reference['mean_w1']:.3f}).")
+    md = "\n".join([
+        "# Embryoid body: time to accuracy against MIOFlow", "", C.provenance_md(prov), "",
+        f"Each row: mean over training seeds {seeds} of the test W1 per k ({W1_LABEL}) and of the fit wall time (single thread, "
+        f"same process, one fit at a time). eAM: OT interpolation, `{ {k: v for k, v in settings.items() if k != 'n_iter'} }`, "
+        f"{repeats} stochastic repeats; MIOFlow: its defaults, deterministic push.", "",
+        C.md_table(["method", "budget", "k=1", "k=2", "k=3", "k=4", "mean", "fit s"], rows), "", verdict, ""])
+    payload = {"provenance": prov, "seeds": seeds, "repeats": repeats, "settings": settings, "runs": runs, "summary": summary,
+               "speedup_to_mioflow_accuracy": speedup}
+    out.mkdir(parents=True, exist_ok=True)
+    C.write_json(out / "eb_budget.json", payload)
+    (out / "eb_budget.md").write_text(md)
+    print(md)
     return payload
 
 
