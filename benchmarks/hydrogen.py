@@ -340,8 +340,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"Score networks: {cfg['score_iter']} iterations each; relative score errors on the data: "
         + ", ".join(f"{k}: {v:.3f}" for k, v in score_errors.items()) + ". "
         f"To bound the cost, ALD with score networks runs on the first {cfg['ald_network_samples']} start samples.",
-        "- Exact Bohmian transport: the start samples moved by the true velocity, i.e. a perfect model; its MMD is the "
-        "finite-sample floor of the metric.",
+        "- Exact Bohmian transport: the start samples moved by the true velocity, i.e. a perfect model; its MMD with "
+        "independent start is the finite-sample floor of the metric.",
         "- Independent start: the start samples are a fresh Metropolis draw of |ψ₀|²; the reference at each time is the "
         "training data. A perfect model scores the metric's finite-sample noise (the Exact row).",
         "- Paper's protocol (the authors' code): start from the training samples at t = 0 and compare with the training "

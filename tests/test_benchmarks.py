@@ -86,8 +86,11 @@ def test_petals_quick(tmp_path):
                 continue
             assert "fit_seconds" in rec and "fit_peak_rss_mb" in rec
             assert [r["t"] for r in rec["per_t"]] == list(range(1, run["n_times"]))
-            for r in rec["per_t"]:
+            assert [r["t"] for r in rec["per_t_heldout"]] == list(range(1, run["n_times"]))
+            for r in rec["per_t"] + rec["per_t_heldout"]:
                 assert {"w1", "w1_std", "w2", "w2_std", "mmd", "mmd_std"} <= set(r)
+        assert len(run["floor_heldout"]) == run["n_times"] - 1 and all(r["w1"] > 0 for r in run["floor_heldout"])
+    assert "independent draw" in (tmp_path / "petals.md").read_text()
 
 
 def test_speed_quick(tmp_path):
