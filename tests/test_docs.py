@@ -63,3 +63,12 @@ def test_docs_build_warning_free(tmp_path: Path) -> None:
         )
     benchmarks = (out / "benchmarks.html").read_text()
     assert "generated/benchmarks/" in benchmarks, "benchmark pages are not linked from benchmarks.html"
+
+
+def test_readme_is_valid_restructuredtext():
+    """README.rst is the package's long description: it must parse without warnings."""
+    docutils_core = pytest.importorskip("docutils.core")
+    docutils_core.publish_string(
+        (REPO / "README.rst").read_text(encoding="utf-8"), writer_name="null",
+        settings_overrides={"report_level": 2, "halt_level": 2},
+    )
