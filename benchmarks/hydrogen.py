@@ -27,12 +27,14 @@ Two protocols are reported:
 - *paper's protocol* (the authors' code): the start samples are the training samples at t = 0,
   compared with the training samples at t, i.e. with the same particles moved by the exact
   dynamics. A perfect model then reproduces the reference set itself, and the unbiased
-  estimate of two identical sets is negative, −(mean off-diagonal kernel gap)·2/(n − 1): its
+  estimate of two identical sets of n points is negative, −2(k(x, x) − mean off-diagonal
+  kernel)/n: its
   absolute value is the "Exact" entry of that column, and errors first move the estimate
   towards 0 before making it positive, so lower is not always better there.
 
 Rows "Exact transport, late by 1% / 3% of T" move the independent start samples exactly but
-read them 10 / 30 grid steps late: they calibrate how the metric reacts to a small timing error.
+read them 1% / 3% of the grid late (10 / 30 steps in full mode): they calibrate how the metric
+reacts to a small timing error.
 
 Usage::
 
@@ -350,8 +352,8 @@ def main(argv: list[str] | None = None) -> dict:
         "unbiased estimate of two identical sets is negative; its absolute value is the Exact entry of that column. Model "
         "errors first move the estimate towards 0, so that column does not rank models by accuracy near the exact value. "
         "ALD + SM / SSM run on a subset of the start samples and have no entry there.",
-        "- Rows *late by 1% / 3% of T*: the exact transport read 10 / 30 grid steps late, to show how the metric reacts to a "
-        "small timing error.",
+        f"- Rows *late by 1% / 3% of T*: the exact transport read {cfg['n_steps'] // 100} / {3 * cfg['n_steps'] // 100} grid "
+        "steps late, to show how the metric reacts to a small timing error.",
         "- Relative velocity error is against the exact Bohmian velocity ∇arg ψ. The ψ₃,₂,₋₁ component makes that field "
         "circulate around the z axis; the circulating part moves no density, so no method that sees only the marginals "
         "(AM included, which finds the gradient field transporting q_t) can recover it, so the error stays above 0 "
