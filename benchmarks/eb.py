@@ -13,7 +13,7 @@ OT-CFM and SF2M (each with its own recommended settings, see ``benchmarks/peers`
 published Table 1 (trained on ~2,700 cells/label, labelled as such); the finite-sample floor
 W1(val_k, test_k); the no-move baseline W1(test_{k−1}, test_k).
 
-trajinfer's optimisation budget (learning rate, iterations, snapshot smoothing) is chosen for
+trajinfer's settings (learning rate, iterations, network width, snapshot smoothing) are chosen for
 eAM and for ueAM separately, on the val split only (``--tune``), by 4-fold cross-validation:
 each fold holds out 50 val cells per label, the method (OT interpolation) is fitted on the other
 150 with each candidate (training seed = fold number, so the criterion also sees the spread over
@@ -82,6 +82,7 @@ TUNING_CANDIDATES = [
     {"lr": 1e-2, "n_iter": 3000},
     {"lr": 5e-3, "n_iter": 3000, "smoothing": 0.1},
     {"lr": 1e-2, "n_iter": 3000, "smoothing": 0.1},
+    {"lr": 5e-3, "n_iter": 1500, "hidden_dims": (256, 256, 256)},
 ]
 
 
@@ -182,8 +183,12 @@ def peer_push(model, stochastic: bool):
 
 
 def tune(val: list[np.ndarray], method: str, candidates: list[dict[str, Any]], base: dict[str, Any], folds: int, hold: int,
-         repeats: int) -> dict[str, Any]:
-    """Pick the settings of ``method`` on the val split only, by K-fold cross-validation on held-out val cells."""
+         repeats: int, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Pick the settings of ``method`` on the val split only, by K-fold cross-validation on held-out val cells.
+
+    Candidates already scored in ``previous`` (an earlier result of this function with the same
+    folds, hold-out size and repeats) are read from it instead of being fitted again.
+    """
     rng = np.random.default_rng(0)
     orders = [rng.permutation(len(v)) for v in val]
     splits = []
@@ -191,9 +196,17 @@ def tune(val: list[np.ndarray], method: str, candidates: list[dict[str, Any]], b
         held = [v[o[f * hold:(f + 1) * hold]] for v, o in zip(val, orders)]
         train = [v[np.concatenate([o[:f * hold], o[(f + 1) * hold:]])] for v, o in zip(val, orders)]
         splits.append((train, held))
+    done = {}
+    if previous and [previous.get(k) for k in ("folds", "held_out_per_label", "repeats")] == [folds, hold, repeats]:
+        done = {json.dumps(r["settings"], sort_keys=True): r for r in previous["candidates"]}
     results = []
     for cand in candidates:
-        settings = {**base, **cand}
+        settings = json.loads(json.dumps({**base, **cand}))  # as stored in the JSON (lists, not tuples)
+        key = json.dumps(settings, sort_keys=True)
+        if key in done:
+            results.append({**done[key], "reused_from_earlier_run": True})
+            print(f"  tune {cand}: read from the earlier run (held-out score {done[key]['heldout_score_mean']:.3f})", flush=True)
+            continue
         rec: dict[str, Any] = {"settings": settings, "folds": []}
         with C.measure(rec):
             for fold, (train, held) in enumerate(splits):
@@ -232,6 +245,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--cfm-iters", type=int, default=None, help="OT-CFM / SF2M iterations (full 2000)")
     parser.add_argument("--metric-repeats", type=int, default=None, help="repeats scored by W2 and MMD (full 20; W1 uses all)")
     parser.add_argument("--tune-only", action="store_true", help="run only the val-only selection (writes eb_tuning.json)")
+    parser.add_argument("--retune", action="store_true",
+                        help="refit every tuning candidate (default: reuse those already scored in --out/eb_tuning_<method>.json)")
     parser.add_argument("--only", choices=["eam", "ueam", "peers"], default=None,
                         help="run one group and write eb_part_<group>.json (for parallel processes; combine with --merge)")
     parser.add_argument("--interps", default="mixture,ot,sb", help="interpolations of the trajinfer group(s)")
@@ -277,8 +292,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tuning_file = args.out / f"eb_tuning_{method}.json"
         if args.tune_only or not (args.no_tune or args.budget_curve):
             cands = [{"lr": 1e-3}, {"lr": 5e-3}] if quick else TUNING_CANDIDATES
-            tunings[method] = tune(val, method, cands, base, folds=2 if quick else 4, hold=10 if quick else 50, repeats=2 if quick else 5)
+            previous = None if args.retune or not tuning_file.exists() else json.loads(tuning_file.read_text())
+            tunings[method] = tune(val, method, cands, base, folds=2 if quick else 4, hold=10 if quick else 50, repeats=2 if quick else 5,
+                                   previous=previous)
             tunings[method]["provenance"] = prov
+            if previous is not None:
+                tunings[method]["earlier_provenance"] = previous.get("provenance")
             args.out.mkdir(parents=True, exist_ok=True)
             C.write_json(tuning_file, tunings[method])
         elif tuning_file.exists():
@@ -578,13 +597,14 @@ def markdown(p: dict[str, Any]) -> str:
         if not t:
             parts.append("No val-only selection was run for it; the settings were fixed beforehand.")
             continue
-        chosen = {k: v for k, v in t["chosen"].items() if k not in ("hidden_dims", "batch_size")}
+        chosen = {k: v for k, v in t["chosen"].items() if k != "batch_size"}
         parts.append(f"Val-only selection ({t.get('note') or 'run before the main fits; its choice was used'}): {t['folds']}-fold "
                      f"cross-validation on the val split, {t['held_out_per_label']} val cells/label held out per fold, {method} (OT "
                      f"interpolation) fitted on the other val cells{', training seed = fold number' if t.get('seed_per_fold') else ''}; criterion: {t['criterion']} (negative Action Matching loss on the OT "
                      f"path through the held-out cells). Chosen: `{chosen}`. No test cells are used.")
         parts.append("")
-        rows = [[f"`{ {k: v for k, v in c['settings'].items() if k not in ('hidden_dims', 'batch_size')} }`", C.fmt(c["heldout_score_mean"]),
+        rows = [[f"`{ {k: v for k, v in c['settings'].items() if k != 'batch_size'} }`"
+                 + (" (earlier run)" if c.get("reused_from_earlier_run") else ""), C.fmt(c["heldout_score_mean"]),
                  C.fmt(c["heldout_val_w1_mean"]), str([round(x, 3) for x in c["heldout_val_w1"]]), C.fmt(c["fit_seconds"], 0)] for c in t["candidates"]]
         parts.append(C.md_table(["candidate", "held-out score (higher is better)", "held-out val W1 mean", "held-out val W1 per k",
                                  "fit s (all folds)"], rows))

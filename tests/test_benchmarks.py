@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -66,6 +67,11 @@ def test_eb_quick_tuning_uses_val_only_and_feeds_the_main_run(tmp_path, shared_d
     assert tuning["chosen"] == best["settings"]
     for cand in tuning["candidates"]:
         assert len(cand["folds"]) == 2 and len(cand["heldout_val_w1"]) == 4
+    # a second selection run reads the scored candidates back instead of refitting them
+    again = eb.main(["--quick", "--tune-only", "--only", "eam", "--data", str(shared_data), "--out", str(tmp_path)])["eam"]
+    assert all(c["reused_from_earlier_run"] for c in again["candidates"])
+    assert [c["heldout_score_mean"] for c in again["candidates"]] == [c["heldout_score_mean"] for c in tuning["candidates"]]
+    assert again["chosen"] == tuning["chosen"]
     payload = eb.main(["--quick", "--no-tune", "--only", "eam", "--interps", "ot", "--data", str(shared_data), "--out", str(tmp_path)])
     assert payload["methods"]["trajinfer eAM (ot)"]["settings"]["lr"] == tuning["chosen"]["lr"]
     seeds = eb.main(["--seed-table", str(tmp_path), "--out", str(tmp_path / "seeds")])
@@ -158,3 +164,10 @@ def test_hydrogen_quick(tmp_path):
     assert report["targets"]["ald_true_over_exact"] == pytest.approx(
         rows["ALD + true scores"]["average_mmd"] / rows["Exact Bohmian transport"]["average_mmd"])
     assert {"hydrogen.json", "hydrogen.md", "hydrogen.png"} <= {p.name for p in tmp_path.iterdir()}
+    other = hydrogen.main(["--quick", "--seed", "1", "--out", str(tmp_path / "seed1")])
+    table = hydrogen.seed_table([tmp_path, tmp_path / "seed1"], tmp_path / "seeds")
+    assert [r["seed"] for r in table["runs"]] == [0, 1]
+    am = [report["results"]["AM"]["average_mmd"], other["results"]["AM"]["average_mmd"]]
+    assert table["summary"]["am_mean"] == pytest.approx(np.mean(am))
+    assert table["summary"]["am_min"] == min(am) and table["summary"]["am_max"] == max(am)
+    assert "| 1 |" in (tmp_path / "seeds" / "hydrogen_seeds.md").read_text()
