@@ -114,6 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="torch device for the networks")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-model", type=Path, default=None, metavar="FILE",
+                        help="save the fitted AM model (ActionMatching.save; reload with tj.load)")
     parser.add_argument("--seed-table", nargs="+", type=Path, default=None, metavar="DIR",
                         help="write hydrogen_seeds.md/json in --out from the runs in DIR/hydrogen.json (one seed each)")
     return parser.parse_args(argv)
@@ -136,6 +138,7 @@ def seed_table(dirs: list[Path], out: Path) -> dict:
             "am_velocity_error": report["relative_velocity_error"]["AM"],
             "am_fit_time_s": report["results"]["AM"]["fit_time_s"],
         })
+        runs[-1]["am_over_exact"] = runs[-1]["average_mmd"]["AM"] / runs[-1]["average_mmd"]["Exact Bohmian transport"]
     runs.sort(key=lambda r: r["seed"])
     if len({json.dumps(r["config"], sort_keys=True) for r in runs}) > 1:
         raise ValueError("--seed-table: the runs use different configurations; tabulate runs of one configuration.")
@@ -143,18 +146,22 @@ def seed_table(dirs: list[Path], out: Path) -> dict:
     summary = {
         "am_mean": float(am.mean()), "am_median": float(np.median(am)), "am_min": float(am.min()), "am_max": float(am.max()),
         "am_runs_at_or_below_paper": int((am <= PAPER_AVERAGE_MMD["AM"]).sum()), "n_runs": len(runs),
+        "exact_min": float(min(r["average_mmd"]["Exact Bohmian transport"] for r in runs)),
+        "exact_max": float(max(r["average_mmd"]["Exact Bohmian transport"] for r in runs)),
+        "am_runs_within_twice_exact": int(sum(r["am_over_exact"] <= 2 for r in runs)),
     }
     payload = {"benchmark": "hydrogen, AM over seeds", "runs": runs, "summary": summary}
     out.mkdir(parents=True, exist_ok=True)
     (out / "hydrogen_seeds.json").write_text(json.dumps(payload, indent=2))
-    header = "| seed | AM | AM, paper's protocol | AM velocity error | AM at 9T/10, T | ALD + true scores | Exact | AM fit s |"
+    header = ("| seed | AM | Exact (noise floor) | AM / Exact | AM at 9T/10, T | AM, paper's protocol | Exact, paper's protocol "
+              "| AM velocity error | ALD + true scores | AM fit s |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in runs:
         lines.append(
-            f"| {r['seed']} | {r['average_mmd']['AM']:.2e} | {r['average_mmd_paper_protocol']['AM']:.2e} | "
-            f"{r['am_velocity_error']:.3f} | {r['am_mmd_per_time'][-2]:.1e}, {r['am_mmd_per_time'][-1]:.1e} | "
-            f"{r['average_mmd']['ALD + true scores']:.2e} | {r['average_mmd']['Exact Bohmian transport']:.2e} | "
-            f"{r['am_fit_time_s']:.0f} |"
+            f"| {r['seed']} | {r['average_mmd']['AM']:.2e} | {r['average_mmd']['Exact Bohmian transport']:.2e} | "
+            f"{r['am_over_exact']:.2f} | {r['am_mmd_per_time'][-2]:.1e}, {r['am_mmd_per_time'][-1]:.1e} | "
+            f"{r['average_mmd_paper_protocol']['AM']:.2e} | {r['average_mmd_paper_protocol']['Exact Bohmian transport']:.2e} | "
+            f"{r['am_velocity_error']:.3f} | {r['average_mmd']['ALD + true scores']:.2e} | {r['am_fit_time_s']:.0f} |"
         )
     md = [
         "# Hydrogen atom: Action Matching over seeds",
@@ -169,7 +176,13 @@ def seed_table(dirs: list[Path], out: Path) -> dict:
         "",
         f"AM over {len(runs)} runs: mean {summary['am_mean']:.2e}, median {summary['am_median']:.2e}, range "
         f"{summary['am_min']:.2e} – {summary['am_max']:.2e}; {summary['am_runs_at_or_below_paper']} of {len(runs)} runs at or "
-        f"below the paper's {PAPER_AVERAGE_MMD['AM']:.1e}.",
+        f"below the paper's {PAPER_AVERAGE_MMD['AM']:.1e}; {summary['am_runs_within_twice_exact']} of {len(runs)} within "
+        "twice the score of the exact dynamics from the same start samples.",
+        "",
+        f"The exact dynamics' score is the metric's sampling noise for that seed's start samples and training data; it "
+        f"ranges over {summary['exact_min']:.1e} – {summary['exact_max']:.1e} here, so a single run's average is only "
+        "comparable with its own Exact column. *AM at 9T/10, T* gives the last two of the ten per-time values: a run that "
+        "loses accuracy near the end of the interval shows it there.",
         "",
     ]
     (out / "hydrogen_seeds.md").write_text("\n".join(md))
@@ -286,6 +299,8 @@ def main(argv: list[str] | None = None) -> dict:
         seed=args.seed, progress=False,
     ).fit(path)
     clock.log(f"AM fitted: {cfg['am_iter']} iterations in {est.fit_time_:.0f}s")
+    if args.save_model is not None:
+        est.save(args.save_model)
     generated["AM"] = simulate_action_matching(
         est, x0, t_range, times, n_steps=cfg["am_sim_steps"], method=cfg["am_sim_method"]
     )

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import trajinfer as tj
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 PROVENANCE_KEYS = {"command", "date", "git_commit", "machine", "torch"}
 
@@ -164,7 +166,8 @@ def test_hydrogen_quick(tmp_path):
     assert report["targets"]["ald_true_over_exact"] == pytest.approx(
         rows["ALD + true scores"]["average_mmd"] / rows["Exact Bohmian transport"]["average_mmd"])
     assert {"hydrogen.json", "hydrogen.md", "hydrogen.png"} <= {p.name for p in tmp_path.iterdir()}
-    other = hydrogen.main(["--quick", "--seed", "1", "--out", str(tmp_path / "seed1")])
+    other = hydrogen.main(["--quick", "--seed", "1", "--out", str(tmp_path / "seed1"), "--save-model", str(tmp_path / "am.pt")])
+    assert tj.load(tmp_path / "am.pt").n_iter == other["results"]["AM"]["n_iter"]
     table = hydrogen.seed_table([tmp_path, tmp_path / "seed1"], tmp_path / "seeds")
     assert [r["seed"] for r in table["runs"]] == [0, 1]
     am = [report["results"]["AM"]["average_mmd"], other["results"]["AM"]["average_mmd"]]
