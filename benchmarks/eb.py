@@ -36,7 +36,7 @@ three training seeds::
     python benchmarks/eb.py --merge                     # eb.json, eb.md
     python benchmarks/eb.py --no-tune --only eam --interps ot,sb --seed 1 --out DIR1   # and peers, seed 2
     python benchmarks/eb.py --seed-table benchmarks/results DIR1 DIR2                  # eb_seeds.md
-    python benchmarks/eb.py --budget-curve 200,250,300,400,1500 # eb_budget.md (reads eb_tuning_eam.json)
+    python benchmarks/eb.py --budget-curve 200,250,300,400,1500  # eb_budget.md (reads eb_tuning_eam.json)
 
 ``--budget-curve`` measures time to accuracy: eAM (OT interpolation, the val-selected learning
 rate) is fitted with each iteration budget and MIOFlow with its default 100 epochs, each with
