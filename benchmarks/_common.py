@@ -34,6 +34,12 @@ def command_line(argv: Sequence[str] | None = None, script: str | None = None) -
     return " ".join(["python", script or "benchmarks/?.py"] + [shlex.quote(str(a)) for a in argv])
 
 
+def seed_of_command(command: str) -> int:
+    """The ``--seed`` value of a recorded benchmark command (0 when the command has none)."""
+    parts = command.replace("--seed=", "--seed ").split()
+    return int(parts[parts.index("--seed") + 1]) if "--seed" in parts else 0
+
+
 def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()

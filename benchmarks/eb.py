@@ -476,7 +476,7 @@ def seed_table(dirs: list[Path], out: Path) -> dict[str, Any]:
         files = [d / "eb.json"] if (d / "eb.json").exists() else sorted(d.glob("eb_part_*.json"))
         for f in files:
             payload = json.loads(f.read_text())
-            seed = _seed_of(payload["provenance"]["command"])
+            seed = C.seed_of_command(payload["provenance"]["command"])
             for name, rec in payload["methods"].items():
                 if "per_k" in rec:
                     runs.append({"method": name, "seed": seed, "w1": [r["w1"] for r in rec["per_k"]], "command": payload["provenance"]["command"]})
@@ -499,11 +499,6 @@ def seed_table(dirs: list[Path], out: Path) -> dict[str, Any]:
     (out / "eb_seeds.md").write_text(md)
     print(md)
     return payload
-
-
-def _seed_of(command: str) -> int:
-    parts = command.replace("--seed=", "--seed ").split()
-    return int(parts[parts.index("--seed") + 1]) if "--seed" in parts else 0
 
 
 def merge(out: Path) -> dict[str, Any]:
