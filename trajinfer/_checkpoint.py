@@ -7,14 +7,14 @@ paths may draw from) and the losses so far. Resuming restores all of it,
 so the resumed fit draws the same minibatches and takes the same steps as an uninterrupted fit
 with the same seed: on CPU the loss curves agree exactly.
 
-Files are written atomically (to ``<path>.tmp``, then renamed), so a fit killed while writing
-leaves the previous checkpoint intact.
+Files are written atomically (see :mod:`trajinfer._io`), so a fit killed while writing leaves
+the previous checkpoint intact, and read by :func:`trajinfer.persistence.read_payload`, so a
+damaged checkpoint is reported clearly.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,19 @@ import torch
 from torch import nn
 
 from ._distributed import DistributedContext
-from .time_sampling import AdaptiveTimeProposal, UniformTimeProposal
+from ._io import atomic_path
+from .persistence import FileKind, read_payload
+from .time_sampling import TimeProposal
 
 logger = logging.getLogger("trajinfer")
 
-CHECKPOINT_FORMAT = "trajinfer.ActionMatching.checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT = FileKind(
+    format="trajinfer.ActionMatching.checkpoint",
+    version=1,
+    description="trajinfer fit checkpoint",
+    remedy="Delete it, or pass resume=False, to start the fit over.",
+    keys=("setup", "iteration", "network", "optimizer", "scheduler", "ema", "proposal", "rng", "losses"),
+)
 
 
 @dataclass
@@ -40,7 +47,7 @@ class TrainingState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: list[torch.Tensor] | None
-    proposal: UniformTimeProposal | AdaptiveTimeProposal
+    proposal: TimeProposal
     streams: list[torch.Generator]
     losses: np.ndarray
 
@@ -67,8 +74,8 @@ def save_checkpoint(path: Path, state: TrainingState, iteration: int, setup: dic
     if not context.is_main:
         return
     payload = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
+        "format": CHECKPOINT.format,
+        "version": CHECKPOINT.version,
         "setup": setup,
         "iteration": int(iteration),
         "network": {key: value.detach().cpu() for key, value in state.network.state_dict().items()},
@@ -79,9 +86,8 @@ def save_checkpoint(path: Path, state: TrainingState, iteration: int, setup: dic
         "rng": rng,
         "losses": torch.as_tensor(state.losses[:iteration], dtype=torch.float64),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     logger.debug("Checkpoint written to %s at iteration %d.", path, iteration)
 
 
@@ -91,13 +97,12 @@ def load_checkpoint(path: Path, state: TrainingState, setup: dict[str, Any], con
     Raises
     ------
     ValueError
-        If the file is not a trajinfer checkpoint, or was written by a fit with different
-        settings (``setup``: estimator parameters, data dimension and time range, number of
+        If the file cannot be read as a checkpoint (empty, truncated, damaged, of another kind
+        or a newer format: see :func:`~trajinfer.persistence.read_payload`), or was written by a
+        fit with different settings (``setup``: estimator parameters, data dimension and time range, number of
         random streams, device type).
     """
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a trajinfer fit checkpoint.")
+    payload = read_payload(path, CHECKPOINT)
     saved = payload["setup"]
     changed = sorted(key for key in set(saved) | set(setup) if saved.get(key) != setup.get(key))
     if changed:

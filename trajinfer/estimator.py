@@ -1,14 +1,13 @@
-"""The Action Matching estimator (scikit-learn contract) and its persistence."""
+"""The Action Matching estimator (scikit-learn contract); its files are in :mod:`trajinfer.persistence`."""
 
 from __future__ import annotations
 
 import copy
 import logging
-import math
-import time
 from collections.abc import Callable, Sequence
+from numbers import Integral, Real
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,22 +19,27 @@ from tqdm.auto import tqdm
 from ._acceleration import training_network
 from ._checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from ._device import resolve_device
-from ._distributed import DistributedContext, is_main_process, setup_distributed
+from ._distributed import DistributedContext, setup_distributed
 from ._random import SeedLike, as_int_seed, torch_generator
-from ._validation import as_float_tensor, as_time_tensor, check_time_in_range
+from ._validation import (
+    Constraint, Device, Interval, Options, PositiveIntegers, as_float_tensor, as_time_tensor, check_parameter,
+    check_time_in_range, validate_params,
+)
 from .costs import KineticCost, QuadraticCost, resolve_cost
-from .derivatives import potential_derivatives, resolve_laplacian
+from .derivatives import LAPLACIAN_CHOICES, potential_derivatives, resolve_laplacian
 from .losses import METHODS, action_matching_loss, is_entropic, is_unbalanced
-from .networks import POTENTIAL_FORMS, MLPPotential, build_potential
+from .networks import _ACTIVATIONS, POTENTIAL_FORMS, MLPPotential
 from .paths import CallablePath, MarginalPath
+from .persistence import load, to_plain
+from .persistence import save as save_model
 from .simulate import integrate_ode, integrate_sde
-from .time_sampling import UniformTimeProposal, make_time_proposal
+from .time_sampling import TIME_PROPOSALS, AdaptiveTimeProposal, QuasiUniformTimeProposal, make_time_proposal
+from .training import LR_SCHEDULES, DivergenceError, OptimizerSettings, TrainingLoop
 from .trajectories import Trajectories
 
-logger = logging.getLogger("trajinfer")
+__all__ = ["ActionMatching", "load"]
 
-_SAVE_FORMAT = "trajinfer.ActionMatching"
-_SAVE_VERSION = 1
+logger = logging.getLogger("trajinfer")
 
 SigmaLike = float | Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -154,6 +158,27 @@ class ActionMatching(BaseEstimator):
         Device the model lives on.
     """
 
+    # what each parameter accepts, checked by fit (see trajinfer._validation); sigma, cost,
+    # potential and the settings that depend on one another are checked in _check_params
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "method": Options(METHODS),
+        "hidden_dims": PositiveIntegers(),
+        "activation": Options(tuple(_ACTIVATIONS)),
+        "n_iter": Interval(Integral, 1),
+        "batch_size": Interval(Integral, 2),
+        "lr": Interval(Real, 0, closed="neither"),
+        "weight_decay": Interval(Real, 0),
+        "lr_schedule": Options(LR_SCHEDULES),
+        "grad_clip": Interval(Real, 0, closed="neither", allows_none=True),
+        "ema_decay": Interval(Real, 0, 1, closed="neither", allows_none=True),
+        "laplacian": Options(LAPLACIAN_CHOICES),
+        "n_probes": Interval(Integral, 1),
+        "time_proposal": Options(TIME_PROPOSALS),
+        "device": Device(),
+        "grad_accumulation": Interval(Integral, 1),
+        "checkpoint_every": Interval(Integral, 1),
+    }
+
     def __init__(
         self,
         method: str = "am",
@@ -232,8 +257,7 @@ class ActionMatching(BaseEstimator):
         """
         self._check_params()
         n_iter = self.n_iter if n_iter is None else n_iter
-        if not (isinstance(n_iter, (int, np.integer)) and n_iter >= 1):
-            raise ValueError(f"n_iter must be a positive integer, got {n_iter!r}.")
+        check_parameter("n_iter", n_iter, self._parameter_constraints["n_iter"])
         if isinstance(path, MarginalPath):
             if t_range is not None:
                 raise ValueError("t_range applies to callable paths only; a path object carries its own.")
@@ -246,11 +270,7 @@ class ActionMatching(BaseEstimator):
         seed = context.broadcast_object(as_int_seed(self.seed))
         path.to(device)
         generator = torch_generator(seed, device)
-        self.device_ = device
-        self.dim_ = int(path.dim)
-        self.t_range_ = (float(path.t_range[0]), float(path.t_range[1]))
-        self.cost_ = resolve_cost(self.cost)
-        self.laplacian_ = resolve_laplacian(self.laplacian, self.dim_)
+        self._set_domain(device=device, dim=path.dim, t_range=path.t_range)
 
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             # seeded global RNG: network init and callable paths that draw from torch's
@@ -265,14 +285,15 @@ class ActionMatching(BaseEstimator):
         network = self._build_potential(path, generator).to(device)
         context.broadcast_module(network)
         self.potential_ = network
-        optimizer = torch.optim.Adam(network.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor(n_iter))
+        loop = TrainingLoop(
+            network, self._optimizer_settings(), n_iter, progress=self.progress and context.is_main,
+            desc=f"fit {self.method}", loss_scale=self._loss_scale(path, generator),
+        )
         proposal = make_time_proposal(self.time_proposal)
-        ema = [p.detach().clone() for p in network.parameters()] if self.ema_decay else None
         diffusion_sq = self._internal_diffusion_sq if is_entropic(self.method) else None
         state = TrainingState(
-            network, optimizer, scheduler, ema, proposal,
-            streams=context.streams(generator, seed, self.grad_accumulation, device), losses=np.empty(n_iter),
+            network, loop.optimizer, loop.scheduler, loop.ema, proposal,
+            streams=context.streams(generator, seed, self.grad_accumulation, device), losses=loop.losses,
         )
         checkpoint = None if self.checkpoint_path is None else Path(self.checkpoint_path)
         setup = self._checkpoint_setup(n_iter, context, device)
@@ -286,19 +307,12 @@ class ActionMatching(BaseEstimator):
         model = training_network(
             network, compile_network=self.compile, mixed_precision=self.mixed_precision, uses_jet=uses_jet, device=device,
         )
-        params = list(network.parameters())
         n_batches = context.world_size * self.grad_accumulation
-        max_norm = math.inf if self.grad_clip is None else self.grad_clip
-        losses = state.losses
-        start = time.perf_counter()
-        bar = tqdm(
-            range(first, n_iter), initial=first, total=n_iter, disable=not (self.progress and context.is_main),
-            desc=f"fit {self.method}", leave=False,
-        )
-        for it in bar:
-            optimizer.zero_grad(set_to_none=True)
+        sampled: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def step(it: int) -> torch.Tensor:
+            sampled.clear()
             loss = torch.zeros((), device=device)
-            taus, integrands = [], []
             for stream in state.streams:
                 terms = action_matching_loss(
                     model, path, method=self.method, cost=self._internal_cost, batch_size=self.batch_size,
@@ -307,40 +321,65 @@ class ActionMatching(BaseEstimator):
                 )
                 (terms.loss / n_batches).backward()
                 loss = loss + terms.loss.detach() / n_batches
-                taus.append(terms.tau)
-                integrands.append(terms.integrand)
-            loss = context.reduce_gradients(params, loss)
-            grad_norm = nn.utils.clip_grad_norm_(params, max_norm)
-            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-                self._finish(network, ema, losses[:it], start)
-                what = f"loss became {loss.item()}" if not torch.isfinite(loss) else f"gradient norm became {grad_norm.item()}"
-                raise FloatingPointError(
-                    f"The {what} at iteration {it}. Likely causes: a learning rate that is too high "
-                    f"(lr={self.lr}), a sigma too large for the data scale, or unscaled data (standardise "
-                    "it). The last finite weights are kept in potential_."
-                )
-            optimizer.step()
-            scheduler.step()
-            if not isinstance(proposal, UniformTimeProposal):
+                sampled.append((terms.tau, terms.integrand))
+            return loss
+
+        def after_step(it: int) -> None:
+            if isinstance(proposal, AdaptiveTimeProposal):
+                taus, integrands = zip(*sampled)
                 proposal.update(context.gather(torch.cat(taus)), context.gather(torch.cat(integrands)))
-            if ema is not None:
-                decay = min(self.ema_decay, (1.0 + it) / (10.0 + it))
-                torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - decay)
-            losses[it] = loss.item()
-            if self.progress and it % 50 == 0:
-                bar.set_postfix(loss=f"{losses[it]:.4g}")
-            if checkpoint is not None and ((it + 1) % self.checkpoint_every == 0 or it + 1 == n_iter):
-                save_checkpoint(checkpoint, state, it + 1, setup, context)
-        self._finish(network, ema, losses, start)
+
+        def write_checkpoint(done: int) -> None:
+            save_checkpoint(checkpoint, state, done, setup, context)
+
+        hint = (
+            f"Lower the learning rate (lr={self.lr}), use a smaller sigma (sigma={self.sigma}) or a bounded "
+            f"path (interpolation='ot'), or standardise the data (its spread is {self._data_spread:.3g})."
+        )
+        try:
+            elapsed = loop.run(
+                step, first=first, reduce_gradients=context.reduce_gradients, after_step=after_step,
+                checkpoint=write_checkpoint if checkpoint is not None else None,
+                checkpoint_every=self.checkpoint_every, hint=hint,
+            )
+        except DivergenceError:
+            loop.finalize()
+            self._finish(network, loop.losses, 0.0)
+            raise
+        loop.finalize()
+        self._finish(network, loop.losses, elapsed)
         if context.is_main:
-            logger.info("Fitted %s in %.1f s (%d iterations, final loss %.4g).", self.method, self.fit_time_, n_iter, losses[-1])
+            logger.info("Fitted %s in %.1f s (%d iterations, final loss %.4g).", self.method, self.fit_time_, n_iter, loop.losses[-1])
         return self
+
+    def _optimizer_settings(self) -> OptimizerSettings:
+        return OptimizerSettings(
+            lr=self.lr, weight_decay=self.weight_decay, lr_schedule=self.lr_schedule, warmup=0,
+            grad_clip=self.grad_clip, ema_decay=self.ema_decay,
+        )
+
+    def _loss_scale(self, path: MarginalPath, generator: torch.Generator) -> float:
+        """A bound on the size of a well-posed loss: the kinetic energy of moving independent
+        samples between consecutive time points of ``path`` (plus the diffusion's energy scale)."""
+        grid = getattr(path, "taus", None)
+        grid = torch.linspace(0, 1, 5) if grid is None else grid.detach().cpu()
+        n = 512
+        with torch.no_grad():
+            samples = [path.sample(torch.full((n,), float(tau), device=path.device), generator) for tau in grid]
+            energy = sum(
+                0.5 * float(((b - a) ** 2).sum(1).mean()) / float(t1 - t0)
+                for a, b, t0, t1 in zip(samples[:-1], samples[1:], grid[:-1], grid[1:])
+            )
+            self._data_spread = float(torch.cat(samples).std(0).pow(2).sum().sqrt())
+        if is_entropic(self.method) and not callable(self.sigma):
+            energy += 0.5 * float(self.sigma) ** 2 * self.duration_ * self.dim_
+        return energy
 
     def _checkpoint_setup(self, n_iter: int, context: DistributedContext, device: torch.device) -> dict[str, Any]:
         """Settings a resumed fit must share with the fit that wrote the checkpoint."""
         params = self.get_params()
-        setup = {key: _plain(params[key]) for key in _RESUME_PARAMS}
-        setup["sigma"] = "callable" if callable(self.sigma) else _plain(self.sigma)
+        setup = {key: to_plain(params[key]) for key in _RESUME_PARAMS}
+        setup["sigma"] = "callable" if callable(self.sigma) else to_plain(self.sigma)
         setup["time_weight"] = None if self.time_weight is None else "callable"
         setup["potential"] = params["potential"] if isinstance(params["potential"], str) else type(params["potential"]).__name__
         setup["cost"] = self.cost_.config()
@@ -350,20 +389,31 @@ class ActionMatching(BaseEstimator):
         )
         return setup
 
-    def _finish(self, network: nn.Module, ema: list[torch.Tensor] | None, losses: np.ndarray, start: float) -> None:
-        if ema is not None:
-            with torch.no_grad():
-                for param, avg in zip(network.parameters(), ema):
-                    param.copy_(avg)
-        network.eval().requires_grad_(False)
+    def _finish(self, network: nn.Module, losses: np.ndarray, elapsed: float) -> None:
         self.potential_ = network
         self.loss_curve_ = np.asarray(losses, dtype=float)
         self.n_iter_ = len(losses)
-        self.fit_time_ = time.perf_counter() - start
+        self.fit_time_ = elapsed
+
+    def _set_domain(self, *, device: torch.device, dim: int, t_range: Sequence[float]) -> None:
+        """Set what a model is defined on: ``device_``, ``dim_``, ``t_range_`` and the resolved
+        ``cost_`` and ``laplacian_`` (the first fitted attributes: training needs them)."""
+        self.device_ = device
+        self.dim_ = int(dim)
+        self.t_range_ = (float(t_range[0]), float(t_range[1]))
+        self.cost_ = resolve_cost(self.cost)
+        self.laplacian_ = resolve_laplacian(self.laplacian, self.dim_)
+
+    def _set_fitted(self, *, potential: nn.Module, loss_curve: np.ndarray, fit_time: float) -> None:
+        """Set the fitted network, frozen for prediction on ``device_``, and the fit's record
+        (``loss_curve_``, ``n_iter_``, ``fit_time_``); after :meth:`_set_domain`."""
+        self.potential_ = potential.to(self.device_).eval().requires_grad_(False)
+        self.loss_curve_ = np.asarray(loss_curve, dtype=float)
+        self.n_iter_ = len(self.loss_curve_)
+        self.fit_time_ = float(fit_time)
 
     def _check_params(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"Unknown method {self.method!r}; choose one of {METHODS}.")
+        validate_params(self.get_params(), self._parameter_constraints)
         if is_entropic(self.method):
             if self.sigma is None:
                 raise ValueError(f"method={self.method!r} needs sigma, the diffusion coefficient (e.g. sigma=0.1).")
@@ -375,18 +425,6 @@ class ActionMatching(BaseEstimator):
             raise ValueError(f"Unknown potential {self._potential_param!r}; use one of {POTENTIAL_FORMS} or an nn.Module.")
         if not isinstance(self._potential_param, (str, nn.Module)):
             raise TypeError("potential must be a name or a torch.nn.Module.")
-        if not (isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 2):
-            raise ValueError(f"batch_size must be an integer >= 2, got {self.batch_size!r}.")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}.")
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}.")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}.")
-        for name in ("grad_accumulation", "checkpoint_every"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if self.resume and self.checkpoint_path is None:
             raise ValueError("resume=True needs checkpoint_path, the file to resume from.")
         if self.checkpoint_path is not None and not Path(self.checkpoint_path).resolve().parent.is_dir():
@@ -405,11 +443,6 @@ class ActionMatching(BaseEstimator):
             probe = path.sample(torch.rand(2048, generator=generator, device=path.device), generator)
             network.set_input_normalization(probe.mean(0), probe.std(0))
         return network
-
-    def _lr_factor(self, n_iter: int) -> Callable[[int], float]:
-        if self.lr_schedule == "constant":
-            return lambda step: 1.0
-        return lambda step: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(step, n_iter) / n_iter))
 
     # ------------------------------------------------------------- time units
     @property
@@ -527,7 +560,7 @@ class ActionMatching(BaseEstimator):
             batch = min(self.batch_size, n_samples - done)
             terms = action_matching_loss(
                 self.potential_, path, method=self.method, cost=self._internal_cost, batch_size=batch,
-                proposal=UniformTimeProposal(), diffusion_sq=diffusion_sq, time_weight=self.time_weight,
+                proposal=QuasiUniformTimeProposal(), diffusion_sq=diffusion_sq, time_weight=self.time_weight,
                 laplacian=self.laplacian_, n_probes=self.n_probes, generator=generator,
             )
             total += terms.loss.item() * batch
@@ -689,63 +722,22 @@ class ActionMatching(BaseEstimator):
         """
         est = cls(potential=potential, device=device, **params)
         est._check_params()
-        est.device_ = resolve_device(device)
-        est.dim_ = int(dim)
-        est.t_range_ = (float(t_range[0]), float(t_range[1]))
-        est.cost_ = resolve_cost(est.cost)
-        est.laplacian_ = resolve_laplacian(est.laplacian, est.dim_)
-        est.potential_ = potential.to(est.device_).eval().requires_grad_(False)
-        est.loss_curve_ = np.empty(0)
-        est.n_iter_ = 0
-        est.fit_time_ = 0.0
+        est._set_domain(device=resolve_device(device), dim=dim, t_range=t_range)
+        est._set_fitted(potential=potential, loss_curve=np.empty(0), fit_time=0.0)
         return est
 
     def save(self, path: str | Path) -> None:
         """Save the fitted model (weights, parameters, fitted attributes) to ``path``.
 
         The file holds tensors and plain Python values only and loads on any device with
-        :func:`trajinfer.load`. Custom potential modules and callable ``sigma``/``time_weight``
-        cannot be saved this way; save ``potential_.state_dict()`` yourself in that case. After a
-        distributed fit only rank 0 writes (every rank holds the same model).
+        :func:`trajinfer.load`. It is written atomically: until the new file is complete, a
+        previous file at ``path`` stays as it was, and an interrupted save leaves it intact.
+        Settings of this machine and run (``device``, ``checkpoint_path``, ``resume``) are not
+        stored. Custom potential modules and callable ``sigma``/``time_weight`` cannot be saved
+        this way; save ``potential_.state_dict()`` yourself in that case. After a distributed
+        fit only rank 0 writes (every rank holds the same model).
         """
-        self._check_fitted()
-        if self.distributed and not is_main_process():
-            return
-        if not isinstance(self.potential_, MLPPotential):
-            raise TypeError("save() supports the built-in potentials; for a custom module save potential_.state_dict().")
-        if callable(self.sigma) or self.time_weight is not None:
-            raise TypeError("save() cannot store a callable sigma or time_weight; refit with a constant sigma to save.")
-        params = {key: _plain(value) for key, value in self.get_params().items() if key != "cost"}
-        params["cost"] = self.cost_.config()
-        params["device"] = "auto"
-        params["seed"] = as_int_seed(self.seed) if not isinstance(self.seed, np.random.Generator) else None
-        if self.checkpoint_path is not None:
-            params["checkpoint_path"] = str(self.checkpoint_path)
-        payload = {
-            "format": _SAVE_FORMAT,
-            "version": _SAVE_VERSION,
-            "params": params,
-            "potential_config": self.potential_.config,
-            "state_dict": {k: v.detach().cpu() for k, v in self.potential_.state_dict().items()},
-            "fitted": {
-                "dim_": self.dim_,
-                "t_range_": list(self.t_range_),
-                "loss_curve_": torch.as_tensor(self.loss_curve_),
-                "n_iter_": self.n_iter_,
-                "fit_time_": self.fit_time_,
-            },
-            "metadata": getattr(self, "metadata_", {}),
-        }
-        torch.save(payload, Path(path))
-
-
-def _plain(value: Any) -> Any:
-    """NumPy scalars and arrays as plain Python values (loadable with ``weights_only=True``)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (np.ndarray, list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+        save_model(self, path)
 
 
 class _ActionEvaluator:
@@ -760,33 +752,3 @@ class _ActionEvaluator:
 
     def __repr__(self) -> str:
         return f"<action evaluator; network parameter {self._estimator._potential_param!r}>"
-
-
-def load(path: str | Path, device: str | torch.device = "auto") -> ActionMatching:
-    """Load a model saved by :meth:`ActionMatching.save` onto ``device``."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No saved model at {path}.")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != _SAVE_FORMAT:
-        raise ValueError(f"{path} is not a saved trajinfer ActionMatching model.")
-    params = dict(payload["params"])
-    params["cost"] = resolve_cost(params["cost"])
-    params["hidden_dims"] = tuple(params["hidden_dims"])
-    params.pop("device", None)
-    network = build_potential(payload["potential_config"])
-    network.load_state_dict(payload["state_dict"])
-    fitted = payload["fitted"]
-    params["potential"] = params.get("potential", "mlp")
-    est = ActionMatching(device=device, **params)
-    est.device_ = resolve_device(device)
-    est.dim_ = int(fitted["dim_"])
-    est.t_range_ = (float(fitted["t_range_"][0]), float(fitted["t_range_"][1]))
-    est.cost_ = params["cost"]
-    est.laplacian_ = resolve_laplacian(est.laplacian, est.dim_)
-    est.potential_ = network.to(est.device_).eval().requires_grad_(False)
-    est.loss_curve_ = fitted["loss_curve_"].numpy()
-    est.n_iter_ = int(fitted["n_iter_"])
-    est.fit_time_ = float(fitted["fit_time_"])
-    est.metadata_ = payload.get("metadata", {})
-    return est

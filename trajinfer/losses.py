@@ -21,7 +21,7 @@ from torch import nn
 from .costs import KineticCost
 from .derivatives import potential_derivatives
 from .paths import MarginalPath
-from .time_sampling import AdaptiveTimeProposal, UniformTimeProposal
+from .time_sampling import TimeProposal
 
 METHODS = ("am", "eam", "uam", "ueam")
 
@@ -52,7 +52,7 @@ def action_matching_loss(
     method: str,
     cost: KineticCost,
     batch_size: int,
-    proposal: UniformTimeProposal | AdaptiveTimeProposal,
+    proposal: TimeProposal,
     diffusion_sq: Callable[[torch.Tensor], torch.Tensor] | None = None,
     time_weight: Callable[[torch.Tensor], torch.Tensor] | None = None,
     laplacian: str = "exact",
@@ -87,10 +87,8 @@ def action_matching_loss(
     device = path.device
     zeros = torch.zeros(batch_size, device=device)
     ones = torch.ones(batch_size, device=device)
-    x0 = path.sample(zeros, generator)
-    x1 = path.sample(ones, generator)
     tau, density = proposal.sample(batch_size, generator, device)
-    xt = path.sample(tau, generator)
+    x0, x1, xt = path.sample_triplet(tau, generator)
 
     entropic = is_entropic(method)
     derivs = potential_derivatives(
@@ -121,6 +119,7 @@ def action_matching_loss(
     else:
         m0 = m1 = 1.0
 
-    boundary = w0 * m0 * potential(x0, zeros).mean() - w1 * m1 * potential(x1, ones).mean()
+    s0, s1 = potential(torch.cat([x0, x1]), torch.cat([zeros, ones])).split(batch_size)
+    boundary = w0 * m0 * s0.mean() - w1 * m1 * s1.mean()
     loss = boundary + (integrand / density).mean()
     return LossTerms(loss=loss, tau=tau, integrand=integrand.detach())

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import math
+
 import numpy as np
 import ot
 import torch
@@ -37,6 +39,24 @@ class MarginalPath:
     def sample(self, tau: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One sample of ``q_tau`` per entry of ``tau`` (shape (B,)) -> (B, dim)."""
         raise NotImplementedError
+
+    def sample_triplet(self, tau: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The samples of one minibatch of the loss: rows of ``q_0``, ``q_1`` and ``q_tau``.
+
+        The default draws the three independently, in one call of :meth:`sample`. A path
+        built from coupled endpoints (an interpolant ``x_tau = f(x_0, x_1)``) may return the
+        ``x_0``, ``x_1`` and ``x_tau`` of the same draw in each row: the boundary terms and the
+        interior term then share their noise, which lowers the variance of the loss.
+
+        Returns
+        -------
+        x0, x1, x_tau
+            Each of shape (B, ...), for ``tau`` of shape (B,).
+        """
+        n = tau.shape[0]
+        both = torch.cat([torch.zeros_like(tau), torch.ones_like(tau), tau])
+        x = self.sample(both, generator)
+        return x[:n], x[n : 2 * n], x[2 * n :]
 
     def mass(self, tau: torch.Tensor) -> torch.Tensor:
         """Total mass of ``q_tau`` (1 for normalised paths); used by unbalanced methods."""
@@ -117,11 +137,16 @@ class SnapshotPath(MarginalPath):
     times
         Numeric times, in the user's units (spacing is preserved).
     interpolation
-        ``"mixture"``: between snapshots k and k+1, draw from snapshot k with probability
-        1 − λ and from k+1 otherwise (the paper's choice). ``"ot"``: pair the two snapshots by exact
-        optimal transport and interpolate linearly (displacement path). ``"sb"``: pair by
-        entropic OT with ε = σ²Δt and add Brownian-bridge noise (Schrödinger-bridge path; needs
-        ``sigma``).
+        ``"mixture"``: between snapshots k and k+1, draw from a transported copy of snapshot
+        k with probability 1 − λ and from a transported copy of snapshot k+1 otherwise. The copy
+        of a cell of snapshot k is moved a fraction λ of the way to its barycentric image
+        under the exact OT plan (the plan-weighted mean of the cells of k+1 it is coupled to),
+        the copy of a cell of k+1 a fraction 1 − λ back to its image in k, and both copies
+        are smoothed by a Gaussian kernel whose bandwidth is derived from the data (see Notes).
+        At λ = 0 and 1 the path is exactly the snapshots. ``"ot"``: pair the two snapshots by
+        exact optimal transport and interpolate linearly (displacement path). ``"sb"``: pair
+        by entropic OT with ε = σ²Δt and add Brownian-bridge noise (Schrödinger-bridge path;
+        needs ``sigma``).
     pairing
         How ``"ot"`` and ``"sb"`` couple consecutive snapshots. ``"full"``: one plan between all
         cells of the two snapshots, computed once, from which pairs are drawn: the path is the
@@ -132,12 +157,32 @@ class SnapshotPath(MarginalPath):
     sigma
         Diffusion coefficient in user units (``"sb"`` only).
     smoothing
-        Standard deviation of Gaussian noise added to every sample (0 for none).
+        Standard deviation of Gaussian noise added to every sample (0 for none), in the
+        units of ``X``. ``"auto"`` (default): the mixture's kernel bandwidth (see Notes), no
+        noise for ``"ot"`` and ``"sb"``.
     masses
         Relative total mass (population size) at each time point, for unbalanced methods;
         interpolated linearly in time. Default: all ones.
     min_cells
         Fewest samples allowed at a time point.
+
+    Notes
+    -----
+    Why the mixture is transported and smoothed. A plain mixture ``(1 − λ)A + λB`` of two
+    finite clouds makes the Action Matching loss unbounded below: an action flat on every
+    sample and higher by ``M`` on ``B`` than on ``A`` costs nothing in the kinetic term and
+    lowers the loss by ``M``. Mass must "teleport" from one component to the other, and the
+    kinetic energy of doing so through a region of density ``ρ`` is of order ``1/ρ``. With
+    components smoothed by a Gaussian kernel of standard deviation ``h``, the density midway
+    between samples a distance ``δ`` apart is at least ``exp(−δ²/(8h²))`` of the kernel's
+    peak, so the action is finite and bounded by a constant times ``exp(δ²/(8h²))``. The
+    transported copies bring the two components to within the plan's splitting of cells of
+    each other (they coincide when the plan is a permutation, e.g. equal-size snapshots), and
+    the bandwidth is ``h_k = median(δ) / √8`` where ``δ`` is the distance from each copy at
+    λ = ½ to the nearest copy of the other component: the midway density is then at least
+    ``e^{-1}`` of the peak for half of the samples, and the action bounded by a few times the
+    displacement energy. With ``pairing="minibatch"`` each minibatch is paired by an exact
+    assignment, the copies coincide and the mixture is the minibatch OT path.
     """
 
     def __init__(
@@ -148,7 +193,7 @@ class SnapshotPath(MarginalPath):
         interpolation: str = "mixture",
         pairing: str = "auto",
         sigma: float | None = None,
-        smoothing: float = 0.0,
+        smoothing: float | str = "auto",
         masses: Sequence[float] | None = None,
         min_cells: int = 2,
     ):
@@ -158,8 +203,8 @@ class SnapshotPath(MarginalPath):
             raise ValueError(f"Unknown pairing {pairing!r}; choose one of {PAIRINGS}.")
         if interpolation == "sb" and not (sigma is not None and sigma > 0):
             raise ValueError("interpolation='sb' needs a positive sigma (the diffusion coefficient).")
-        if smoothing < 0:
-            raise ValueError(f"smoothing must be non-negative, got {smoothing}.")
+        if not (smoothing == "auto" or (isinstance(smoothing, (int, float)) and not isinstance(smoothing, bool) and smoothing >= 0)):
+            raise ValueError(f"smoothing must be a non-negative number or 'auto', got {smoothing!r}.")
         snapshots, labels = _split_snapshots(X, times)
         for label, snap in zip(labels, snapshots):
             if snap.shape[0] < min_cells:
@@ -169,7 +214,7 @@ class SnapshotPath(MarginalPath):
                 )
         self.interpolation = interpolation
         self.sigma = None if sigma is None else float(sigma)
-        self.smoothing = float(smoothing)
+        self._smoothing_param = smoothing
         self.times = np.asarray(labels, dtype=np.float64)
         self.t_range = (float(self.times[0]), float(self.times[-1]))
         self.dim = snapshots[0].shape[1]
@@ -178,6 +223,7 @@ class SnapshotPath(MarginalPath):
         self.data = torch.cat(snapshots, dim=0)
         del snapshots  # one copy of the cells: the snapshots are views into ``data``
         self.taus = torch.as_tensor((self.times - self.times[0]) / (self.times[-1] - self.times[0]), dtype=torch.float32)
+        self.steps = torch.as_tensor(np.diff(self.times), dtype=torch.float32)
         if masses is None:
             masses = np.ones(len(labels))
         masses = np.asarray(masses, dtype=np.float64)
@@ -185,33 +231,76 @@ class SnapshotPath(MarginalPath):
             raise ValueError(f"masses must hold one positive value per time point ({len(labels)}).")
         self.masses = torch.as_tensor(masses, dtype=torch.float32)
         self.pairing = self._resolve_pairing(pairing)
-        self._plans = self._full_plans() if self.pairing == "full" else []
+        self._plans = self._full_plans() if self.pairing == "full" and interpolation != "mixture" else None
+        self._displacements = self._transport_displacements() if self.pairing == "full" and interpolation == "mixture" else None
+        self.bandwidths = self._bandwidths(smoothing)
 
     def _resolve_pairing(self, pairing: str) -> str:
-        if self.interpolation == "mixture":
-            return "none"
         if pairing != "auto":
             return pairing
         largest = max(int(self.counts[k]) * int(self.counts[k + 1]) for k in range(self.n_times - 1))
         return "full" if largest <= FULL_PAIRING_MAX_ENTRIES else "minibatch"
 
-    def _full_plans(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """For each pair of consecutive snapshots, the flat indices of the plan's support and
-        the cumulative sum of its normalised weights there."""
-        plans = []
+    def _full_plans(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The support of every interval's plan as one table: global indices of the source
+        and target cells of each coupled pair, and the cumulative plan weight, offset by the
+        interval's number (interval ``k``'s pairs have cumulative weights in (k, k + 1])."""
+        sources, targets, cdfs = [], [], []
         for k in range(self.n_times - 1):
-            plan = self._plan(self.snapshot(k), self.snapshot(k + 1), k).ravel()
-            support = np.flatnonzero(plan > 0)
-            cdf = np.cumsum(plan[support])
-            plans.append((torch.as_tensor(support, device=self.device), torch.as_tensor(cdf / cdf[-1], device=self.device)))
-        return plans
+            plan = self._plan(self.snapshot(k), self.snapshot(k + 1), k)
+            rows, cols = np.nonzero(plan > 0)
+            weights = plan[rows, cols]
+            sources.append(rows + int(self.offsets[k]))
+            targets.append(cols + int(self.offsets[k + 1]))
+            cdfs.append(k + np.cumsum(weights) / weights.sum())
+        as_tensor = lambda parts, dtype: torch.as_tensor(np.concatenate(parts), dtype=dtype, device=self.device)  # noqa: E731
+        return as_tensor(sources, torch.long), as_tensor(targets, torch.long), as_tensor(cdfs, torch.float64)
+
+    def _transport_displacements(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per cell, the displacement to its barycentric image in the next snapshot (forward)
+        and in the previous one (backward), under the exact OT plan of each interval."""
+        forward = torch.zeros_like(self.data)
+        backward = torch.zeros_like(self.data)
+        for k in range(self.n_times - 1):
+            a, b = self.snapshot(k), self.snapshot(k + 1)
+            plan = torch.as_tensor(self._plan(a, b, k), dtype=self.data.dtype)
+            lo, hi = int(self.offsets[k]), int(self.offsets[k + 1])
+            forward[lo : lo + a.shape[0]] = (plan @ b) / plan.sum(1, keepdim=True) - a
+            backward[hi : hi + b.shape[0]] = (plan.T @ a) / plan.sum(0)[:, None] - b
+        return forward, backward
+
+    def _bandwidths(self, smoothing: float | str) -> torch.Tensor:
+        """Kernel standard deviation at each time point, interpolated linearly in between.
+
+        For the mixture, each interval ``k`` needs at least ``h_k`` (see the class notes); the
+        value at a time point is the larger of its two intervals' needs, so the bandwidth is
+        continuous in time (a jump would make the path discontinuous) and at least ``h_k``
+        throughout interval ``k``.
+        """
+        if smoothing != "auto":
+            return torch.full((self.n_times,), float(smoothing))
+        if self.interpolation != "mixture" or self._displacements is None:
+            return torch.zeros(self.n_times)
+        forward, backward = self._displacements
+        widths = []
+        for k in range(self.n_times - 1):
+            lo, hi = int(self.offsets[k]), int(self.offsets[k + 1])
+            a_half = self.snapshot(k) + 0.5 * forward[lo : lo + int(self.counts[k])]
+            b_half = self.snapshot(k + 1) + 0.5 * backward[hi : hi + int(self.counts[k + 1])]
+            gaps = torch.cat([torch.cdist(a_half, b_half).min(1).values, torch.cdist(b_half, a_half).min(1).values])
+            widths.append(float(gaps.median()) / math.sqrt(8.0))
+        needs = torch.tensor(widths)
+        return torch.maximum(torch.cat([needs[:1], needs]), torch.cat([needs, needs[-1:]]))
 
     def to(self, device: torch.device) -> SnapshotPath:
         self.device = torch.device(device)
         self.data = self.data.to(self.device)
-        for name in ("counts", "offsets", "taus", "masses"):
+        for name in ("counts", "offsets", "taus", "steps", "masses", "bandwidths"):
             setattr(self, name, getattr(self, name).to(self.device))
-        self._plans = [(support.to(self.device), cdf.to(self.device)) for support, cdf in self._plans]
+        if self._plans is not None:
+            self._plans = tuple(table.to(self.device) for table in self._plans)
+        if self._displacements is not None:
+            self._displacements = tuple(d.to(self.device) for d in self._displacements)
         return self
 
     @property
@@ -235,49 +324,52 @@ class SnapshotPath(MarginalPath):
         lam = (tau - self.taus[k]) / (self.taus[k + 1] - self.taus[k])
         return k, lam.clamp(0.0, 1.0)
 
-    def _draw(self, which: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def _draw_index(self, which: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         u = torch.rand(which.shape, generator=generator, device=self.device)
-        idx = self.offsets[which] + (u * self.counts[which]).long().clamp_max(self.counts[which] - 1)
-        return self.data[idx]
+        return self.offsets[which] + (u * self.counts[which]).long().clamp_max(self.counts[which] - 1)
+
+    def _draw(self, which: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return self.data[self._draw_index(which, generator)]
 
     def sample(self, tau: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         tau = tau.to(self.device)
         k, lam = self._interval(tau)
-        if self.interpolation == "mixture":
-            upper = torch.rand(tau.shape, generator=generator, device=self.device) < lam
-            x = self._draw(k + upper.long(), generator)
+        if self.interpolation == "mixture" and self._displacements is not None:
+            x = self._sample_mixture(k, lam, generator)
         else:
             x = self._sample_coupled(k, lam, generator)
-        if self.smoothing > 0:
-            x = x + self.smoothing * torch.randn(x.shape, generator=generator, device=self.device)
+        bandwidth = (1 - lam) * self.bandwidths[k] + lam * self.bandwidths[k + 1]
+        if bool((bandwidth > 0).any()):
+            x = x + bandwidth[:, None] * torch.randn(x.shape, generator=generator, device=self.device)
         return x
+
+    def _sample_mixture(self, k: torch.Tensor, lam: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        upper = torch.rand(k.shape, generator=generator, device=self.device) < lam
+        idx = self._draw_index(k + upper.long(), generator)
+        forward, backward = self._displacements
+        shift = torch.where(upper[:, None], (1 - lam)[:, None] * backward[idx], lam[:, None] * forward[idx])
+        return self.data[idx] + shift
 
     def _sample_coupled(self, k: torch.Tensor, lam: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        x = torch.empty(k.shape[0], self.dim, device=self.device)
-        for interval in torch.unique(k).tolist():
-            rows = torch.nonzero(k == interval).flatten()
-            if self.pairing == "full":
-                source, target = self._draw_pairs(interval, rows.shape[0], generator)
-            else:
-                source = self._draw(torch.full_like(rows, interval), generator)
-                target = self._draw(torch.full_like(rows, interval + 1), generator)
-                target = target[self._pair(source, target, interval, generator)]
-            lam_i = lam[rows, None]
-            x_rows = (1 - lam_i) * source + lam_i * target
-            if self.interpolation == "sb":
-                dt = float(self.times[interval + 1] - self.times[interval])
-                std = self.sigma * torch.sqrt(lam_i * (1 - lam_i) * dt)
-                x_rows = x_rows + std * torch.randn(x_rows.shape, generator=generator, device=self.device)
-            x[rows] = x_rows
+        if self._plans is not None:
+            sources, targets, cdf = self._plans
+            u = k.double() + torch.rand(k.shape, generator=generator, device=self.device, dtype=torch.float64)
+            pair = torch.searchsorted(cdf, u).clamp_max(cdf.shape[0] - 1)
+            source, target = self.data[sources[pair]], self.data[targets[pair]]
+        else:
+            source = torch.empty(k.shape[0], self.dim, device=self.device)
+            target = torch.empty_like(source)
+            for interval in torch.unique(k).tolist():
+                rows = torch.nonzero(k == interval).flatten()
+                source[rows] = self._draw(torch.full_like(rows, interval), generator)
+                drawn = self._draw(torch.full_like(rows, interval + 1), generator)
+                target[rows] = drawn[self._pair(source[rows], drawn, interval, generator)]
+        lam_ = lam[:, None]
+        x = (1 - lam_) * source + lam_ * target
+        if self.interpolation == "sb":
+            std = self.sigma * torch.sqrt(lam_ * (1 - lam_) * self.steps[k][:, None])
+            x = x + std * torch.randn(x.shape, generator=generator, device=self.device)
         return x
-
-    def _draw_pairs(self, interval: int, n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` (source, target) pairs drawn from the full plan of snapshots ``interval`` and ``interval + 1``."""
-        support, cdf = self._plans[interval]
-        u = torch.rand(n, generator=generator, device=self.device, dtype=cdf.dtype)
-        flat = support[torch.searchsorted(cdf, u).clamp_max(support.shape[0] - 1)]
-        n_target = int(self.counts[interval + 1])
-        return self.snapshot(interval)[flat // n_target], self.snapshot(interval + 1)[flat % n_target]
 
     def _pair(self, source: torch.Tensor, target: torch.Tensor, interval: int, generator: torch.Generator | None) -> torch.Tensor:
         """Index into ``target`` (a minibatch as large as ``source``) for each row of ``source``:
@@ -297,7 +389,7 @@ class SnapshotPath(MarginalPath):
         b = target.detach().double().cpu().numpy()
         cost = 0.5 * ot.dist(a, b, metric="sqeuclidean")
         wa, wb = np.full(a.shape[0], 1.0 / a.shape[0]), np.full(b.shape[0], 1.0 / b.shape[0])
-        if self.interpolation == "ot":
+        if self.interpolation in ("ot", "mixture"):
             return ot.emd(wa, wb, cost, numItermax=10_000_000)
         dt = float(self.times[interval + 1] - self.times[interval])
         # Minibatch pairs are drawn row by row, so each source sample keeps its exact weight and

@@ -30,6 +30,37 @@ class UniformTimeProposal:
         """Restore a state returned by :meth:`state_dict`."""
 
 
+class QuasiUniformTimeProposal:
+    """Low-discrepancy times on [0, 1]: ``tau_k = (u + k·(√2 − 1)) mod 1`` with one uniform ``u``
+    per batch (a randomly shifted Kronecker sequence, as in the Action Matching authors' code).
+
+    Every time is still uniformly distributed (``p(t) = 1``, the estimate stays unbiased), but a
+    batch covers [0, 1] evenly: the Monte Carlo error of the time integral falls like ``1/B``
+    instead of ``1/√B`` for smooth integrands. Part of the loss's noise is the time integral of
+    ``∂_t s``, which cancels the boundary terms only on average; an even cover of [0, 1] makes
+    that cancellation nearly exact in every batch.
+    """
+
+    STEP = 2**0.5 - 1
+
+    def sample(self, n: int, generator: torch.Generator | None, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` times; return them with their densities."""
+        shift = torch.rand(1, generator=generator, device=device, dtype=torch.float64)
+        steps = torch.arange(n, device=device, dtype=torch.float64) * self.STEP
+        tau = torch.remainder(shift + steps, 1.0).to(torch.float32)
+        return tau, torch.ones_like(tau)
+
+    def update(self, tau: torch.Tensor, integrand: torch.Tensor) -> None:
+        """Quasi-uniform proposals do not adapt."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The adaptive state (none), for checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore a state returned by :meth:`state_dict`."""
+
+
 class AdaptiveTimeProposal:
     """Piecewise-constant ``p(t) ∝ (1 − mix)·std_bin + mix·mean(std)`` over ``n_bins`` bins.
 
@@ -82,10 +113,16 @@ class AdaptiveTimeProposal:
         self.second.copy_(state["second"])
 
 
-def make_time_proposal(name: str) -> UniformTimeProposal | AdaptiveTimeProposal:
-    """``"uniform"`` or ``"adaptive"``."""
+TimeProposal = UniformTimeProposal | QuasiUniformTimeProposal | AdaptiveTimeProposal
+TIME_PROPOSALS = ("quasi-uniform", "uniform", "adaptive")
+
+
+def make_time_proposal(name: str) -> TimeProposal:
+    """``"quasi-uniform"``, ``"uniform"`` or ``"adaptive"``."""
+    if name == "quasi-uniform":
+        return QuasiUniformTimeProposal()
     if name == "uniform":
         return UniformTimeProposal()
     if name == "adaptive":
         return AdaptiveTimeProposal()
-    raise ValueError(f"Unknown time_proposal {name!r}; use 'uniform' or 'adaptive'.")
+    raise ValueError(f"Unknown time_proposal {name!r}; choose one of {TIME_PROPOSALS}.")
