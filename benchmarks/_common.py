@@ -1,4 +1,8 @@
-"""Shared helpers of the benchmark scripts: provenance, timing, peak memory, JSON + markdown."""
+"""Shared helpers of the benchmark scripts: provenance, timing, peak memory, JSON + markdown.
+
+Result files written through :func:`write_text` and :func:`write_json` are replaced atomically:
+an interrupted run leaves the previous results intact.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from trajinfer._io import atomic_path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -161,9 +167,16 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, creating missing folders."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_jsonable(payload), indent=2) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as indented JSON (NaN and Inf as null) to ``path`` atomically."""
+    write_text(path, json.dumps(to_jsonable(payload), indent=2) + "\n")
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

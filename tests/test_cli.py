@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -93,7 +94,70 @@ def test_bad_arguments_exit_2_in_one_line(h5ad, fitted, tmp_path, capsys):
     assert main(["simulate", model_path, annotated_path, "--from", "7", "--output", str(tmp_path / "t.npz")]) == 2
     assert "known labels" in _one_line_error(capsys.readouterr().err)
     assert main(["simulate", h5ad, h5ad, "--from", "0", "--output", str(tmp_path / "t.npz")]) == 2
-    assert "not a model" in _one_line_error(capsys.readouterr().err)
+    assert "is not a saved trajinfer ActionMatching model" in _one_line_error(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    "outputs,clash",
+    [
+        (["--model", "{data}"], "--model '{data}' is the input file '{data}'"),
+        (["--model", "{dir}/m.pt", "--output", "{data}"], "--output '{data}' is the input file '{data}'"),
+        (["--model", "{dir}/m.pt", "--output", "{dir}/m.pt"], "--output '{dir}/m.pt' is also the --model path"),
+    ],
+    ids=["model-is-input", "output-is-input", "output-is-model"],
+)
+def test_fit_refuses_to_overwrite_its_input(h5ad, tmp_path, capsys, outputs, clash):
+    data = tmp_path / "data.h5ad"
+    shutil.copy(h5ad, data)
+    before = data.read_bytes()
+    names = {"data": data, "dir": tmp_path}
+    code = main(["fit", str(data), "--time-key", "time", *[arg.format(**names) for arg in outputs], *FAST_FIT])
+    assert code == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert clash.format(**names) in line and "choose another path" in line
+    assert data.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.h5ad"]  # refused before fitting
+
+
+def test_simulate_refuses_to_overwrite_its_inputs(fitted, tmp_path, capsys):
+    model_path, annotated_path = fitted
+    model = tmp_path / "model.pt"
+    shutil.copy(model_path, model)
+    before = model.read_bytes()
+    for target, what in [(str(model), "model file"), (annotated_path, "input file")]:
+        assert main(["simulate", str(model), annotated_path, "--from", "0", "--output", target]) == 2
+        assert f"is the {what}" in _one_line_error(capsys.readouterr().err)
+    assert model.read_bytes() == before
+
+
+def test_crash_while_writing_annotated_data_keeps_the_previous_file(h5ad, tmp_path, capsys, monkeypatch):
+    output = tmp_path / "annotated.h5ad"
+    shutil.copy(h5ad, output)
+    before = output.read_bytes()
+
+    def crash(adata, filename, *args, **kwargs):
+        with open(filename, "wb") as file:
+            file.write(before[: len(before) // 2])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(anndata.AnnData, "write_h5ad", crash)
+    model = tmp_path / "model.pt"
+    code = main(["fit", h5ad, "--time-key", "time", "--model", str(model), "--output", str(output), *FAST_FIT])
+    assert code == 2 and "No space left on device" in _one_line_error(capsys.readouterr().err)
+    assert output.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.h5ad", "model.pt"]  # no temporary left behind
+
+
+def test_simulate_with_truncated_model_prints_the_loader_message(fitted, tmp_path, capsys):
+    model_path, annotated_path = fitted
+    data = open(model_path, "rb").read()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    assert main(["simulate", str(truncated), annotated_path, "--from", "0", "--output", str(tmp_path / "t.npz")]) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert f"{truncated} is not a saved trajinfer ActionMatching model: the file is truncated" in line
+    assert "save the model again" in line and "Errno" not in line
+    assert not (tmp_path / "t.npz").exists()
 
 
 def test_python_m_entry_point_reports_errors_without_traceback(tmp_path):

@@ -131,9 +131,22 @@ def test_pca_fallback_and_decode_round_trip():
     assert adata.obsm["X_pca"].shape == (n, 5) and model.metadata_["use_rep"] == "X_pca"
     full = tj.pp.pca(adata.copy(), n_comps=genes, inplace=False)
     decoded = tj.tl.decode(AnnData(X=X, varm={"PCs": full["varm"]}, uns={"pca": full["uns"]}), full["obsm"])
-    np.testing.assert_allclose(decoded, X, atol=1e-3)  # all components: exact up to float32 rounding
+    assert isinstance(decoded, AnnData) and list(decoded.var_names) == list(adata.var_names)
+    np.testing.assert_allclose(decoded.X, X, atol=1e-3)  # all components: exact up to float32 rounding
+    np.testing.assert_allclose(decoded.obsm["X_pca"], full["obsm"], atol=1e-6)
     traj = tj.tl.simulate(adata, model, 0, 2, n_steps=5)
-    assert tj.tl.decode(adata, traj.X).shape == (6, 30, genes)
+    paths = tj.tl.decode(adata, traj)
+    assert paths.shape == (6 * 30, genes)
+    assert paths.obs["step"].tolist() == np.repeat(np.arange(6), 30).tolist()
+    np.testing.assert_allclose(paths.obs["time"].to_numpy()[-30:], 2.0)
+    np.testing.assert_allclose(paths.obsm["X_pca"][-30:], traj.X[-1], atol=1e-6)
+    assert tj.tl.decode(adata, traj.X).shape == (6 * 30, genes)
+
+    # a PCA representation with loadings: push returns cells in gene space, positions in obsm
+    pushed = tj.tl.push(adata, model, 0, 2, n_steps=5)
+    assert pushed.shape == (30, genes) and list(pushed.var_names) == list(adata.var_names)
+    np.testing.assert_allclose(pushed.X, tj.tl.decode(adata, pushed.obsm["X_pca"]).X, atol=1e-5)
+    assert pushed.obs["source"].iloc[0] == "0" and np.allclose(pushed.obs["weight"], 1.0)
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,25 @@
-"""Input checks that fail early with a message naming the fix."""
+"""Input checks that fail early with a message naming the fix.
+
+Estimator parameters are checked against a declarative table (``_parameter_constraints`` of
+:class:`~trajinfer.ActionMatching`): each entry maps a parameter name to a
+:class:`Constraint` (an :class:`Interval` of numbers, a set of :class:`Options`, ...), and
+:func:`validate_params` checks them all. A value of the wrong type raises ``TypeError``, a value
+of the right type outside the allowed set ``ValueError``; both name the parameter, the value and
+what is allowed.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import numbers
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
+
+from ._device import resolve_device
 
 
 def as_float_tensor(
@@ -68,3 +82,165 @@ def check_time_in_range(t: torch.Tensor | float, t_range: tuple[float, float], *
             f"{what}={bad:g} lies outside the fitted time range [{lo:g}, {hi:g}]; the model "
             "cannot extrapolate. Choose a time inside that range or refit on data that covers it."
         )
+
+
+# ----------------------------------------------------------------- parameter constraints
+class Constraint(ABC):
+    """What one parameter accepts, and how to say it in an error message."""
+
+    allows_none: bool = False
+
+    @abstractmethod
+    def accepts_type(self, value: Any) -> bool:
+        """Whether ``value`` has an accepted type (otherwise ``TypeError``)."""
+
+    @abstractmethod
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value``, of an accepted type, is allowed (otherwise ``ValueError``)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """The allowed values, as read after "must be"."""
+
+    def message(self, name: str, value: Any) -> str:
+        """The error for parameter ``name`` holding ``value``."""
+        kind = "" if self.accepts_type(value) else f" of type {type(value).__name__}"
+        return f"{name} must be {self.describe()}, got {value!r}{kind}."
+
+
+def _is_number(value: Any, kind: type) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Interval(Constraint):
+    """Integers or real numbers in a range.
+
+    Parameters
+    ----------
+    kind
+        ``numbers.Integral`` or ``numbers.Real`` (booleans are refused as either).
+    low, high
+        Bounds; ``high=None`` leaves the range open above.
+    closed
+        Which bounds belong to the range: ``"left"``, ``"right"``, ``"both"`` or ``"neither"``.
+    allows_none
+        Whether ``None`` is accepted too.
+    """
+
+    kind: type
+    low: float
+    high: float | None = None
+    closed: Literal["left", "right", "both", "neither"] = "left"
+    allows_none: bool = False
+
+    def accepts_type(self, value: Any) -> bool:
+        return _is_number(value, self.kind)
+
+    def accepts(self, value: Any) -> bool:
+        low_in, high_in = self.closed in ("left", "both"), self.closed in ("right", "both")
+        above = value >= self.low if low_in else value > self.low
+        below = self.high is None or (value <= self.high if high_in else value < self.high)
+        return bool(above and below)
+
+    def describe(self) -> str:
+        noun = "integer" if self.kind is numbers.Integral else "number"
+        article = "an" if noun == "integer" else "a"
+        low_in, high_in = self.closed in ("left", "both"), self.closed in ("right", "both")
+        if self.high is not None:
+            text = f"{article} {noun} in {'[' if low_in else '('}{self.low}, {self.high}{']' if high_in else ')'}"
+        elif (self.low, low_in) == (0, False) or (noun == "integer" and (self.low, low_in) == (1, True)):
+            text = f"a positive {noun}"
+        elif (self.low, low_in) == (0, True):
+            text = f"a non-negative {noun}"
+        else:
+            text = f"{article} {noun} {'>=' if low_in else '>'} {self.low}"
+        return text + (" or None" if self.allows_none else "")
+
+
+@dataclass(frozen=True)
+class Options(Constraint):
+    """One of a fixed set of names."""
+
+    values: tuple[str, ...]
+
+    def accepts_type(self, value: Any) -> bool:
+        return isinstance(value, str)
+
+    def accepts(self, value: Any) -> bool:
+        return value in self.values
+
+    def describe(self) -> str:
+        return f"one of {self.values}"
+
+    def message(self, name: str, value: Any) -> str:
+        return f"Unknown {name} {value!r}; choose one of {self.values}."
+
+
+@dataclass(frozen=True)
+class PositiveIntegers(Constraint):
+    """A non-empty sequence of positive integers (layer widths)."""
+
+    def accepts_type(self, value: Any) -> bool:
+        return (
+            isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str)
+            and all(_is_number(item, numbers.Integral) for item in value)
+        )
+
+    def accepts(self, value: Any) -> bool:
+        return len(value) > 0 and min(value) >= 1
+
+    def describe(self) -> str:
+        return "a non-empty sequence of positive integers"
+
+
+@dataclass(frozen=True)
+class Device(Constraint):
+    """A device name that :func:`~trajinfer._device.resolve_device` understands, a
+    ``torch.device``, or ``None`` (``"auto"``).
+
+    A device this machine lacks (CUDA without CUDA) is a valid name: resolving it raises the
+    ``RuntimeError`` that says so.
+    """
+
+    allows_none: bool = True
+
+    def accepts_type(self, value: Any) -> bool:
+        return isinstance(value, (str, torch.device))
+
+    def accepts(self, value: Any) -> bool:
+        try:
+            resolve_device(value)
+        except ValueError:
+            return False
+        return True
+
+    def describe(self) -> str:
+        return "'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device"
+
+    def message(self, name: str, value: Any) -> str:
+        return f"Unknown {name} {value!r}; use {self.describe()}."
+
+
+def check_parameter(name: str, value: Any, constraint: Constraint) -> None:
+    """Raise if parameter ``name`` holding ``value`` breaks ``constraint``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` has a type the constraint does not accept.
+    ValueError
+        If ``value`` has an accepted type but lies outside the allowed values.
+    """
+    if value is None and constraint.allows_none:
+        return
+    if not constraint.accepts_type(value):
+        raise TypeError(constraint.message(name, value))
+    if not constraint.accepts(value):
+        raise ValueError(constraint.message(name, value))
+
+
+def validate_params(params: Mapping[str, Any], constraints: Mapping[str, Constraint]) -> None:
+    """Check each parameter named in ``constraints`` (see :func:`check_parameter`)."""
+    for name, constraint in constraints.items():
+        check_parameter(name, params[name], constraint)

@@ -1,14 +1,15 @@
 """The ``trajinfer`` command line: ``fit``, ``simulate`` and ``demo`` (also ``python -m trajinfer``).
 
-Bad input (a missing file, an unknown time key or method, ...) ends with exit status 2 and one
-line ``trajinfer: error: <reason>`` on stderr; a fit that diverges ends with status 1.
+Bad input (a missing or damaged file, an unknown time key or method, an output path that is an
+input file, ...) ends with exit status 2 and one line ``trajinfer: error: <reason>`` on stderr;
+a fit that diverges ends with status 1. Outputs are written atomically: an interrupted command
+leaves any previous file at an output path as it was.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,9 +21,10 @@ import numpy as np
 from . import __version__
 from ._device import resolve_device
 from ._distributed import is_main_process
-from .estimator import load
+from ._io import atomic_path
 from .losses import METHODS
 from .paths import INTERPOLATIONS
+from .persistence import load
 from .tl import fit, simulate
 from .tl._utils import cells_at
 
@@ -148,6 +150,22 @@ def _existing_file(path: str, what: str) -> Path:
     return file
 
 
+def _distinct_outputs(outputs: dict[str, str | None], inputs: dict[str, str]) -> None:
+    """Refuse an output path that is an input file or another output (writing it would destroy that file).
+
+    ``outputs`` maps option names to paths (``None``: not requested), ``inputs`` descriptions
+    such as ``"input file"`` to paths; paths are compared after :meth:`Path.resolve`.
+    """
+    taken = {Path(path).resolve(): f"the {what} {path!r}" for what, path in inputs.items()}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        resolved = Path(path).resolve()
+        if resolved in taken:
+            raise InputError(f"{option} {path!r} is {taken[resolved]}; writing it would destroy that file, choose another path.")
+        taken[resolved] = f"also the {option} path"
+
+
 def _writable(path: str | None, what: str) -> None:
     if path is not None and not Path(path).resolve().parent.is_dir():
         raise InputError(f"cannot write the {what} to {path!r}: its folder does not exist.")
@@ -169,11 +187,7 @@ def _device(name: str) -> None:
 
 
 def _load_model(path: str, device: str) -> Any:
-    file = _existing_file(path, "model file")
-    try:
-        return load(file, device=device)
-    except (RuntimeError, pickle.UnpicklingError, EOFError):
-        raise InputError(f"{path!r} is not a model saved by 'trajinfer fit'.") from None
+    return load(_existing_file(path, "model file"), device=device)
 
 
 def _time_label(model: Any, label: str | None) -> str | float | None:
@@ -190,6 +204,7 @@ def _time_label(model: Any, label: str | None) -> str | float | None:
 
 # --------------------------------------------------------------------- commands
 def _run_fit(args: argparse.Namespace) -> int:
+    _distinct_outputs({"--model": args.model, "--output": args.output}, {"input file": args.input})
     _writable(args.model, "model")
     _writable(args.output, "annotated data")
     _device(args.device)
@@ -204,7 +219,8 @@ def _run_fit(args: argparse.Namespace) -> int:
         return 0
     model.save(args.model)
     if args.output is not None:
-        adata.write_h5ad(args.output)
+        with atomic_path(args.output) as tmp:
+            adata.write_h5ad(tmp)
     if not args.quiet:
         meta = model.metadata_
         sigma = f", sigma={model.sigma:.4g}" if model.sigma is not None else ""
@@ -218,6 +234,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    _distinct_outputs({"--output": args.output}, {"model file": args.model, "input file": args.input})
     _writable(args.output, "trajectories")
     _device(args.device)
     model = _load_model(args.model, args.device)
@@ -228,7 +245,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     stochastic = False if args.deterministic else None
     traj = simulate(adata, model, from_time, to_time, n_steps=args.n_steps, stochastic=stochastic, seed=args.seed)
     cells = np.asarray(adata.obs_names[cells_at(adata, model, from_time)], dtype=str)
-    np.savez(args.output, times=traj.times, X=traj.X, log_weights=traj.log_weights, cells=cells)
+    with atomic_path(args.output) as tmp, open(tmp, "wb") as file:
+        np.savez(file, times=traj.times, X=traj.X, log_weights=traj.log_weights, cells=cells)
     print(f"Simulated {traj.n_particles} cells from t = {traj.times[0]:g} to t = {traj.times[-1]:g} "
           f"({len(traj.times)} time points); saved to {args.output}.")
     return 0

@@ -285,9 +285,10 @@ class ActionMatching(BaseEstimator):
         network = self._build_potential(path, generator).to(device)
         context.broadcast_module(network)
         self.potential_ = network
+        loss_scale, spread = self._loss_scale(path, generator)
         loop = TrainingLoop(
             network, self._optimizer_settings(), n_iter, progress=self.progress and context.is_main,
-            desc=f"fit {self.method}", loss_scale=self._loss_scale(path, generator),
+            desc=f"fit {self.method}", loss_scale=loss_scale,
         )
         proposal = make_time_proposal(self.time_proposal)
         diffusion_sq = self._internal_diffusion_sq if is_entropic(self.method) else None
@@ -334,7 +335,7 @@ class ActionMatching(BaseEstimator):
 
         hint = (
             f"Lower the learning rate (lr={self.lr}), use a smaller sigma (sigma={self.sigma}) or a bounded "
-            f"path (interpolation='ot'), or standardise the data (its spread is {self._data_spread:.3g})."
+            f"path (interpolation='ot'), or standardise the data (its spread is {spread:.3g})."
         )
         try:
             elapsed = loop.run(
@@ -358,9 +359,10 @@ class ActionMatching(BaseEstimator):
             grad_clip=self.grad_clip, ema_decay=self.ema_decay,
         )
 
-    def _loss_scale(self, path: MarginalPath, generator: torch.Generator) -> float:
-        """A bound on the size of a well-posed loss: the kinetic energy of moving independent
-        samples between consecutive time points of ``path`` (plus the diffusion's energy scale)."""
+    def _loss_scale(self, path: MarginalPath, generator: torch.Generator) -> tuple[float, float]:
+        """A bound on the size of a well-posed loss, the kinetic energy of moving independent
+        samples between consecutive time points of ``path`` (plus the diffusion's energy
+        scale), and the data's spread (RMS distance to the mean)."""
         grid = getattr(path, "taus", None)
         grid = torch.linspace(0, 1, 5) if grid is None else grid.detach().cpu()
         n = 512
@@ -370,10 +372,10 @@ class ActionMatching(BaseEstimator):
                 0.5 * float(((b - a) ** 2).sum(1).mean()) / float(t1 - t0)
                 for a, b, t0, t1 in zip(samples[:-1], samples[1:], grid[:-1], grid[1:])
             )
-            self._data_spread = float(torch.cat(samples).std(0).pow(2).sum().sqrt())
+            spread = float(torch.cat(samples).std(0).pow(2).sum().sqrt())
         if is_entropic(self.method) and not callable(self.sigma):
             energy += 0.5 * float(self.sigma) ** 2 * self.duration_ * self.dim_
-        return energy
+        return energy, spread
 
     def _checkpoint_setup(self, n_iter: int, context: DistributedContext, device: torch.device) -> dict[str, Any]:
         """Settings a resumed fit must share with the fit that wrote the checkpoint."""

@@ -119,7 +119,7 @@ def action_matching_loss(
     else:
         m0 = m1 = 1.0
 
-    s0, s1 = potential(torch.cat([x0, x1]), torch.cat([zeros, ones])).split(batch_size)
+    s0, s1 = potential(torch.cat([x0, x1]), torch.cat([zeros, ones])).split(int(batch_size))
     boundary = w0 * m0 * s0.mean() - w1 * m1 * s1.mean()
     loss = boundary + (integrand / density).mean()
     return LossTerms(loss=loss, tau=tau, integrand=integrand.detach())

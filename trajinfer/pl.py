@@ -24,6 +24,8 @@ from scipy.spatial import cKDTree
 
 from .estimator import ActionMatching
 from .pp import representation
+from .tl._scverse import NeighborKernel, embed, project_velocity
+from .tl._utils import basis_key
 from .trajectories import Trajectories
 
 __all__ = ["growth", "loss", "marginals", "trajectories", "velocity_stream"]
@@ -54,13 +56,11 @@ def _default_basis(adata: AnnData, key: str) -> str:
 
 def _basis_matrix(adata: AnnData, basis: str) -> np.ndarray:
     """Rows of ``adata`` in ``basis``: ``"X"``, an ``obsm`` key, or a scanpy name like ``"pca"``."""
-    if basis == "X":
+    name = basis_key(adata, basis)
+    if name == "X":
         X = adata.X
         return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=float)
-    for name in (basis, f"X_{basis}"):
-        if name in adata.obsm:
-            return np.asarray(adata.obsm[name], dtype=float)
-    raise KeyError(f"Basis {basis!r} not found: adata.obsm has {list(adata.obsm.keys())}; pass basis='X' or an obsm key.")
+    return np.asarray(adata.obsm[name], dtype=float)
 
 
 def _components(X: np.ndarray, components: Sequence[int], what: str) -> np.ndarray:
@@ -133,19 +133,23 @@ def trajectories(
         The observed cells: an AnnData (coordinates from ``basis``), an array (n, d) in the
         trajectories' space, or ``None`` to draw the trajectories alone.
     traj
-        :class:`~trajinfer.Trajectories` or positions of shape (T, n, d), in the same space as
-        ``basis``.
+        :class:`~trajinfer.Trajectories` or positions of shape (T, n, d): in the fitted
+        representation for an AnnData, else in the space of ``data``.
     time_key
         ``obs`` column of an AnnData used for colours when ``color`` is not given.
     color
         An ``obs`` column (AnnData) or one value per cell. Numbers get the continuous ``cmap``
         and a colorbar; categories get a legend.
     basis
-        ``"X"``, an ``obsm`` key (``"X_pca"``) or a scanpy basis name (``"pca"``). Default: the
-        representation recorded by :func:`trajinfer.fit` in ``uns[key]``, else ``"X_pca"``
-        when present, else ``"X"``.
+        ``"X"``, an ``obsm`` key (``"X_pca"``, ``"X_umap"``) or a scanpy basis name
+        (``"umap"``). Default: the representation recorded by :func:`trajinfer.fit` in
+        ``uns[key]``, else ``"X_pca"`` when present, else ``"X"``. On any other basis (an
+        embedding such as UMAP) the simulated positions are mapped into it by kNN kernel
+        regression from the representation to the embedding coordinates
+        (:func:`trajinfer.tl.embed`): each point is drawn at the Gaussian-weighted mean
+        embedding position of its 30 nearest observed cells in the representation.
     components
-        The two columns of the basis (and of the trajectories) to plot, 0-based.
+        The two columns of the basis to plot, 0-based.
     n_trajectories
         Number of trajectories drawn, chosen at random with ``seed`` (``None`` draws all).
     seed
@@ -170,8 +174,11 @@ def trajectories(
         raise ValueError(f"traj must be a Trajectories or an array (T, n, d); got shape {positions.shape}.")
     ax = _new_ax(ax)
     if isinstance(data, AnnData):
-        basis = _default_basis(data, key) if basis is None else basis
+        rep = _default_basis(data, key)
+        basis = rep if basis is None else basis_key(data, basis)
         cells = _components(_basis_matrix(data, basis), components, f"basis {basis!r}")
+        if basis != rep:
+            positions = embed(data, positions, basis=basis, use_rep=rep, key=key)
     elif data is not None:
         cells = _components(np.asarray(data, dtype=float), components, "data")
     if data is not None:
@@ -205,6 +212,7 @@ def velocity_stream(
     data: AnnData | np.ndarray,
     t: float | str,
     *,
+    basis: str | None = None,
     components: Sequence[int] = (0, 1),
     grid_size: int = 40,
     mask_far: bool = True,
@@ -214,13 +222,23 @@ def velocity_stream(
 ) -> Axes:
     """Streamlines of the learned velocity ``∇s_t`` at time ``t`` on a 2-D grid.
 
-    The model is evaluated on a ``grid_size × grid_size`` grid spanning the cells in the two
-    chosen ``components``. For data of more than two dimensions the other coordinates of every
-    grid point are fixed at the mean of the reference cells (for an AnnData, the cells of the
-    observed time point closest to ``t``; for an array, all rows): the plot is the slice of the
-    field through that mean, not a projection of cell velocities. Grid points farther from every
-    cell than three grid steps are left blank (``mask_far``), so the field is not shown where
-    the model extrapolates.
+    In the fitted representation (the default), the model is evaluated on a
+    ``grid_size × grid_size`` grid spanning the cells in the two chosen ``components``. For
+    data of more than two dimensions the other coordinates of every grid point are fixed at
+    the mean of the reference cells (for an AnnData, the cells of the observed time point
+    closest to ``t``; for an array, all rows): the plot is the slice of the field through that
+    mean, not a projection of cell velocities.
+
+    On another ``basis`` (an embedding such as UMAP) there is no grid to evaluate the model
+    on. Instead the velocity of each reference cell at time ``t`` is projected into the
+    embedding (as :func:`trajinfer.tl.velocity_embedding` does: the displacement of the kNN
+    kernel regression from the representation to the embedding along the velocity), and the
+    grid holds the Gaussian-weighted mean of these projections over the reference cells,
+    with a width of one grid step.
+
+    Grid points farther than three grid steps from every cell (on an embedding: every
+    reference cell) are left blank (``mask_far``), so the field is not shown where the model
+    extrapolates.
 
     Parameters
     ----------
@@ -231,6 +249,9 @@ def velocity_stream(
         array (n, d) in the model's space.
     t
         Time in the model's units, or a time label of the fitted AnnData.
+    basis
+        An AnnData's ``obsm`` key or scanpy basis name to draw on (default: the fitted
+        representation).
     components
         The two coordinates spanning the grid, 0-based.
     grid_size
@@ -251,20 +272,18 @@ def velocity_stream(
         speed, with a colorbar.
     """
     time, X, reference = _stream_inputs(model, data, t)
-    xy = _components(X, components, "the representation")
-    i, j = (int(c) for c in components)
-    lo, hi = xy.min(axis=0), xy.max(axis=0)
-    pad = 0.05 * (hi - lo)
-    gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], grid_size)
-    gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], grid_size)
+    rep = model.metadata_.get("use_rep") if isinstance(data, AnnData) else None
+    if basis is not None and not isinstance(data, AnnData):
+        raise ValueError("basis= needs an AnnData with the embedding in obsm; an array is drawn in its own coordinates.")
+    basis = rep if basis is None else basis_key(data, basis)
+    if basis == rep:
+        xy, support, (gx, gy), (U, V) = _slice_field(model, X, reference, time, components, grid_size)
+    else:
+        xy, support, (gx, gy), (U, V) = _embedded_field(model, X, reference, time, _basis_matrix(data, basis), components, grid_size)
     GX, GY = np.meshgrid(gx, gy)
-    grid = np.tile(X[reference].mean(axis=0), (GX.size, 1))
-    grid[:, i], grid[:, j] = GX.ravel(), GY.ravel()
-    velocity = np.asarray(model.velocity(grid, np.full(len(grid), time)))
-    U, V = velocity[:, i].reshape(GX.shape), velocity[:, j].reshape(GX.shape)
     if mask_far:
         step = max(gx[1] - gx[0], gy[1] - gy[0])
-        far = (cKDTree(xy).query(np.column_stack([GX.ravel(), GY.ravel()]))[0] > 3.0 * step).reshape(GX.shape)
+        far = (cKDTree(support).query(np.column_stack([GX.ravel(), GY.ravel()]))[0] > 3.0 * step).reshape(GX.shape)
         U, V = np.ma.masked_where(far, U), np.ma.masked_where(far, V)
     speed = np.ma.sqrt(U**2 + V**2)
 
@@ -274,10 +293,46 @@ def velocity_stream(
     ax.scatter(xy[reference, 0], xy[reference, 1], s=size, color="0.55", linewidths=0, rasterized=True)
     stream = ax.streamplot(gx, gy, U, V, color=speed, cmap=cmap, density=density, linewidth=1.0, arrowsize=0.9)
     ax.figure.colorbar(stream.lines, ax=ax, label="speed", shrink=0.85)
-    basis = model.metadata_.get("use_rep") if isinstance(data, AnnData) else None
     _axis_labels(ax, basis, components)
     ax.set_title(f"Learned velocity at t = {time:g}")
     return ax
+
+
+def _grid(xy: np.ndarray, grid_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Evenly spaced grid axes spanning ``xy`` with a 5% margin."""
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    pad = 0.05 * (hi - lo)
+    return np.linspace(lo[0] - pad[0], hi[0] + pad[0], grid_size), np.linspace(lo[1] - pad[1], hi[1] + pad[1], grid_size)
+
+
+def _slice_field(
+    model: ActionMatching, X: np.ndarray, reference: np.ndarray, time: float, components: Sequence[int], grid_size: int
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Cells, masking support, grid axes and the field on the slice through the reference mean."""
+    xy = _components(X, components, "the representation")
+    i, j = (int(c) for c in components)
+    gx, gy = _grid(xy, grid_size)
+    GX, GY = np.meshgrid(gx, gy)
+    grid = np.tile(X[reference].mean(axis=0), (GX.size, 1))
+    grid[:, i], grid[:, j] = GX.ravel(), GY.ravel()
+    velocity = np.asarray(model.velocity(grid, np.full(len(grid), time)))
+    return xy, xy, (gx, gy), (velocity[:, i].reshape(GX.shape), velocity[:, j].reshape(GX.shape))
+
+
+def _embedded_field(
+    model: ActionMatching, X: np.ndarray, reference: np.ndarray, time: float, embedding: np.ndarray,
+    components: Sequence[int], grid_size: int,
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Cells, masking support, grid axes and the reference cells' projected velocities gridded."""
+    xy = _components(embedding, components, "the basis")
+    velocity = np.asarray(model.velocity(X[reference], np.full(int(reference.sum()), time)))
+    projected = _components(project_velocity(NeighborKernel(X, 30), embedding, X[reference], velocity), components, "the basis")
+    gx, gy = _grid(xy, grid_size)
+    GX, GY = np.meshgrid(gx, gy)
+    support = xy[reference]
+    weights = NeighborKernel(support, 30).weights(np.column_stack([GX.ravel(), GY.ravel()]), bandwidth=max(gx[1] - gx[0], gy[1] - gy[0]))
+    field = np.asarray(weights @ projected)
+    return xy, support, (gx, gy), (field[:, 0].reshape(GX.shape), field[:, 1].reshape(GX.shape))
 
 
 def _stream_inputs(model: ActionMatching, data: AnnData | np.ndarray, t: float | str) -> tuple[float, np.ndarray, np.ndarray]:

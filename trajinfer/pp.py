@@ -15,7 +15,12 @@ logger = logging.getLogger("trajinfer")
 
 __all__ = ["TimeLabels", "time_labels", "representation", "pca", "write_pca"]
 
-_RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(-?\d+(?:\.\d+)?)\s*$")
+_NUMBER = r"[-+]?\d+(?:\.\d+)?"
+# an optional word prefix ("day", "D", "E"), a number or a range of two ("0-3", "6 to 9"), an
+# optional word suffix ("h", "hpf"); words are letters and underscores, spaces may separate parts
+_LABEL = re.compile(
+    rf"^\s*(?P<prefix>[^\W\d]*)\s*(?P<start>{_NUMBER})(?:\s*(?:-|–|to)\s*(?P<end>{_NUMBER}))?\s*(?P<suffix>[^\W\d]*)\s*$"
+)
 
 
 @dataclass
@@ -37,29 +42,47 @@ class TimeLabels:
         return self.mapping[label]
 
 
-def _label_to_number(label: object) -> float | None:
+def _label_to_number(label: object) -> tuple[float, str] | None:
+    """The time a label reads as and its unit (the words around the number), or ``None``."""
+    if isinstance(label, pd.Interval):
+        return float(label.mid), "interval"
     try:
-        return float(label)  # type: ignore[arg-type]
+        return float(label), "<n>"  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        match = _RANGE.match(str(label))
-        if match:
-            return 0.5 * (float(match.group(1)) + float(match.group(2)))
-    return None
+        pass
+    match = _LABEL.match(str(label))
+    if match is None:
+        return None
+    start = float(match["start"])
+    value = start if match["end"] is None else 0.5 * (start + float(match["end"]))
+    return value, f"{match['prefix'].lower()}<n>{match['suffix'].lower()}"
 
 
 def time_labels(adata: AnnData, time_key: str) -> TimeLabels:
     """Map ``adata.obs[time_key]`` to numeric times, preserving spacing.
 
-    Numeric columns are used as they are. Categorical or string labels that read as numbers
-    (``"3"``, ``"10.5"``) or ranges (``"0-3"`` becomes 1.5) keep their numeric spacing. Other
-    ordered categoricals use their category order with unit spacing.
+    Numeric columns are used as they are. Categorical or string labels keep the spacing of the
+    numbers they contain:
+
+    - numbers: ``"3"`` and ``"10.5"`` are 3 and 10.5;
+    - one number between an optional word prefix and suffix: ``"day3"``, ``"D7"``, ``"E8.5"``,
+      ``"12h"``, ``"day 14"`` are 3, 7, 8.5, 12 and 14 (a word is letters and underscores);
+    - ranges, with or without such words: ``"0-3"``, ``"6 to 9"``, ``"day 0-3"`` are their
+      midpoints 1.5, 7.5 and 1.5;
+    - :class:`pandas.Interval` categories (from :func:`pandas.cut`) are their midpoints.
+
+    All labels must share the same words (case is ignored): ``"E18.5"`` and ``"P0"`` are
+    different units, so such labels are not read as numbers. Labels that do not read as
+    numbers are used in the category order of an ordered categorical, spaced one unit apart,
+    with a :class:`UserWarning`: equal spacing is rarely what the collection times were.
 
     Raises
     ------
     KeyError
         If the column is missing.
     ValueError
-        On NaN times, or labels that can be neither parsed nor ordered.
+        On NaN times, distinct labels with the same time, or labels that can be neither parsed
+        nor ordered.
     """
     if time_key not in adata.obs:
         raise KeyError(
@@ -76,18 +99,26 @@ def time_labels(adata: AnnData, time_key: str) -> TimeLabels:
         raise ValueError(f"adata.obs[{time_key!r}] has missing labels; drop those cells first.")
     categorical = column.astype("category") if not isinstance(column.dtype, pd.CategoricalDtype) else column
     categories = [c for c in categorical.cat.categories if (categorical == c).any()]
-    numbers = [_label_to_number(c) for c in categories]
-    if all(n is not None for n in numbers):
-        mapping = dict(sorted(zip(categories, numbers), key=lambda item: item[1]))
+    parsed = [_label_to_number(c) for c in categories]
+    units = {p[1] for p in parsed if p is not None}
+    if None not in parsed and len(units) == 1:
+        mapping = dict(sorted(zip(categories, (p[0] for p in parsed)), key=lambda item: item[1]))
         if len(set(mapping.values())) != len(mapping):
             raise ValueError(f"Distinct labels of adata.obs[{time_key!r}] map to the same time: {mapping}.")
     elif categorical.cat.ordered:
         order = [c for c in categorical.cat.categories if c in categories]
         mapping = {c: float(i) for i, c in enumerate(order)}
-        logger.info("Time labels %s are ordered but not numeric: using unit spacing.", order)
+        warnings.warn(
+            f"The time labels of adata.obs[{time_key!r}] ({order}) do not read as numbers in one unit: "
+            f"treating them as EQUALLY SPACED in category order (times 0 to {len(order) - 1}). If the "
+            "collection times are not equally spaced, store them as numbers or as labels such as 'day3'.",
+            UserWarning,
+            stacklevel=3,
+        )
     else:
+        mixed = f" The labels mix units ({sorted(units)})." if len(units) > 1 else ""
         raise ValueError(
-            f"Cannot order the labels of adata.obs[{time_key!r}] ({categories[:5]}...). Make it numeric, "
+            f"Cannot order the labels of adata.obs[{time_key!r}] ({categories[:5]}...).{mixed} Make it numeric, "
             "or an ordered categorical: adata.obs[key] = adata.obs[key].astype("
             "pd.CategoricalDtype(categories=[...in time order...], ordered=True))."
         )

@@ -12,7 +12,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from ..estimator import ActionMatching
 from ._push import simulate
-from ._utils import cells_at, model_representation
+from ._utils import cells_at, group_table, model_representation, obs_column
 
 
 @dataclass
@@ -66,14 +66,11 @@ def fate(
     n_neighbors, n_repeats, n_steps, seed
         Neighbours for cluster assignment, simulations to average, steps, seed.
     """
-    if cluster_key not in adata.obs:
-        raise KeyError(f"adata.obs has no column {cluster_key!r}.")
     source_key = cluster_key if source_key is None else source_key
-    if source_key not in adata.obs:
-        raise KeyError(f"adata.obs has no column {source_key!r}.")
     X = model_representation(adata, model)
     early, late = cells_at(adata, model, from_time), cells_at(adata, model, to_time)
-    late_clusters = adata.obs[cluster_key][late].astype(str).to_numpy()
+    late_clusters = obs_column(adata, cluster_key, late)
+    sources = obs_column(adata, source_key, early)
     classifier = KNeighborsClassifier(n_neighbors=min(n_neighbors, int(late.sum()))).fit(X[late], late_clusters)
 
     probabilities = np.zeros((int(early.sum()), len(classifier.classes_)))
@@ -82,10 +79,6 @@ def fate(
         traj = simulate(adata, model, from_time, to_time, n_steps=n_steps, seed=None if seed is None else seed + repeat)
         probabilities += classifier.predict_proba(traj.X[-1]) / n_repeats
         weights += traj.weights[-1] / n_repeats
-    names = adata.obs_names[early]
-    prob_df = pd.DataFrame(probabilities, index=names, columns=classifier.classes_)
-    sources = adata.obs[source_key][early].astype(str).to_numpy()
-    weighted = prob_df.mul(weights, axis=0).groupby(sources).sum()
-    transition = weighted.div(weighted.sum(axis=1), axis=0)
-    transition.index.name, transition.columns.name = f"{source_key} @ {from_time}", f"{cluster_key} @ {to_time}"
+    prob_df = pd.DataFrame(probabilities, index=adata.obs_names[early], columns=classifier.classes_)
+    transition = group_table(prob_df, sources, weights, f"{source_key} @ {from_time}", f"{cluster_key} @ {to_time}")
     return FateResult(probabilities=prob_df, transition=transition)

@@ -14,6 +14,7 @@ from ..estimator import ActionMatching
 from ..losses import is_entropic, is_unbalanced
 from ..paths import SnapshotPath
 from ..pp import representation, time_labels, write_pca
+from ._scverse import velocity_entries, write_velocity_entries
 from ._utils import batched
 
 logger = logging.getLogger("trajinfer")
@@ -172,7 +173,9 @@ def fit(
     target = adata.copy() if copy else adata
     if pending_pca is not None:
         write_pca(target, pending_pca)
-    target.obsm[f"{key_added}_velocity"] = batched(model.velocity, X, labels.values).astype(np.float32)
+    velocity = batched(model.velocity, X, labels.values)
+    scverse = velocity_entries(target, X, velocity, rep_key)
+    target.obsm[f"{key_added}_velocity"] = velocity.astype(np.float32)
     if is_unbalanced(method):
         target.obs[f"{key_added}_growth"] = batched(model.growth, X, labels.values).astype(np.float32)
     params = {"method": method, "interpolation": interpolation, "pairing": path.pairing, "n_iter": int(n_iter), "batch_size": int(batch_size), "lr": float(lr), "hidden_dims": np.asarray(hidden_dims), "seed": seed if isinstance(seed, int) else -1}
@@ -189,6 +192,7 @@ def fit(
         "loss_curve": np.asarray(model.loss_curve_),
         "fit_time": float(model.fit_time_),
     }
+    write_velocity_entries(target, scverse)
     if is_main_process():
         logger.info("Fitted %s on %d cells, %d time points, representation %r.", method, adata.n_obs, path.n_times, rep_key)
     return (model, target) if copy else model

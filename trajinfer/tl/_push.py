@@ -10,6 +10,7 @@ from anndata import AnnData
 
 from ..estimator import ActionMatching
 from ..trajectories import Trajectories
+from ._decode import decode
 from ._utils import cells_at, label_time, model_metadata, model_representation
 
 
@@ -59,9 +60,12 @@ def push(
 ) -> AnnData:
     """Push the cells of ``from_time`` to ``to_time`` and return them as a new AnnData.
 
-    The result has the end positions in ``X`` and in ``obsm[use_rep]``, the source cell in
-    ``obs['source']``, and the importance weight (mean 1 over cells; not 1 only for
-    unbalanced methods) in ``obs['weight']``.
+    The end positions are in ``obsm[use_rep]`` (``obsm['X_rep']`` for a model fitted on
+    ``X``). When the representation is ``X_pca`` and ``adata.varm`` has its ``'PCs'``, ``X``
+    holds the decoded expression of the pushed cells with the genes of ``adata`` in ``var``
+    (see :func:`decode`); otherwise ``X`` holds the end positions. ``obs['source']`` names the
+    source cell and ``obs['weight']`` is the importance weight (mean 1 over cells; not 1 only
+    for unbalanced methods).
     """
     meta = model_metadata(model)
     traj = simulate(adata, model, from_time, to_time, n_steps=n_steps, stochastic=stochastic, seed=seed)
@@ -69,7 +73,11 @@ def push(
     end = traj.X[-1].astype(np.float32)
     weights = traj.weights[-1] * traj.n_particles
     obs = pd.DataFrame({"source": np.asarray(sources), "weight": weights}, index=[f"{s}->{to_time}" for s in sources])
-    pushed = AnnData(X=end, obs=obs)
-    pushed.obsm[meta["use_rep"] if meta["use_rep"] != "X" else "X_rep"] = end
+    if meta["use_rep"] == "X_pca" and "PCs" in adata.varm:
+        pushed = decode(adata, end)
+        pushed.obs = obs
+    else:
+        pushed = AnnData(X=end, obs=obs)
+        pushed.obsm["X_rep" if meta["use_rep"] == "X" else meta["use_rep"]] = end
     pushed.uns["push"] = {"from_time": str(from_time), "to_time": str(to_time), "time": float(traj.times[-1])}
     return pushed

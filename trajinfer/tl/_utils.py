@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 
 from ..estimator import ActionMatching
@@ -59,3 +60,28 @@ def cells_at(adata: AnnData, model: ActionMatching, label: Any) -> np.ndarray:
     if not mask.any():
         raise ValueError(f"No cells with {meta['time_key']} == {label!r}; known labels: {meta['time_labels']}.")
     return mask
+
+
+def obs_column(adata: AnnData, key: str, mask: np.ndarray) -> np.ndarray:
+    """The string values of ``adata.obs[key]`` for the cells in ``mask``."""
+    if key not in adata.obs:
+        raise KeyError(f"adata.obs has no column {key!r}.")
+    return adata.obs[key][mask].astype(str).to_numpy()
+
+
+def group_table(probabilities: pd.DataFrame, groups: np.ndarray, weights: np.ndarray, index_name: str, columns_name: str) -> pd.DataFrame:
+    """Weighted mean of the rows of ``probabilities`` within each group; rows sum to one."""
+    weighted = probabilities.mul(weights, axis=0).groupby(groups).sum()
+    table = weighted.div(weighted.sum(axis=1), axis=0)
+    table.index.name, table.columns.name = index_name, columns_name
+    return table
+
+
+def basis_key(adata: AnnData, basis: str) -> str:
+    """``"X"`` or the ``obsm`` key of ``basis``, given as a key (``"X_umap"``) or a scanpy name (``"umap"``)."""
+    if basis == "X":
+        return basis
+    for name in (basis, f"X_{basis}"):
+        if name in adata.obsm:
+            return name
+    raise KeyError(f"Basis {basis!r} not found: adata.obsm has {list(adata.obsm.keys())}; pass basis='X' or an obsm key.")

@@ -1,0 +1,385 @@
+"""The learned dynamics where scverse tools look for them.
+
+Velocities under scvelo's names (``obsm['velocity_<basis>']``, ``layers['velocity']``), their
+projection onto 2-D embeddings, a cell-cell transition matrix in ``obsp`` and a CellRank
+kernel on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+from scipy.spatial import cKDTree
+
+from ..estimator import ActionMatching
+from ..losses import is_entropic
+from ..pp import representation, time_labels
+from ._utils import basis_key, batched, model_metadata, model_representation
+
+if TYPE_CHECKING:
+    from cellrank.kernels import PrecomputedKernel
+
+logger = logging.getLogger("trajinfer")
+
+VKEY = "velocity"
+LAYER_LIMIT = 2**28  # entries of a dense layer written without being asked (1 GiB of float32)
+_SCALE_SAMPLE = 2000  # cells used to measure the neighbourhood radius
+
+
+class NeighborKernel:
+    """Gaussian weights of the nearest observed cells, and the scales they set.
+
+    Parameters
+    ----------
+    reference
+        The observed cells, shape (n, d).
+    n_neighbors
+        Neighbours weighted per query (at most ``n``).
+
+    Attributes
+    ----------
+    radius
+        Median distance from a cell to its ``n_neighbors``-th nearest other cell (measured on
+        at most 2,000 cells).
+    bandwidth
+        Default kernel width, ``radius / 2``.
+    """
+
+    def __init__(self, reference: np.ndarray, n_neighbors: int) -> None:
+        if n_neighbors < 1:
+            raise ValueError(f"n_neighbors must be a positive integer, got {n_neighbors!r}.")
+        self.tree = cKDTree(reference)
+        self.k = int(min(n_neighbors, len(reference)))
+        sample = reference[np.random.default_rng(0).permutation(len(reference))[:_SCALE_SAMPLE]]
+        distances, _ = self.tree.query(sample, k=min(self.k + 1, len(reference)))
+        self.radius = max(float(np.median(distances[:, -1])), float(np.finfo(np.float32).eps))
+        self.bandwidth = 0.5 * self.radius
+
+    def weights(self, queries: np.ndarray, bandwidth: float | np.ndarray | None = None) -> sp.csr_matrix:
+        """Row-stochastic (n_queries, n_reference) weights ``∝ exp(-|q - x_j|² / 2h²)`` on the k nearest cells."""
+        n = len(queries)
+        distances, indices = self.tree.query(queries, k=self.k)
+        distances, indices = distances.reshape(n, self.k), indices.reshape(n, self.k)
+        width = self.bandwidth if bandwidth is None else bandwidth
+        h2 = np.broadcast_to(np.asarray(width, dtype=np.float64) ** 2, (n,))[:, None]
+        weights = np.exp(-(distances**2 - distances[:, :1] ** 2) / (2.0 * h2))  # nearest weighs 1: no underflow
+        weights /= weights.sum(axis=1, keepdims=True)
+        return sp.csr_matrix((weights.ravel(), indices.ravel(), np.arange(0, n * self.k + 1, self.k)), shape=(n, len(self.tree.data)))
+
+    def default_dt(self, V: np.ndarray) -> float:
+        """Time over which the median cell moves by :attr:`radius` at velocity ``V``."""
+        speed = float(np.median(np.linalg.norm(V, axis=1)))
+        if not speed > 0:
+            raise ValueError("The velocities are all zero: pass dt explicitly.")
+        return self.radius / speed
+
+
+def project_velocity(
+    kernel: NeighborKernel, embedding: np.ndarray, X: np.ndarray, V: np.ndarray, dt: float | None = None
+) -> np.ndarray:
+    """Velocities ``V`` at ``X`` (in the kernel's space) as velocities in ``embedding``.
+
+    ``(f(X + dt·V) - f(X)) / dt`` with ``f`` the Gaussian kNN regression of the embedding
+    coordinates (:meth:`NeighborKernel.weights` ``@ embedding``); ``dt`` defaults to
+    :meth:`NeighborKernel.default_dt`.
+    """
+    dt = kernel.default_dt(V) if dt is None else float(dt)
+    return np.asarray((kernel.weights(X + dt * V) - kernel.weights(X)) @ embedding) / dt
+
+
+def embed(
+    adata: AnnData,
+    X_rep: np.ndarray,
+    *,
+    basis: str = "X_umap",
+    use_rep: str | None = None,
+    key: str = "tj",
+    n_neighbors: int = 30,
+) -> np.ndarray:
+    """Map positions in the fitted representation onto an embedding such as UMAP.
+
+    Each position gets the mean embedding coordinates of its ``n_neighbors`` nearest observed
+    cells in the representation, weighted by a Gaussian kernel of width half the median
+    distance from a cell to its ``n_neighbors``-th neighbour (kNN kernel regression; positions
+    far from every cell land on their nearest cells).
+
+    Parameters
+    ----------
+    adata
+        The cells, with the representation and the embedding in ``obsm``.
+    X_rep
+        Positions of shape (..., d), e.g. ``traj.X`` (T, n, d); the first ``d`` columns of the
+        representation are used.
+    basis
+        The embedding: an ``obsm`` key (``"X_umap"``) or a scanpy basis name (``"umap"``).
+    use_rep
+        The representation of ``X_rep`` (default: the one recorded by :func:`trajinfer.fit`
+        in ``uns[key]``, else chosen as :func:`trajinfer.pp.representation` does).
+    key
+        ``uns`` key written by :func:`trajinfer.fit`.
+    n_neighbors
+        Cells averaged per position.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (..., embedding dimensions).
+    """
+    positions = np.asarray(X_rep, dtype=np.float64)
+    reference = _representation_of(adata, use_rep, key, positions.shape[-1])
+    target = _obsm(adata, basis)
+    flat = NeighborKernel(reference, n_neighbors).weights(positions.reshape(-1, positions.shape[-1])) @ target
+    return np.asarray(flat).reshape(positions.shape[:-1] + (target.shape[1],))
+
+
+def velocity_embedding(
+    adata: AnnData,
+    *,
+    basis: str | Sequence[str] | None = None,
+    key: str = "tj",
+    layer: bool | None = None,
+    n_neighbors: int = 30,
+    dt: float | None = None,
+) -> list[str]:
+    """Write the velocities of a :func:`trajinfer.fit` where scvelo and CellRank read them.
+
+    :func:`trajinfer.fit` calls this; call it again after computing a new embedding (e.g.
+    ``sc.tl.umap``). The velocities are ``obsm[f"{key}_velocity"]`` (each cell's velocity at
+    its own time, in the fitted representation).
+
+    Parameters
+    ----------
+    adata
+        Data annotated by :func:`trajinfer.fit`.
+    basis
+        Embeddings to project onto (``obsm`` keys or scanpy names). Default: every
+        two-column ``obsm['X_<name>']`` other than the representation.
+    key
+        ``key_added`` of the fit.
+    layer
+        Write the gene-space layer: ``True``, ``False``, or ``None`` (default) to write it
+        unless ``adata`` is backed or the layer would exceed 2²⁸ entries (1 GiB).
+    n_neighbors, dt
+        Neighbours and time step of the embedding projection (see Notes).
+
+    Returns
+    -------
+    list of str
+        What was written, as ``"obsm/velocity_umap"``, ``"layers/velocity"``, ...
+
+    Notes
+    -----
+    - ``obsm['velocity_<rep>']`` for a representation ``obsm['X_<rep>']`` (e.g.
+      ``velocity_pca``): the velocities themselves.
+    - ``obsm['velocity_<name>']`` for each embedding ``obsm['X_<name>']``: the displacement of
+      the embedding coordinates predicted by kNN kernel regression (:func:`embed`) along the
+      velocity, ``(f(x + dt·v) - f(x)) / dt``. This is the expected embedding displacement of a
+      cell under the Gaussian transition kernel of :func:`transition_matrix` (drift only), minus
+      that of the unmoved cell, per time unit. ``dt`` defaults to the time over which the median
+      cell moves by one neighbourhood radius (the median distance to the ``n_neighbors``-th
+      nearest cell).
+    - ``layers['velocity']``: for a PCA representation with ``varm['PCs']``, the gene-space
+      velocity ``V @ PCs[:, :d]ᵀ`` (and ``var['velocity_genes']``, the genes with a non-zero
+      loading, which scvelo and CellRank restrict to); for ``use_rep="X"``, ``V`` itself.
+    - ``uns['velocity_params']`` records this, so that scvelo's plots use these projections
+      instead of recomputing them from a velocity graph.
+
+    ``scv.pl.velocity_embedding_stream(adata, basis="umap")`` and
+    ``cellrank.kernels.VelocityKernel(adata, attr="obsm", xkey="X_pca", vkey="velocity_pca")``
+    (or the default ``layers`` after ``scv.pp.moments``) then work as after ``scv.tl.velocity``.
+    Entries of these names that trajinfer did not write are replaced with a warning.
+    """
+    fitted = adata.uns.get(key)
+    if fitted is None or "use_rep" not in fitted or f"{key}_velocity" not in adata.obsm:
+        raise KeyError(f"adata has no fit under {key!r} (uns[{key!r}], obsm['{key}_velocity']); run tj.fit first.")
+    X = _representation_of(adata, fitted["use_rep"], key, int(fitted["n_comps"]))
+    V = np.asarray(adata.obsm[f"{key}_velocity"], dtype=np.float64)
+    entries = velocity_entries(adata, X, V, str(fitted["use_rep"]), basis=basis, layer=layer, n_neighbors=n_neighbors, dt=dt)
+    return write_velocity_entries(adata, entries)
+
+
+def velocity_entries(
+    adata: AnnData,
+    X: np.ndarray,
+    V: np.ndarray,
+    rep_key: str,
+    *,
+    basis: str | Sequence[str] | None = None,
+    layer: bool | None = None,
+    n_neighbors: int = 30,
+    dt: float | None = None,
+) -> dict[str, Any]:
+    """What :func:`velocity_embedding` writes, computed without touching ``adata``."""
+    obsm: dict[str, np.ndarray] = {}
+    if rep_key.startswith("X_"):
+        obsm[f"{VKEY}_{rep_key[2:]}"] = V.astype(np.float32)
+    if basis is None:
+        bases = [k for k in adata.obsm if k.startswith("X_") and k != rep_key and np.shape(adata.obsm[k])[1:] == (2,)]
+    else:
+        bases = [basis_key(adata, b) for b in ([basis] if isinstance(basis, str) else basis)]
+    bases = [b for b in bases if b != rep_key]
+    if bases:
+        kernel = NeighborKernel(X, n_neighbors)
+        step = kernel.default_dt(V) if dt is None else float(dt)
+        for name in bases:
+            obsm[f"{VKEY}_{name.removeprefix('X_')}"] = project_velocity(kernel, _obsm(adata, name), X, V, step).astype(np.float32)
+    layers, var = {}, {}
+    gene_space = rep_key == "X" or (rep_key == "X_pca" and "PCs" in adata.varm)
+    size = adata.n_obs * adata.n_vars
+    if layer is None:
+        layer = gene_space and not adata.isbacked and size <= LAYER_LIMIT
+        if gene_space and not layer:
+            logger.info("layers['velocity'] not written (backed data or %d entries); pass layer=True to write it.", size)
+    if layer:
+        if not gene_space:
+            raise ValueError(f"A gene-space velocity layer needs use_rep='X' or 'X_pca' with varm['PCs'], not {rep_key!r}.")
+        if rep_key == "X":
+            layers[VKEY] = V.astype(np.float32)
+        else:
+            loadings = np.asarray(adata.varm["PCs"], dtype=np.float64)[:, : V.shape[1]]
+            layers[VKEY] = (V @ loadings.T).astype(np.float32)
+            var[f"{VKEY}_genes"] = np.any(loadings != 0, axis=1)
+    return {"obsm": obsm, "layers": layers, "var": var, "embeddings": [k.removeprefix(f"{VKEY}_") for k in obsm]}
+
+
+def write_velocity_entries(adata: AnnData, entries: dict[str, Any]) -> list[str]:
+    """Write the output of :func:`velocity_entries`, warning about entries trajinfer did not write."""
+    params = dict(adata.uns.get(f"{VKEY}_params", {}))
+    ours = set(params.get("written", [])) if params.get("mode") == "trajinfer" else set()
+    written = [f"{slot}/{name}" for slot in ("obsm", "layers", "var") for name in entries[slot]]
+    existing = {"obsm": adata.obsm, "layers": adata.layers, "var": adata.var}
+    replaced = [w for w in written if w.split("/", 1)[1] in existing[w.split("/", 1)[0]] and w not in ours]
+    if replaced:
+        warnings.warn(f"Replacing {replaced} (not written by trajinfer) with trajinfer's velocities.", UserWarning, stacklevel=3)
+    for name, value in entries["obsm"].items():
+        adata.obsm[name] = value
+    for name, value in entries["layers"].items():
+        adata.layers[name] = value
+    for name, value in entries["var"].items():
+        adata.var[name] = value
+    embeddings = [*params.get("embeddings", []), *entries["embeddings"]] if ours else entries["embeddings"]
+    adata.uns[f"{VKEY}_params"] = {"mode": "trajinfer", "embeddings": list(dict.fromkeys(embeddings)), "written": sorted(ours.union(written))}
+    return written
+
+
+def transition_matrix(
+    adata: AnnData,
+    model: ActionMatching,
+    *,
+    n_neighbors: int = 30,
+    dt: float | None = None,
+    bandwidth: float | None = None,
+    n_steps: int = 5,
+    key_added: str | None = None,
+) -> sp.csr_matrix:
+    """Cell-cell transition probabilities over a short time from the learned dynamics.
+
+    Every cell is pushed from its own time for ``dt`` along the learned drift (``n_steps``
+    Euler steps; past the end of the fitted range the field at the last time is used). Its
+    row then weights the ``n_neighbors`` observed cells nearest to the pushed position with a
+    Gaussian kernel, ``exp(-|y_i - x_j|² / 2h_i²)``, normalised to sum to one. For the
+    entropic methods ``h_i² = bandwidth² + σ(t_i)²·dt``: the Gaussian transition density of the
+    SDE over ``dt`` (Euler–Maruyama) smoothed by the kernel; for the deterministic ones
+    ``h_i = bandwidth``. Growth (unbalanced methods) is not included: rows are probabilities.
+
+    Parameters
+    ----------
+    adata, model
+        The data and a model from :func:`trajinfer.fit`.
+    n_neighbors
+        Non-zero entries per row.
+    dt
+        Time step in the data's time units. Default: the time over which the median cell moves
+        by the median distance to its ``n_neighbors``-th nearest cell.
+    bandwidth
+        Kernel width ``h`` in representation units (default: half that distance).
+    n_steps
+        Euler steps of the push.
+    key_added
+        Writes ``obsp[f"{key_added}_transitions"]`` and the settings to
+        ``uns[key_added]["transitions"]`` (default: the fit's ``key_added``).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Row-stochastic (n_obs, n_obs), row ``i`` the distribution of cell ``i``'s position
+        ``dt`` later over the observed cells. :func:`cellrank_kernel` wraps it for CellRank.
+    """
+    meta = model_metadata(model)
+    key = meta["key_added"] if key_added is None else key_added
+    X = model_representation(adata, model)
+    times = time_labels(adata, meta["time_key"]).values
+    kernel = NeighborKernel(X, n_neighbors)
+    step = kernel.default_dt(batched(model.velocity, X, times)) if dt is None else float(dt)
+    h = kernel.bandwidth if bandwidth is None else float(bandwidth)
+    lo, hi = model.t_range_
+    Y, h_step = X.copy(), step / n_steps
+    for k in range(n_steps):
+        Y = Y + h_step * batched(model.velocity, Y, np.clip(times + k * h_step, lo, hi))
+    width = np.full(len(X), h)
+    if is_entropic(model.method):
+        sigma = np.asarray(model.sigma(torch.as_tensor(times)) if callable(model.sigma) else model.sigma, dtype=np.float64)
+        width = np.sqrt(h**2 + sigma**2 * step)
+    matrix = kernel.weights(Y, width)
+    adata.obsp[f"{key}_transitions"] = matrix
+    adata.uns.setdefault(key, {})["transitions"] = {"dt": step, "bandwidth": h, "n_neighbors": kernel.k, "n_steps": int(n_steps)}
+    return matrix
+
+
+def cellrank_kernel(adata: AnnData, model: ActionMatching | None = None, *, key: str = "tj", **params: Any) -> PrecomputedKernel:
+    """A CellRank kernel on trajinfer's transition matrix, for CellRank's estimators.
+
+    Needs CellRank (``pip install cellrank``, see :doc:`/install`).
+
+    Parameters
+    ----------
+    adata
+        The data.
+    model
+        A model from :func:`trajinfer.fit`: the matrix is (re)computed with
+        :func:`transition_matrix` (``params`` are passed on). Without it, the matrix in
+        ``obsp[f"{key}_transitions"]`` is used.
+    key
+        Key of the transition matrix.
+
+    Returns
+    -------
+    cellrank.kernels.PrecomputedKernel
+        A forward kernel; e.g. ``cellrank.estimators.GPCCA(kernel)`` finds macrostates and
+        fate probabilities of trajinfer's dynamics.
+    """
+    try:
+        from cellrank.kernels import PrecomputedKernel
+    except ImportError as error:
+        raise ImportError("cellrank_kernel needs CellRank: pip install cellrank (see the installation page).") from error
+    obsp_key = f"{key}_transitions"
+    if model is not None:
+        transition_matrix(adata, model, key_added=key, **params)
+    elif obsp_key not in adata.obsp:
+        raise KeyError(f"adata.obsp has no {obsp_key!r}: run tj.tl.transition_matrix(adata, model) or pass model=.")
+    return PrecomputedKernel(obsp_key, adata=adata, backward=False)
+
+
+def _representation_of(adata: AnnData, use_rep: str | None, key: str, n_comps: int) -> np.ndarray:
+    """The first ``n_comps`` columns of the representation recorded under ``uns[key]`` (or ``use_rep``)."""
+    if use_rep is None:
+        use_rep = adata.uns.get(key, {}).get("use_rep")
+    X, _, pending = representation(adata, use_rep, n_comps)
+    if pending is not None:
+        raise KeyError("adata has no obsm['X_pca']: pass use_rep= with the representation of the positions.")
+    return X
+
+
+def _obsm(adata: AnnData, basis: str) -> np.ndarray:
+    """The embedding ``basis`` (an ``obsm`` key or scanpy name) as a float array."""
+    name = basis_key(adata, basis)
+    if name == "X":
+        raise ValueError("basis must be an embedding in adata.obsm, not 'X'.")
+    return np.asarray(adata.obsm[name], dtype=np.float64)
