@@ -61,7 +61,43 @@ def test_time_spacing_is_preserved_for_numeric_and_range_labels():
     ranges = tj.pp.time_labels(AnnData(obs=pd.DataFrame({"d": ["0-3", "6-9", "24-27"]})), "d")
     assert list(ranges.mapping.values()) == [1.5, 7.5, 25.5]
     ordered_words = AnnData(obs=pd.DataFrame({"s": pd.Categorical(["late", "early", "mid"], categories=["early", "mid", "late"], ordered=True)}))
-    assert tj.pp.time_labels(ordered_words, "s").values.tolist() == [2.0, 0.0, 1.0]
+    with pytest.warns(UserWarning, match="EQUALLY SPACED"):
+        assert tj.pp.time_labels(ordered_words, "s").values.tolist() == [2.0, 0.0, 1.0]
+
+
+def _times(labels) -> dict:
+    return tj.pp.time_labels(AnnData(obs=pd.DataFrame({"d": labels}, index=[str(i) for i in range(len(labels))])), "d").mapping
+
+
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        (["day0", "day3", "day7", "day10", "day14"], [0.0, 3.0, 7.0, 10.0, 14.0]),
+        (["D7", "D0", "D3"], [0.0, 3.0, 7.0]),
+        (["E8.5", "E10.5", "E9.5"], [8.5, 9.5, 10.5]),
+        (["12h", "0h", "6h"], [0.0, 6.0, 12.0]),
+        (["day 0-3", "day 6 to 9", "Day 24-27"], [1.5, 7.5, 25.5]),
+        (pd.Categorical(["day14", "day0", "day3"], categories=["day0", "day3", "day14"], ordered=True), [0.0, 3.0, 14.0]),
+    ],
+    ids=["day", "D", "E-stage", "hours", "ranges-with-words", "ordered-with-numbers"],
+)
+def test_time_labels_read_numbers_in_words(labels, expected):
+    assert list(_times(labels).values()) == expected
+
+
+def test_time_labels_intervals_use_midpoints_and_ordered_words_warn():
+    binned = pd.cut(np.array([0.5, 1.5, 4.0, 9.0, 9.5]), bins=[0, 1, 2, 5, 10])
+    assert list(_times(binned).values()) == [0.5, 1.5, 3.5, 7.5]
+    ordered = pd.Categorical(["early", "mid", "late"], categories=["early", "mid", "late"], ordered=True)
+    with pytest.warns(UserWarning, match="EQUALLY SPACED"):
+        assert list(_times(ordered).values()) == [0.0, 1.0, 2.0]
+    mixed = pd.Categorical(["E18.5", "P0", "P3"], categories=["E18.5", "P0", "P3"], ordered=True)
+    with pytest.warns(UserWarning, match="one unit"):  # embryonic and postnatal days are different units
+        assert list(_times(mixed).values()) == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="mix units"):
+        _times(["E18.5", "P0"])
+    with pytest.raises(ValueError, match="ordered categorical"):
+        _times(["batch1_day3", "batch1_day4"])  # two numbers: not read as a time
 
 
 def test_eam_default_sigma_is_data_driven():

@@ -19,11 +19,11 @@ import anndata
 import numpy as np
 
 from . import __version__
+from . import _defaults as defaults
+from ._defaults import INTERPOLATIONS, METHODS
 from ._device import resolve_device
 from ._distributed import is_main_process
 from ._io import atomic_path
-from .losses import METHODS
-from .paths import INTERPOLATIONS
 from .persistence import load
 from .tl import fit, simulate
 from .tl._utils import cells_at
@@ -92,15 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("input", metavar="INPUT.h5ad", help="AnnData file, one row per cell")
     fit.add_argument("--time-key", required=True, help="obs column with each cell's collection time")
-    fit.add_argument("--method", choices=METHODS, default="eam", help="variant of Action Matching (default: eam)")
+    fit.add_argument("--method", choices=METHODS, default=defaults.METHOD, help=f"variant of Action Matching (default: {defaults.METHOD})")
     fit.add_argument("--use-rep", default=None, help="obsm key or 'X' (default: X_pca if present, else X with <= 50 variables)")
     fit.add_argument("--n-comps", type=_positive_int, default=None, help="keep the first N columns of the representation")
     fit.add_argument("--sigma", type=_sigma, default="auto", help="diffusion coefficient for eam/ueam, or 'auto' (default)")
-    fit.add_argument("--interpolation", choices=INTERPOLATIONS, default="mixture", help="marginal path between snapshots (default: mixture)")
-    fit.add_argument("--n-iter", type=_positive_int, default=2000, help="training iterations (default: 2000)")
-    fit.add_argument("--batch-size", type=_positive_int, default=256, help="samples per iteration (default: 256)")
-    fit.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    fit.add_argument("--hidden-dims", type=_hidden_dims, default=(256, 256, 256), help="layer widths, e.g. 128,128,128 (default: 256,256,256)")
+    fit.add_argument("--interpolation", choices=INTERPOLATIONS, default=defaults.INTERPOLATION, help=f"marginal path between snapshots (default: {defaults.INTERPOLATION})")
+    fit.add_argument("--n-iter", type=_positive_int, default=defaults.N_ITER, help=f"training iterations (default: {defaults.N_ITER})")
+    fit.add_argument("--batch-size", type=_positive_int, default=defaults.BATCH_SIZE, help=f"samples per iteration (default: {defaults.BATCH_SIZE})")
+    fit.add_argument("--lr", type=float, default=defaults.LR, help=f"Adam learning rate (default: {defaults.LR:g})")
+    fit.add_argument("--hidden-dims", type=_hidden_dims, default=defaults.HIDDEN_DIMS, help=f"layer widths, e.g. 64,64 (default: {','.join(map(str, defaults.HIDDEN_DIMS))})")
     fit.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     fit.add_argument("--key-added", default="tj", help="prefix of the results written to the data (default: tj)")
@@ -253,7 +253,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from .demo import format_table, run_demo  # plotting libraries load only for the demo
+    from .demo import (  # plotting libraries load only for the demo
+        format_table,
+        run_demo,
+    )
 
     results = run_demo(out_dir=args.out, n_iter=args.n_iter, quick=args.quick, seed=args.seed)
     print("W1 between the cells pushed from the first time point and held-out cells:")

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-LAPLACIAN_CHOICES = ("auto", "exact", "hutchinson")
+from ._defaults import LAPLACIANS as LAPLACIAN_CHOICES
+
 EXACT_LAPLACIAN_MAX_DIM = 16
 
 

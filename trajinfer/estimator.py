@@ -16,25 +16,40 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import _defaults as defaults
 from ._acceleration import training_network
 from ._checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from ._defaults import LAPLACIANS as LAPLACIAN_CHOICES
+from ._defaults import LR_SCHEDULES, METHODS, TIME_PROPOSALS
 from ._device import resolve_device
 from ._distributed import DistributedContext, setup_distributed
 from ._random import SeedLike, as_int_seed, torch_generator
 from ._validation import (
-    Constraint, Device, Interval, Options, PositiveIntegers, as_float_tensor, as_time_tensor, check_parameter,
-    check_time_in_range, validate_params,
+    Constraint,
+    Device,
+    Interval,
+    Options,
+    PositiveIntegers,
+    as_float_tensor,
+    as_time_tensor,
+    check_parameter,
+    check_time_in_range,
+    validate_params,
 )
 from .costs import KineticCost, QuadraticCost, resolve_cost
-from .derivatives import LAPLACIAN_CHOICES, potential_derivatives, resolve_laplacian
-from .losses import METHODS, action_matching_loss, is_entropic, is_unbalanced
+from .derivatives import potential_derivatives, resolve_laplacian
+from .losses import action_matching_loss, is_entropic, is_unbalanced
 from .networks import _ACTIVATIONS, POTENTIAL_FORMS, MLPPotential
 from .paths import CallablePath, MarginalPath
 from .persistence import load, to_plain
 from .persistence import save as save_model
 from .simulate import integrate_ode, integrate_sde
-from .time_sampling import TIME_PROPOSALS, AdaptiveTimeProposal, QuasiUniformTimeProposal, make_time_proposal
-from .training import LR_SCHEDULES, DivergenceError, OptimizerSettings, TrainingLoop
+from .time_sampling import (
+    AdaptiveTimeProposal,
+    QuasiUniformTimeProposal,
+    make_time_proposal,
+)
+from .training import DivergenceError, OptimizerSettings, TrainingLoop
 from .trajectories import Trajectories
 
 __all__ = ["ActionMatching", "load"]
@@ -46,7 +61,7 @@ SigmaLike = float | Callable[[torch.Tensor], torch.Tensor] | None
 # parameters that change the training trajectory: a checkpoint resumes only under the same values
 _RESUME_PARAMS = (
     "method", "hidden_dims", "activation", "batch_size", "lr", "weight_decay", "lr_schedule", "grad_clip",
-    "ema_decay", "laplacian", "n_probes", "time_proposal", "grad_accumulation",
+    "ema_decay", "laplacian", "n_probes", "time_proposal", "grad_accumulation", "growth_scale",
 )
 
 
@@ -131,6 +146,12 @@ class ActionMatching(BaseEstimator):
         Evaluate the network in bfloat16 autocast during training, with float32 losses,
         gradients and weights (``am``, ``uam`` and c-AM only; useful on GPUs with bfloat16
         tensor cores).
+    growth_scale
+        Unbalanced methods: the length scale ``δ`` (units of ``x``) of the
+        Wasserstein–Fisher–Rao geometry, growth rate ``s/δ²``. Transport is preferred over
+        growth and death for displacements below about δ; δ = 1 is the paper's uAM.
+        :func:`trajinfer.fit` sets it to the data's path length (``growth_scale="auto"``), so
+        that the observed motion is explained by transport in any units.
 
     Notes
     -----
@@ -177,19 +198,21 @@ class ActionMatching(BaseEstimator):
         "device": Device(),
         "grad_accumulation": Interval(Integral, 1),
         "checkpoint_every": Interval(Integral, 1),
+        "growth_scale": Interval(Real, 0, closed="neither"),
     }
 
     def __init__(
         self,
         method: str = "am",
+        *,
         sigma: SigmaLike = None,
         cost: str | KineticCost = "quadratic",
         potential: str | nn.Module = "mlp",
-        hidden_dims: Sequence[int] = (256, 256, 256),
+        hidden_dims: Sequence[int] = defaults.HIDDEN_DIMS,
         activation: str = "silu",
-        n_iter: int = 2000,
-        batch_size: int = 256,
-        lr: float = 1e-3,
+        n_iter: int = defaults.N_ITER,
+        batch_size: int = defaults.BATCH_SIZE,
+        lr: float = defaults.LR,
         weight_decay: float = 0.0,
         lr_schedule: str = "cosine",
         grad_clip: float | None = 1.0,
@@ -197,7 +220,7 @@ class ActionMatching(BaseEstimator):
         laplacian: str = "auto",
         n_probes: int = 1,
         time_weight: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        time_proposal: str = "uniform",
+        time_proposal: str = defaults.TIME_PROPOSAL,
         device: str | torch.device = "auto",
         seed: SeedLike = 0,
         progress: bool = True,
@@ -208,6 +231,7 @@ class ActionMatching(BaseEstimator):
         resume: bool = False,
         compile: bool = False,
         mixed_precision: bool = False,
+        growth_scale: float = 1.0,
     ):
         self.method = method
         self.sigma = sigma
@@ -236,6 +260,7 @@ class ActionMatching(BaseEstimator):
         self.resume = resume
         self.compile = compile
         self.mixed_precision = mixed_precision
+        self.growth_scale = growth_scale
 
     # ------------------------------------------------------------------ fitting
     def fit(self, path: MarginalPath | Callable, n_iter: int | None = None, t_range: tuple[float, float] | None = None) -> ActionMatching:
@@ -318,7 +343,7 @@ class ActionMatching(BaseEstimator):
                 terms = action_matching_loss(
                     model, path, method=self.method, cost=self._internal_cost, batch_size=self.batch_size,
                     proposal=proposal, diffusion_sq=diffusion_sq, time_weight=self.time_weight,
-                    laplacian=self.laplacian_, n_probes=self.n_probes, generator=stream,
+                    laplacian=self.laplacian_, n_probes=self.n_probes, growth_scale=self.growth_scale, generator=stream,
                 )
                 (terms.loss / n_batches).backward()
                 loss = loss + terms.loss.detach() / n_batches
@@ -375,6 +400,12 @@ class ActionMatching(BaseEstimator):
             spread = float(torch.cat(samples).std(0).pow(2).sum().sqrt())
         if is_entropic(self.method) and not callable(self.sigma):
             energy += 0.5 * float(self.sigma) ** 2 * self.duration_ * self.dim_
+        if is_unbalanced(self.method):
+            # the growth energy δ²/2 (d log m / dτ)² and the mass that weighs the whole loss
+            mass = path.mass(grid.to(path.device)).detach().cpu().double()
+            log_mass = torch.log(mass)
+            energy += float((0.5 * self.growth_scale**2 * log_mass.diff() ** 2 / grid.double().diff()).sum())
+            energy *= float(mass.max())
         return energy, spread
 
     def _checkpoint_setup(self, n_iter: int, context: DistributedContext, device: torch.device) -> dict[str, Any]:
@@ -517,10 +548,11 @@ class ActionMatching(BaseEstimator):
         return self._output(self._internal_velocity(x, tau)[0] / self.duration_, as_tensor)
 
     def growth(self, X: Any, t: Any, as_tensor: bool = False) -> np.ndarray | torch.Tensor:
-        """Growth rate ``g_t(x) = s_t(x)`` per user time unit (``uam``/``ueam`` only), shape (n,)."""
+        """Growth rate ``g_t(x) = s_t(x) / δ²`` per user time unit (``uam``/``ueam`` only; ``δ`` is
+        ``growth_scale``), shape (n,)."""
         if not is_unbalanced(self.method):
             raise ValueError(f"growth is defined for method='uam' or 'ueam', not {self.method!r}.")
-        return self._action(X, t, as_tensor=as_tensor)
+        return self._action(X, t, as_tensor=as_tensor) / self.growth_scale**2
 
     def _internal_velocity(self, x: torch.Tensor, tau: torch.Tensor, laplacian: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         derivs = potential_derivatives(self.potential_, x, tau, time_derivative=False, laplacian=laplacian, create_graph=False)
@@ -563,7 +595,7 @@ class ActionMatching(BaseEstimator):
             terms = action_matching_loss(
                 self.potential_, path, method=self.method, cost=self._internal_cost, batch_size=batch,
                 proposal=QuasiUniformTimeProposal(), diffusion_sq=diffusion_sq, time_weight=self.time_weight,
-                laplacian=self.laplacian_, n_probes=self.n_probes, generator=generator,
+                laplacian=self.laplacian_, n_probes=self.n_probes, growth_scale=self.growth_scale, generator=generator,
             )
             total += terms.loss.item() * batch
             done += batch
@@ -635,7 +667,7 @@ class ActionMatching(BaseEstimator):
 
         def field(x: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             velocity, value, _ = self._internal_velocity(x, tau)
-            return velocity, value
+            return velocity, value / self.growth_scale**2
 
         chunk = x0.shape[0] if chunk_size is None else max(1, int(chunk_size))
         X_out, logw_out = [], []

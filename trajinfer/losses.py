@@ -8,6 +8,11 @@ and m(tau) the total mass of the path (1 unless unbalanced):
 
 where the Laplacian term is present for the entropic methods (eam, ueam) and the ½ s² term
 for the unbalanced methods (uam, ueam). With ω ≡ 1 the last term vanishes.
+
+Unbalanced methods with a length scale ``δ`` (``growth_scale``) replace ½ s² by s²/(2δ²): the
+dynamics are then ``dx = ∇s dt``, ``d log w = s/δ² dt``, the Wasserstein–Fisher–Rao geometry
+with transport preferred over distances below about δ (the paper's uAM is δ = 1, in the units
+of x). Substituting ``s = δ² g`` shows the loss is the same problem in rescaled units.
 """
 
 from __future__ import annotations
@@ -22,8 +27,6 @@ from .costs import KineticCost
 from .derivatives import potential_derivatives
 from .paths import MarginalPath
 from .time_sampling import TimeProposal
-
-METHODS = ("am", "eam", "uam", "ueam")
 
 
 def is_entropic(method: str) -> bool:
@@ -57,6 +60,7 @@ def action_matching_loss(
     time_weight: Callable[[torch.Tensor], torch.Tensor] | None = None,
     laplacian: str = "exact",
     n_probes: int = 1,
+    growth_scale: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> LossTerms:
     """Minibatch estimate of the (weighted) Action Matching loss.
@@ -81,6 +85,9 @@ def action_matching_loss(
         ``ω(tau)`` built from torch operations (its derivative is taken by autograd).
     laplacian, n_probes
         Laplacian estimator for the entropic term.
+    growth_scale
+        Length scale ``δ`` of the unbalanced methods, in units of ``x``: the growth rate is
+        ``s / δ²`` and the growth term of the loss ``s² / (2δ²)`` (the paper's uAM is δ = 1).
     generator
         Random generator for samples and probes.
     """
@@ -99,7 +106,7 @@ def action_matching_loss(
     if entropic:
         interior = interior + 0.5 * diffusion_sq(tau) * derivs.laplacian
     if is_unbalanced(method):
-        interior = interior + 0.5 * derivs.value**2
+        interior = interior + 0.5 * derivs.value**2 / growth_scale**2
 
     if time_weight is None:
         w0 = w1 = 1.0

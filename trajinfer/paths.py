@@ -7,19 +7,17 @@ A path maps a batch of internal times ``tau`` in [0, 1] (one per sample) to one 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
-
-import math
 
 import numpy as np
 import ot
 import torch
 
+from ._defaults import INTERPOLATIONS, PAIRINGS
 from ._validation import as_float_tensor
 
-INTERPOLATIONS = ("mixture", "ot", "sb")
-PAIRINGS = ("auto", "full", "minibatch")
 SINKHORN_MAX_ITER = 200
 # "auto" pairing couples whole snapshots when each plan has at most this many entries
 # (2000 x 2000 cells: a 32 MB cost matrix and about a second of network simplex)
@@ -155,14 +153,17 @@ class SnapshotPath(MarginalPath):
         cells, but a noisier, blurred coupling). ``"auto"``: ``"full"`` when every plan has at
         most 4·10⁶ entries (2000 × 2000 cells), else ``"minibatch"``.
     sigma
-        Diffusion coefficient in user units (``"sb"`` only).
+        Diffusion coefficient of the entropic method fitted on this path, in user units
+        (required by ``"sb"``). It also sets part of the automatic smoothing: an entropic
+        loss on unsmoothed snapshots is unbounded below (see Notes).
     smoothing
         Standard deviation of Gaussian noise added to every sample (0 for none), in the
         units of ``X``. ``"auto"`` (default): the mixture's kernel bandwidth (see Notes), no
         noise for ``"ot"`` and ``"sb"``.
     masses
-        Relative total mass (population size) at each time point, for unbalanced methods;
-        interpolated linearly in time. Default: all ones.
+        Total mass (population size) at each time point, for unbalanced methods, relative to
+        the first (they are divided by the first value); interpolated linearly in time.
+        Default: all ones.
     min_cells
         Fewest samples allowed at a time point.
 
@@ -183,6 +184,15 @@ class SnapshotPath(MarginalPath):
     ``e^{-1}`` of the peak for half of the samples, and the action bounded by a few times the
     displacement energy. With ``pairing="minibatch"`` each minibatch is paired by an exact
     assignment, the copies coincide and the mixture is the minibatch OT path.
+
+    Entropic methods need smoothing on every interpolation. The entropic loss contains
+    ``σ²/2 Δs``; on a path made of finitely many points (the snapshots, their displacement
+    interpolant) an action with a sharp peak at every sample has an arbitrarily negative
+    Laplacian there at no kinetic cost, so the loss is unbounded below. Equivalently, the drift
+    ``v + σ²/2 ∇log q`` of such a path is infinite. A Gaussian kernel of width ``h`` bounds
+    the Fisher information of ``q`` by about ``d/h²``, hence the extra action by about
+    ``σ⁴ d / (8h²)``. With ``h = σ√Δt / 2`` (the Brownian bridge's spread at mid-interval)
+    this is ``σ² d / (2Δt)``, the energy scale of the diffusion itself.
     """
 
     def __init__(
@@ -229,7 +239,7 @@ class SnapshotPath(MarginalPath):
         masses = np.asarray(masses, dtype=np.float64)
         if masses.shape != (len(labels),) or not np.all(masses > 0):
             raise ValueError(f"masses must hold one positive value per time point ({len(labels)}).")
-        self.masses = torch.as_tensor(masses, dtype=torch.float32)
+        self.masses = torch.as_tensor(masses / masses[0], dtype=torch.float32)
         self.pairing = self._resolve_pairing(pairing)
         self._plans = self._full_plans() if self.pairing == "full" and interpolation != "mixture" else None
         self._displacements = self._transport_displacements() if self.pairing == "full" and interpolation == "mixture" else None
@@ -272,15 +282,25 @@ class SnapshotPath(MarginalPath):
     def _bandwidths(self, smoothing: float | str) -> torch.Tensor:
         """Kernel standard deviation at each time point, interpolated linearly in between.
 
-        For the mixture, each interval ``k`` needs at least ``h_k`` (see the class notes); the
-        value at a time point is the larger of its two intervals' needs, so the bandwidth is
-        continuous in time (a jump would make the path discontinuous) and at least ``h_k``
-        throughout interval ``k``.
+        ``"auto"`` takes, at each time point, the largest need of the path there (see the
+        class notes): the mixture's bandwidth ``h_k`` of each adjacent interval, and with a
+        diffusion coefficient ``σ`` the entropic bandwidth ``σ √Δt / 2`` of each adjacent
+        interval (the Brownian bridge's spread at the middle of the interval). The bandwidth
+        is then continuous in time (a jump would make the path discontinuous) and covers each
+        interval's needs throughout it.
         """
         if smoothing != "auto":
             return torch.full((self.n_times,), float(smoothing))
-        if self.interpolation != "mixture" or self._displacements is None:
-            return torch.zeros(self.n_times)
+        needs = torch.zeros(self.n_times - 1)
+        if self.interpolation == "mixture" and self._displacements is not None:
+            needs = torch.maximum(needs, self._mixture_bandwidths())
+        if self.sigma is not None:
+            needs = torch.maximum(needs, 0.5 * self.sigma * torch.sqrt(self.steps.cpu()))
+        return torch.maximum(torch.cat([needs[:1], needs]), torch.cat([needs, needs[-1:]]))
+
+    def _mixture_bandwidths(self) -> torch.Tensor:
+        """``h_k = median(δ) / √8`` of each interval, ``δ`` the distance from each transported
+        copy at λ = ½ to the nearest copy of the other component."""
         forward, backward = self._displacements
         widths = []
         for k in range(self.n_times - 1):
@@ -289,8 +309,7 @@ class SnapshotPath(MarginalPath):
             b_half = self.snapshot(k + 1) + 0.5 * backward[hi : hi + int(self.counts[k + 1])]
             gaps = torch.cat([torch.cdist(a_half, b_half).min(1).values, torch.cdist(b_half, a_half).min(1).values])
             widths.append(float(gaps.median()) / math.sqrt(8.0))
-        needs = torch.tensor(widths)
-        return torch.maximum(torch.cat([needs[:1], needs]), torch.cat([needs, needs[-1:]]))
+        return torch.tensor(widths)
 
     def to(self, device: torch.device) -> SnapshotPath:
         self.device = torch.device(device)
@@ -398,6 +417,22 @@ class SnapshotPath(MarginalPath):
         # is computed once and gets ten times as many iterations.
         max_iter = SINKHORN_MAX_ITER if self.pairing == "minibatch" else 10 * SINKHORN_MAX_ITER
         return ot.sinkhorn(wa, wb, cost, reg=self.sigma**2 * dt, method="sinkhorn_log", numItermax=max_iter, stopThr=1e-6, warn=False)
+
+    def length(self, max_cells: int = 1000, seed: int = 0) -> float:
+        """Length of the path in the Wasserstein-2 sense: ``Σ_k W2(snapshot k, snapshot k+1)``
+        (exact, on at most ``max_cells`` random cells per snapshot), in the units of ``X``."""
+        rng = np.random.default_rng(seed)
+
+        def cells(k: int) -> np.ndarray:
+            snap = self.snapshot(k).detach().cpu().double().numpy()
+            return snap if len(snap) <= max_cells else snap[rng.choice(len(snap), max_cells, replace=False)]
+
+        total = 0.0
+        for k in range(self.n_times - 1):
+            a, b = cells(k), cells(k + 1)
+            cost = ot.dist(a, b, metric="sqeuclidean")
+            total += math.sqrt(max(ot.emd2(np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), cost, numItermax=10_000_000), 0.0))
+        return total
 
     def mass(self, tau: torch.Tensor) -> torch.Tensor:
         k, lam = self._interval(tau.to(self.device))

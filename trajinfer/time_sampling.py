@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ._defaults import TIME_PROPOSALS
+
 
 class UniformTimeProposal:
     """``p(t) = 1`` on [0, 1]."""
@@ -114,7 +116,6 @@ class AdaptiveTimeProposal:
 
 
 TimeProposal = UniformTimeProposal | QuasiUniformTimeProposal | AdaptiveTimeProposal
-TIME_PROPOSALS = ("quasi-uniform", "uniform", "adaptive")
 
 
 def make_time_proposal(name: str) -> TimeProposal:

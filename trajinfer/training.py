@@ -40,11 +40,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._defaults import LR_SCHEDULES
+
 __all__ = ["DivergenceError", "LR_SCHEDULES", "OptimizerSettings", "TrainingLoop", "lr_factor"]
 
 logger = logging.getLogger(__name__)
 
-LR_SCHEDULES = ("cosine", "constant")
 EARLY_START, EARLY_STOP = 20, 100
 RUNAWAY_WINDOW = 25
 RUNAWAY_FACTOR = 100.0

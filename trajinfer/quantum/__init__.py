@@ -14,7 +14,14 @@ Example
 >>> est = tj.ActionMatching(potential="residual", hidden_dims=(256,) * 5).fit(path)  # doctest: +SKIP
 """
 
-from .baselines import ScoreModel, ScoreNetwork, annealed_langevin, fit_score_model, score_matching_loss, true_score
+from .baselines import (
+    ScoreModel,
+    ScoreNetwork,
+    annealed_langevin,
+    fit_score_model,
+    score_matching_loss,
+    true_score,
+)
 from .evaluate import (
     PAPER_AVERAGE_MMD,
     average_mmd,

@@ -9,10 +9,8 @@ ALD only sees marginal scores, never the dynamics, so it lags behind a fast-movi
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -24,6 +22,7 @@ from .._device import resolve_device
 from .._random import SeedLike, as_int_seed, torch_generator
 from ..networks import StandardizedInput, TimeFeatures, make_mlp
 from ..paths import MarginalPath
+from ..training import OptimizerSettings, TrainingLoop
 from ..trajectories import Trajectories
 from .hydrogen import Wavefunction
 
@@ -140,9 +139,10 @@ def fit_score_model(
 ) -> ScoreModel:
     """Fit a time-dependent score network on a marginal path by (sliced) score matching.
 
-    Training mirrors :class:`trajinfer.ActionMatching`: internal times uniform in [0, 1], one
-    sample of ``q_tau`` per time, Adam with a cosine learning-rate decay to 1%, gradient
-    clipping and an exponential moving average of the weights.
+    Internal times are uniform in [0, 1], one sample of ``q_tau`` per time; the optimisation is
+    :class:`trajinfer.training.TrainingLoop`, the loop of :class:`trajinfer.ActionMatching`
+    (Adam, cosine learning-rate decay to 1%, gradient clipping, a warmed-up moving average of
+    the weights, divergence rollback).
 
     Parameters
     ----------
@@ -160,6 +160,11 @@ def fit_score_model(
         Random seed.
     progress
         Show a progress bar.
+
+    Raises
+    ------
+    trajinfer.training.DivergenceError
+        When the loss or gradient diverged (the fit is stopped; lower ``lr``).
     """
     if method not in SCORE_METHODS:
         raise ValueError(f"Unknown score matching method {method!r}; choose one of {SCORE_METHODS}.")
@@ -173,33 +178,21 @@ def fit_score_model(
     network = ScoreNetwork(path.dim, hidden_dims, activation).to(device)
     probe = path.sample(torch.rand(4096, generator=generator, device=device), generator)
     network.set_input_normalization(probe.mean(dim=0), probe.std(dim=0))
-    ema = copy.deepcopy(network) if ema_decay is not None else network
-    optimizer = torch.optim.Adam(network.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda k: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(k / n_iter, 1.0)))
-    )
-    losses = np.empty(n_iter)
-    start = time.perf_counter()
-    for k in tqdm(range(n_iter), desc=f"score matching ({method})", disable=not progress, leave=False):
+    settings = OptimizerSettings(lr=lr, grad_clip=grad_clip, ema_decay=ema_decay)
+    loop = TrainingLoop(network, settings, n_iter, progress=progress, desc=f"score matching ({method})")
+
+    def step(it: int) -> torch.Tensor:
         tau = torch.rand(batch_size, generator=generator, device=device)
-        x = path.sample(tau, generator)
-        loss = score_matching_loss(network, x, tau, method, generator).mean()
-        optimizer.zero_grad(set_to_none=True)
+        loss = score_matching_loss(network, path.sample(tau, generator), tau, method, generator).mean()
         loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(network.parameters(), grad_clip)
-        optimizer.step()
-        schedule.step()
-        if ema_decay is not None:
-            decay = min(ema_decay, (1.0 + k) / (10.0 + k))
-            with torch.no_grad():
-                for p_ema, p in zip(ema.parameters(), network.parameters()):
-                    p_ema.lerp_(p, 1.0 - decay)
-        losses[k] = loss.item()
-    fit_time = time.perf_counter() - start
-    logger.info("Score matching (%s): %d iterations in %.1f s, final loss %.4g.", method, n_iter, fit_time, losses[-1])
-    ema.eval()
-    return ScoreModel(ema, path.t_range, method, losses, fit_time)
+        return loss.detach()
+
+    try:
+        fit_time = loop.run(step, hint=f"Lower the learning rate (lr={lr}).")
+    finally:
+        loop.finalize()
+    logger.info("Score matching (%s): %d iterations in %.1f s, final loss %.4g.", method, n_iter, fit_time, loop.losses[-1])
+    return ScoreModel(network, path.t_range, method, loop.losses, fit_time)
 
 
 def true_score(wavefunction: Wavefunction) -> ScoreFn:

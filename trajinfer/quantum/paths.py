@@ -10,7 +10,13 @@ import torch
 
 from .._random import SeedLike
 from ..paths import MarginalPath
-from .hydrogen import BOHR_RADIUS, DEFAULT_STATES, CallableWavefunction, HydrogenSuperposition, Wavefunction
+from .hydrogen import (
+    BOHR_RADIUS,
+    DEFAULT_STATES,
+    CallableWavefunction,
+    HydrogenSuperposition,
+    Wavefunction,
+)
 from .sampling import SnapshotSeries, generate_dataset
 
 TIME_SELECTIONS = ("nearest", "bracket")

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
+from .. import _defaults as defaults
 from .._distributed import is_main_process
 from ..estimator import ActionMatching
 from ..losses import is_entropic, is_unbalanced
@@ -55,24 +56,25 @@ def _masses(masses: Any, mapping: Mapping, times: np.ndarray) -> np.ndarray | No
 def fit(
     adata: AnnData,
     time_key: str,
-    method: str = "eam",
+    method: str = defaults.METHOD,
     *,
     use_rep: str | None = None,
     n_comps: int | None = None,
     sigma: float | str | None = "auto",
-    interpolation: str = "mixture",
+    interpolation: str = defaults.INTERPOLATION,
     pairing: str = "auto",
-    n_iter: int = 2000,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    hidden_dims: Sequence[int] = (256, 256, 256),
+    n_iter: int = defaults.N_ITER,
+    batch_size: int = defaults.BATCH_SIZE,
+    lr: float = defaults.LR,
+    hidden_dims: Sequence[int] = defaults.HIDDEN_DIMS,
     device: str = "auto",
     seed: int | np.random.Generator = 0,
     progress: bool = True,
     key_added: str = "tj",
     copy: bool = False,
     masses: Any = None,
-    smoothing: float = 0.0,
+    smoothing: float | str = "auto",
+    growth_scale: float | str = "auto",
     min_cells: int = 2,
     **estimator_params: Any,
 ) -> ActionMatching | tuple[ActionMatching, AnnData]:
@@ -101,7 +103,7 @@ def fit(
         Diffusion coefficient for ``eam``/``ueam`` (and the ``"sb"`` interpolation), in
         representation units per sqrt(time unit); ``"auto"`` uses :func:`default_sigma`.
     interpolation
-        ``"mixture"``, ``"ot"`` or ``"sb"`` (see :class:`~trajinfer.SnapshotPath`).
+        ``"ot"`` (default), ``"mixture"`` or ``"sb"`` (see :class:`~trajinfer.SnapshotPath`).
     pairing
         How ``"ot"`` and ``"sb"`` pair consecutive snapshots: ``"full"`` (one plan between all
         their cells), ``"minibatch"`` or ``"auto"`` (see :class:`~trajinfer.SnapshotPath`).
@@ -114,8 +116,16 @@ def fit(
     masses
         Unbalanced methods: relative population size per time point (``"counts"`` uses cell
         counts, or a mapping label -> mass); default equal masses.
+    growth_scale
+        Unbalanced methods: the length scale δ of growth versus transport (see
+        :class:`~trajinfer.ActionMatching`); ``"auto"`` uses the data's path length
+        :meth:`SnapshotPath.length <trajinfer.SnapshotPath.length>`, so that the observed
+        motion is explained by transport and the change of population size by growth,
+        whatever the units of the representation.
     smoothing
-        Gaussian noise added to snapshot samples (representation units).
+        Standard deviation of the Gaussian kernel that smooths the snapshots (representation
+        units), or ``"auto"``: the data-derived bandwidth that keeps the loss bounded (see
+        :class:`~trajinfer.SnapshotPath`).
     min_cells
         Fewest cells allowed per time point.
     **estimator_params
@@ -156,6 +166,8 @@ def fit(
         X, labels.values, interpolation=interpolation, pairing=pairing, sigma=sigma_value, smoothing=smoothing,
         masses=_masses(masses, labels.mapping, labels.values), min_cells=min_cells,
     )
+    if is_unbalanced(method):
+        estimator_params["growth_scale"] = path.length() if growth_scale == "auto" else growth_scale
     model = ActionMatching(
         method=method, sigma=sigma_value if entropic else None, hidden_dims=hidden_dims, n_iter=n_iter,
         batch_size=batch_size, lr=lr, device=device, seed=seed, progress=progress, **estimator_params,
@@ -167,6 +179,7 @@ def fit(
         "use_rep": rep_key,
         "n_comps": int(X.shape[1]),
         "interpolation": interpolation,
+        "sigma": sigma_value,
         "key_added": key_added,
     }
 

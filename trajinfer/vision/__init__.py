@@ -3,20 +3,32 @@ embedded and local image data sets, likelihood and Fréchet-distance metrics, ba
 
 Typical use::
 
-    import trajinfer as tj
     from trajinfer import vision
 
     data = vision.load_digits()
     path = vision.LinearPath(data.images, bin_width=data.bin_width)
-    est = tj.ActionMatching(
-        potential=vision.UNetPotential(data.image_shape, base_channels=16),
-        time_weight=path.time_weight, time_proposal="adaptive", n_iter=2000, batch_size=64,
-    ).fit(path)
+    est = vision.action_matching(path, unet={"base_channels": 16}, n_iter=2000, batch_size=64).fit(path)
     x = est.simulate(path.prior_sample(64).cpu(), 0.0, 1.0, n_steps=50, method="rk4").X[-1]
+
+:func:`action_matching` sets the authors' training choices: the path's loss weight
+(``ω = 1 - tau`` on linear-type paths), quasi-uniform times, coupled minibatches (each path's
+``sample_triplet``) and a U-Net potential reading the path's conditioning channels.
 """
 
-from .baselines import FlowMatching, SlicedScoreMatching, annealed_langevin_dynamics, conditional_velocity
-from .data import ImageDataset, load_cifar10, load_digits, load_mnist, load_sample_patches, read_idx
+from .baselines import (
+    FlowMatching,
+    SlicedScoreMatching,
+    annealed_langevin_dynamics,
+    conditional_velocity,
+)
+from .data import (
+    ImageDataset,
+    load_cifar10,
+    load_digits,
+    load_mnist,
+    load_sample_patches,
+    read_idx,
+)
 from .interpolants import (
     ColorizationPath,
     InpaintingPath,
@@ -26,6 +38,7 @@ from .interpolants import (
     SuperResolutionPath,
     TorusPath,
     VPSDEPath,
+    action_matching,
     grayscale,
     inpainting_mask,
     make_path,
@@ -57,7 +70,7 @@ from .unet import UNet, UNetPotential, count_parameters
 __all__ = [
     "ColorizationPath", "FeatureClassifier", "FlowMatching", "ImageDataset", "InpaintingPath",
     "InterpolantPath", "LinearPath", "MaskedPath", "SlicedScoreMatching", "SuperResolutionPath",
-    "TorusPath", "UNet", "UNetPotential", "VPSDEPath", "annealed_langevin_dynamics", "bits_per_dim",
+    "TorusPath", "UNet", "UNetPotential", "VPSDEPath", "action_matching", "annealed_langevin_dynamics", "bits_per_dim",
     "classifier_accuracy", "classifier_fd", "conditional_velocity", "classifier_features", "classifier_score", "count_parameters",
     "dequantize", "frechet_distance", "grayscale", "image_grid", "inception_fid",
     "inception_weights_available", "inpainting_mask", "load_cifar10", "load_digits", "load_mnist",

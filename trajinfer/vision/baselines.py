@@ -8,15 +8,15 @@
   and sample by annealed Langevin dynamics over the noise levels of the path (Song & Ermon
   2019; paper Algorithm 4).
 
-Both train with Adam, a cosine learning-rate decay, gradient clipping and an exponential moving
-average of the weights, like :class:`trajinfer.ActionMatching`.
+Both train with :class:`trajinfer.training.TrainingLoop`, the loop of
+:class:`trajinfer.ActionMatching` (Adam, cosine learning-rate decay to 1%, gradient clipping, a
+warmed-up moving average of the weights, divergence rollback); each supplies only its loss.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .._device import resolve_device
 from .._random import SeedLike, as_int_seed, torch_generator
+from ..training import OptimizerSettings, TrainingLoop
 from .interpolants import InterpolantPath
 from .metrics import Field
 
@@ -33,7 +34,8 @@ logger = logging.getLogger("trajinfer")
 
 
 class _Baseline:
-    """Shared optimisation loop (Adam, cosine decay to 1%, clipping, EMA warm-up)."""
+    """A network trained on an interpolant path by :class:`~trajinfer.training.TrainingLoop`;
+    subclasses define the loss of one minibatch (:meth:`_loss`)."""
 
     name = "baseline"
 
@@ -63,44 +65,36 @@ class _Baseline:
         raise NotImplementedError
 
     def fit(self, path: InterpolantPath) -> _Baseline:
-        """Train on samples of ``path``; returns self with ``network_``, ``loss_curve_``, ``fit_time_``."""
+        """Train on samples of ``path``; returns self with ``network_``, ``loss_curve_``, ``fit_time_``.
+
+        Raises
+        ------
+        trajinfer.training.DivergenceError
+            When the loss or gradient diverged; the last healthy weights (moving average
+            included) are restored into ``network_`` and ``loss_curve_`` ends before the failure.
+        """
         device = resolve_device(self.device)
-        seed = as_int_seed(self.seed)
         path.to(device)
-        generator = torch_generator(seed, device)
-        network = self.network.to(device).train()
-        optimizer = torch.optim.Adam(network.parameters(), lr=self.lr)
-        n_iter = self.n_iter
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda k: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(k, n_iter) / n_iter))
-        )
-        ema = [p.detach().clone() for p in network.parameters()] if self.ema_decay else None
-        losses = np.empty(n_iter)
-        start = time.perf_counter()
-        for it in tqdm(range(n_iter), disable=not self.progress, desc=f"fit {self.name}", leave=False):
+        generator = torch_generator(as_int_seed(self.seed), device)
+        network = self.network.to(device).train().requires_grad_(True)
+        settings = OptimizerSettings(lr=self.lr, grad_clip=self.grad_clip, ema_decay=self.ema_decay)
+        loop = TrainingLoop(network, settings, self.n_iter, progress=self.progress, desc=f"fit {self.name}")
+
+        def step(it: int) -> torch.Tensor:
             loss = self._loss(network, path, generator)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{self.name} loss became {loss.item()} at iteration {it}; lower lr.")
-            optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if self.grad_clip is not None:
-                nn.utils.clip_grad_norm_(network.parameters(), self.grad_clip)
-            optimizer.step()
-            schedule.step()
-            if ema is not None:
-                decay = min(self.ema_decay, (1.0 + it) / (10.0 + it))
-                torch._foreach_lerp_(ema, [p.detach() for p in network.parameters()], 1.0 - decay)
-            losses[it] = loss.item()
-        if ema is not None:
-            with torch.no_grad():
-                for param, avg in zip(network.parameters(), ema):
-                    param.copy_(avg)
-        self.network_ = network.eval().requires_grad_(False)
-        self.loss_curve_ = losses
-        self.fit_time_ = time.perf_counter() - start
-        self.n_iter_ = n_iter
-        self.device_ = device
-        logger.info("Fitted %s in %.1f s (%d iterations, final loss %.4g).", self.name, self.fit_time_, n_iter, losses[-1])
+            return loss.detach()
+
+        try:
+            elapsed = loop.run(step, hint=f"Lower the learning rate (lr={self.lr}).")
+        finally:
+            loop.finalize()
+            self.network_ = network
+            self.loss_curve_ = loop.losses
+            self.n_iter_ = len(loop.losses)
+            self.device_ = device
+        self.fit_time_ = elapsed
+        logger.info("Fitted %s in %.1f s (%d iterations, final loss %.4g).", self.name, elapsed, self.n_iter_, loop.losses[-1])
         return self
 
 

@@ -28,11 +28,14 @@ class SinusoidalTimeEmbedding(nn.Module):
     """Sinusoidal embedding of a time in [0, 1] followed by a 2-layer MLP.
 
     Frequencies are geometric from ``max_frequency / 10^4`` to ``max_frequency`` (radians per
-    unit time). Action Matching differentiates the potential in time, so the default keeps them
-    moderate (a few periods over [0, 1]) rather than DDPM's step-index scale of ~1000.
+    unit time). The default, 1, is the DDPM embedding fed the raw time ``t ∈ [0, 1]``, as the
+    Action Matching authors do: every feature and its time derivative are at most 1 in size, so
+    ``∂_t s``, which the loss integrates, is as smooth as ``s`` and the MLP builds the time
+    dependence. A maximum of 30 makes the features' time derivatives up to 30 times larger than
+    the features and ``∂_t s`` that much rougher.
     """
 
-    def __init__(self, dim: int, max_frequency: float = 30.0):
+    def __init__(self, dim: int, max_frequency: float = 1.0):
         super().__init__()
         if dim < 2 or dim % 2:
             raise ValueError(f"The time embedding dimension must be even and >= 2, got {dim}.")
@@ -42,9 +45,13 @@ class SinusoidalTimeEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.SiLU(), nn.Linear(4 * dim, 4 * dim))
         self.out_features = 4 * dim
 
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
+    def features(self, t: torch.Tensor) -> torch.Tensor:
+        """The sine and cosine features of times ``t`` (B,) -> (B, dim), before the MLP."""
         angles = self.max_frequency * t[:, None] * self.frequencies
-        return self.mlp(torch.cat([torch.sin(angles), torch.cos(angles)], dim=1))
+        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.features(t))
 
 
 class ResidualBlock(nn.Module):
@@ -130,7 +137,7 @@ class UNet(nn.Module):
         in_channels: int | None = None,
         out_channels: int | None = None,
         time_embed_dim: int | None = None,
-        time_max_frequency: float = 30.0,
+        time_max_frequency: float = 1.0,
     ):
         super().__init__()
         if len(image_shape) != 3:
@@ -224,7 +231,12 @@ class UNetPotential(nn.Module):
     Parameters
     ----------
     image_shape
-        ``(C, H, W)``.
+        ``(C, H, W)`` of the generated image.
+    cond_channels
+        Conditioning channels that follow the image in each state (a low-resolution or
+        grayscale observation, see :mod:`trajinfer.vision.interpolants`). The U-Net reads them
+        as extra input channels with their gradient stopped, ``s = <unet(t, [x, sg(c)]), x>``:
+        their velocity ``∇_c s`` is zero, so they stay the observation.
     periodic
         For data on the torus: the network sees ``φ(x) = (cos x, sin x)`` (2C channels) and
         ``s = <unet(t, φ(x)), φ(x)>``, which is 2π-periodic in every pixel, so the velocity
@@ -236,18 +248,23 @@ class UNetPotential(nn.Module):
 
     Notes
     -----
-    ``forward(x, t)`` takes ``x`` of shape (B, C*H*W) and internal time ``t`` (B,) in [0, 1] and
-    returns (B,), the signature :class:`trajinfer.ActionMatching` expects of a potential.
+    ``forward(x, t)`` takes ``x`` of shape (B, (C + cond_channels)*H*W) and internal time ``t``
+    (B,) in [0, 1] and returns (B,), the signature :class:`trajinfer.ActionMatching` expects of
+    a potential.
     """
 
-    def __init__(self, image_shape: Sequence[int], *, periodic: bool = False, **unet_kwargs: Any):
+    def __init__(self, image_shape: Sequence[int], *, cond_channels: int = 0, periodic: bool = False, **unet_kwargs: Any):
         super().__init__()
+        if cond_channels < 0:
+            raise ValueError(f"cond_channels must be non-negative, got {cond_channels}.")
         c = int(image_shape[0])
         channels = 2 * c if periodic else c
         self.periodic = bool(periodic)
+        self.cond_channels = int(cond_channels)
         self.image_shape = tuple(int(s) for s in image_shape)
-        self.unet = UNet(image_shape, in_channels=channels, out_channels=channels, **unet_kwargs)
-        self.config = {"periodic": self.periodic, **self.unet.config}
+        self.image_dim = math.prod(self.image_shape)
+        self.unet = UNet(image_shape, in_channels=channels + self.cond_channels, out_channels=channels, **unet_kwargs)
+        self.config = {"periodic": self.periodic, "cond_channels": self.cond_channels, **self.unet.config}
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Network input: ``x`` itself, or per-channel ``(cos x, sin x)`` when periodic."""
@@ -258,8 +275,9 @@ class UNetPotential(nn.Module):
         return torch.cat([torch.cos(images), torch.sin(images)], dim=1).reshape(x.shape[0], -1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        features = self.features(x)
-        return (self.unet(features, t) * features).sum(dim=1)
+        features = self.features(x[:, : self.image_dim])
+        inputs = torch.cat([features, x[:, self.image_dim :].detach()], dim=1) if self.cond_channels else features
+        return (self.unet(inputs, t) * features).sum(dim=1)
 
 
 def count_parameters(module: nn.Module) -> int:

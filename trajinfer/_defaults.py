@@ -1,0 +1,44 @@
+"""The one home of the package's defaults and option names.
+
+:class:`~trajinfer.ActionMatching`, :func:`trajinfer.fit` and the command line read their
+defaults from here, so that a default is changed in one place. The values were chosen by
+leave-one-time-point-out validation on training data (``benchmarks/defaults.py``, results in
+``benchmarks/results/defaults.md``) and by the ground-truth benchmark
+(``benchmarks/groundtruth.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+__all__ = [
+    "BATCH_SIZE", "HIDDEN_DIMS", "INTERPOLATION", "INTERPOLATIONS", "LAPLACIANS", "LR", "LR_SCHEDULES", "METHOD",
+    "METHODS", "N_ITER", "PAIRINGS", "TIME_PROPOSAL", "TIME_PROPOSALS", "Interpolation", "Laplacian", "LRSchedule",
+    "Method", "Pairing", "TimeProposalName",
+]
+
+Method = Literal["am", "eam", "uam", "ueam"]
+Interpolation = Literal["mixture", "ot", "sb"]
+Pairing = Literal["auto", "full", "minibatch"]
+Laplacian = Literal["auto", "exact", "hutchinson"]
+TimeProposalName = Literal["quasi-uniform", "uniform", "adaptive"]
+LRSchedule = Literal["cosine", "constant"]
+
+METHODS: tuple[str, ...] = get_args(Method)
+INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
+PAIRINGS: tuple[str, ...] = get_args(Pairing)
+LAPLACIANS: tuple[str, ...] = get_args(Laplacian)
+TIME_PROPOSALS: tuple[str, ...] = get_args(TimeProposalName)
+LR_SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
+
+#: Variant fitted by default (entropic: a stochastic model of cells, with ``sigma="auto"`` in ``tj.fit``).
+METHOD: Method = "eam"
+#: Interpolation between snapshots.
+INTERPOLATION: Interpolation = "ot"
+#: Optimisation budget and network.
+N_ITER = 1500
+BATCH_SIZE = 256
+LR = 3e-3
+HIDDEN_DIMS: tuple[int, ...] = (128, 128, 128)
+#: Times of the loss's integral: a randomly shifted low-discrepancy sequence.
+TIME_PROPOSAL: TimeProposalName = "quasi-uniform"
