@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 from pathlib import Path
@@ -38,9 +39,10 @@ from ._validation import (
 )
 from .costs import KineticCost, QuadraticCost, resolve_cost
 from .derivatives import potential_derivatives, resolve_laplacian
+from .diagnostics import FitWarning, fit_diagnostics, report_fit
 from .losses import action_matching_loss, is_entropic, is_unbalanced
 from .networks import _ACTIVATIONS, POTENTIAL_FORMS, MLPPotential
-from .paths import CallablePath, MarginalPath
+from .paths import CallablePath, MarginalPath, SnapshotPath
 from .persistence import load, to_plain
 from .persistence import save as save_model
 from .simulate import integrate_ode, integrate_sde
@@ -177,6 +179,13 @@ class ActionMatching(BaseEstimator):
         Wall-clock seconds of the last fit.
     device_ : torch.device
         Device the model lives on.
+    diagnostics_ : dict
+        Checks of the last fit on its own path (:func:`trajinfer.diagnostics.fit_diagnostics`):
+        status, final loss, score on fresh samples, kinetic energy against the data's, and
+        warnings naming what to change. A fit that diverged has ``status="diverged"``.
+    metadata_ : dict
+        Set by :func:`trajinfer.fit`: the AnnData bookkeeping (time key, label ↔ time mapping,
+        representation, interpolation, sigma, key_added).
     """
 
     # what each parameter accepts, checked by fit (see trajinfer._validation); sigma, cost,
@@ -291,6 +300,14 @@ class ActionMatching(BaseEstimator):
         else:
             raise TypeError("path must be a trajinfer MarginalPath or a callable f(t) -> samples.")
 
+        if is_entropic(self.method) and isinstance(path, SnapshotPath) and path.sigma is None and not callable(self.sigma):
+            # the entropic loss is unbounded below on unsmoothed snapshots: smooth them for this sigma
+            path = path.with_diffusion(self.sigma)
+        if is_entropic(self.method) and isinstance(path, SnapshotPath) and float(path.bandwidths.max()) == 0.0:
+            warnings.warn(
+                f"method={self.method!r} on unsmoothed snapshots (smoothing=0): the entropic loss is unbounded below "
+                "there. Use smoothing='auto' or a positive kernel width.", FitWarning, stacklevel=2,
+            )
         context, device = setup_distributed(self.distributed, resolve_device(self.device))
         seed = context.broadcast_object(as_int_seed(self.seed))
         path.to(device)
@@ -371,11 +388,13 @@ class ActionMatching(BaseEstimator):
         except DivergenceError:
             loop.finalize()
             self._finish(network, loop.losses, 0.0)
+            self.diagnostics_ = fit_diagnostics(self, path, loss_scale=loss_scale, generator=generator, status="diverged")
             raise
         loop.finalize()
         self._finish(network, loop.losses, elapsed)
+        self.diagnostics_ = fit_diagnostics(self, path, loss_scale=loss_scale, generator=generator)
         if context.is_main:
-            logger.info("Fitted %s in %.1f s (%d iterations, final loss %.4g).", self.method, self.fit_time_, n_iter, loop.losses[-1])
+            report_fit(self)
         return self
 
     def _optimizer_settings(self) -> OptimizerSettings:

@@ -7,6 +7,7 @@ A path maps a batch of internal times ``tau`` in [0, 1] (one per sample) to one 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -417,6 +418,15 @@ class SnapshotPath(MarginalPath):
         # is computed once and gets ten times as many iterations.
         max_iter = SINKHORN_MAX_ITER if self.pairing == "minibatch" else 10 * SINKHORN_MAX_ITER
         return ot.sinkhorn(wa, wb, cost, reg=self.sigma**2 * dt, method="sinkhorn_log", numItermax=max_iter, stopThr=1e-6, warn=False)
+
+    def with_diffusion(self, sigma: float) -> SnapshotPath:
+        """This path for an entropic method with diffusion coefficient ``sigma``: a shallow copy
+        (sharing the cells and plans) whose automatic smoothing includes the entropic bandwidth.
+        With an explicit ``smoothing`` the copy keeps it."""
+        path = copy.copy(self)
+        path.sigma = float(sigma) if self.interpolation != "sb" or self.sigma is None else self.sigma
+        path.bandwidths = path._bandwidths(self._smoothing_param).to(self.device)
+        return path
 
     def length(self, max_cells: int = 1000, seed: int = 0) -> float:
         """Length of the path in the Wasserstein-2 sense: ``Σ_k W2(snapshot k, snapshot k+1)``
