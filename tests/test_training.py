@@ -1,0 +1,78 @@
+"""The training loop: divergence rollback, runaway detection, schedule."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import trajinfer as tj
+from trajinfer.training import EARLY_STOP, DivergenceError, OptimizerSettings, TrainingLoop, lr_factor
+
+
+def _snapshots() -> tuple[list[np.ndarray], list[float]]:
+    rng = np.random.default_rng(0)
+    times = [0.0, 1.0, 2.0]
+    return [rng.normal(loc=[t, 0.0], scale=0.3, size=(100, 2)) for t in times], times
+
+
+@pytest.mark.parametrize("lr", [1e6, 1e3])
+def test_diverging_fit_keeps_finite_weights_of_sensible_size(lr):
+    X, times = _snapshots()
+    est = tj.ActionMatching("am", lr=lr, n_iter=400, hidden_dims=(32, 32), ema_decay=None, progress=False)
+    with pytest.raises(DivergenceError, match=r"lr=") as info:
+        est.fit(tj.SnapshotPath(X, times, interpolation="ot"))
+    assert info.value.iteration < 400
+    assert est.diagnostics_["status"] == "diverged"
+    v = est.velocity(X[0], 0.0)
+    assert np.isfinite(v).all()
+    # the snapshots move one unit per time unit; restored weights are those of a healthy fit
+    assert np.sqrt((v**2).sum(1).mean()) < 100
+    assert all(torch.isfinite(p).all() for p in est.potential_.parameters())
+
+
+def test_runaway_loss_is_stopped_and_rolled_back():
+    net = nn.Linear(1, 1)
+    loop = TrainingLoop(net, OptimizerSettings(lr=1e-3, ema_decay=None), n_iter=1000, progress=False, snapshot_every=10)
+    seen = {}
+
+    def step(it: int) -> torch.Tensor:
+        loss = net.weight.sum() * 0 + (-1.0 if it < 150 else -(10.0 ** ((it - 150) / 5)))
+        (net.weight.sum() * 1e-3).backward()
+        seen[it] = net.weight.detach().clone()
+        return loss.detach()
+
+    with pytest.raises(DivergenceError) as info:
+        loop.run(step)
+    assert info.value.reason == "runaway loss"
+    assert EARLY_STOP < info.value.iteration < 200
+    kept = len(loop.losses)
+    assert kept <= 150 and kept % 10 == 0  # a snapshot from before the run-away
+    assert torch.equal(net.weight.detach(), seen[kept])
+
+
+def test_nan_gradient_restores_weights_moving_average_and_optimizer():
+    net = nn.Linear(2, 1)
+    loop = TrainingLoop(net, OptimizerSettings(lr=1e-2), n_iter=100, progress=False, snapshot_every=5, loss_scale=10.0)
+
+    def step(it: int) -> torch.Tensor:
+        loss = net(torch.ones(4, 2)).pow(2).mean() * (math.nan if it == 23 else 1.0)
+        loss.backward()
+        return loss.detach()
+
+    with pytest.raises(DivergenceError, match="non-finite"):
+        loop.run(step)
+    assert len(loop.losses) == 20
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+    assert all(torch.isfinite(a).all() for a in loop.ema)
+    assert loop.scheduler.last_epoch == 20
+
+
+def test_warmup_then_cosine_schedule():
+    factor = lr_factor(OptimizerSettings(warmup=10), n_iter=110)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0) and factor(110) == pytest.approx(0.01)
+    assert factor(60) == pytest.approx(0.01 + 0.99 * 0.5)
