@@ -1,0 +1,73 @@
+"""How far pushed cells land from the observed cells: the guard of push, fate and decode."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+__all__ = ["OFF_SUPPORT_FACTOR", "OFF_SUPPORT_WARN_FRACTION", "OffSupportWarning", "SupportCheck", "check_support"]
+
+logger = logging.getLogger(__name__)
+
+#: A pushed cell is off the data's support when its distance to the nearest observed cell
+#: exceeds this many typical nearest-neighbour distances of the observed cells.
+OFF_SUPPORT_FACTOR = 3.0
+#: Warn when more than this fraction of the pushed cells is off the support.
+OFF_SUPPORT_WARN_FRACTION = 0.1
+
+
+class OffSupportWarning(UserWarning):
+    """Many simulated cells landed far from every observed cell: results there are extrapolation."""
+
+
+@dataclass(frozen=True)
+class SupportCheck:
+    """Distances of pushed cells to the observed cells.
+
+    Attributes
+    ----------
+    ratio
+        Per pushed cell, the distance to the nearest observed cell over the typical (median)
+        nearest-neighbour distance among the observed cells.
+    off_support_fraction
+        Fraction of pushed cells with ``ratio > OFF_SUPPORT_FACTOR``.
+    """
+
+    ratio: np.ndarray
+    off_support_fraction: float
+
+
+def check_support(pushed: np.ndarray, observed: np.ndarray, *, what: str = "pushed cells", warn: bool = True) -> SupportCheck:
+    """Measure how far ``pushed`` lands from ``observed`` and warn when much of it is off support.
+
+    Parameters
+    ----------
+    pushed
+        Simulated cells, shape (n, d), in the fitted representation.
+    observed
+        The observed cells they are compared with (e.g. all cells of the data), shape (m, d).
+    what
+        How the pushed cells are called in the warning.
+    warn
+        Emit an :class:`OffSupportWarning` when more than ``OFF_SUPPORT_WARN_FRACTION`` is off.
+    """
+    observed = np.asarray(observed, dtype=np.float64)
+    pushed = np.asarray(pushed, dtype=np.float64)
+    index = NearestNeighbors(n_neighbors=2).fit(observed)
+    typical = float(np.median(index.kneighbors(observed, 2)[0][:, 1]))
+    distance = index.kneighbors(pushed, 1)[0][:, 0]
+    ratio = distance / max(typical, 1e-12)
+    fraction = float(np.mean(ratio > OFF_SUPPORT_FACTOR)) if len(ratio) else 0.0
+    if warn and fraction > OFF_SUPPORT_WARN_FRACTION:
+        message = (
+            f"{100 * fraction:.0f}% of the {what} landed more than {OFF_SUPPORT_FACTOR:g} typical neighbour distances "
+            "from every observed cell: results for them are extrapolation. Check the fit (model.diagnostics_), try "
+            "interpolation='ot', or simulate over a shorter time."
+        )
+        logger.warning(message)
+        warnings.warn(message, OffSupportWarning, stacklevel=3)
+    return SupportCheck(ratio=ratio, off_support_fraction=fraction)
