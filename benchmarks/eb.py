@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 import trajinfer as tj  # noqa: E402
+from trajinfer import _defaults as defaults  # noqa: E402
 from trajinfer.tl import default_sigma  # noqa: E402
 
 DATA = Path("/work/shared/data")
@@ -156,11 +157,14 @@ def stacked(snapshots: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(snapshots), np.concatenate([np.full(len(v), k, dtype=float) for k, v in enumerate(snapshots)])
 
 
-def fit_am(val: list[np.ndarray], method: str, interpolation: str, settings: dict[str, Any], seed: int = 0) -> tj.ActionMatching:
+def fit_am(val: list[np.ndarray], method: str, interpolation: str, settings: dict[str, Any], seed: int = 0,
+           times: list[float] | None = None) -> tj.ActionMatching:
     X, t = stacked(val)
+    if times is not None:
+        t = np.asarray(times, dtype=float)[t.astype(int)]
     sigma = default_sigma(X, t)
     estimator_settings = {k: v for k, v in settings.items() if k != "smoothing"}
-    path = tj.SnapshotPath(X, t, interpolation=interpolation, sigma=sigma, smoothing=settings.get("smoothing", 0.0))
+    path = tj.SnapshotPath(X, t, interpolation=interpolation, sigma=sigma, smoothing=settings.get("smoothing", "auto"))
     model = tj.ActionMatching(method=method, sigma=sigma, seed=seed, progress=False, device="cpu", **estimator_settings)
     return model.fit(path)
 
@@ -258,6 +262,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--budget-curve", default=None, metavar="ITERS",
                         help="comma-separated eAM iteration budgets: write eb_budget.md/json (time to accuracy against MIOFlow)")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds of --budget-curve")
+    parser.add_argument("--defaults", action="store_true",
+                        help="fit trajinfer with tj.fit's defaults (no tuning): the row users get")
+    parser.add_argument("--loo", action="store_true",
+                        help="leave-one-time-point-out protocol: write eb_loo.md/json (trajinfer defaults and the peers)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.merge:
@@ -272,6 +280,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     peer_budget = {"mioflow": args.mioflow_epochs or (1 if quick else 100), "otcfm": args.cfm_iters or (10 if quick else 2000),
                    "sf2m": args.cfm_iters or (10 if quick else 2000)}
     base = {"hidden_dims": (32, 32) if quick else (128, 128, 128), "n_iter": n_iter, "batch_size": 64 if quick else 256, "lr": 1e-3}
+    if args.defaults or args.loo:
+        base = {"hidden_dims": (32, 32) if quick else defaults.HIDDEN_DIMS, "n_iter": args.n_iter or (10 if quick else defaults.N_ITER),
+                "batch_size": 64 if quick else defaults.BATCH_SIZE, "lr": defaults.LR}
     prov = C.provenance({"mode": "quick" if quick else "full"}, argv, f"benchmarks/{Path(__file__).name}")
     print(C.provenance_md(prov), flush=True)
 
@@ -290,6 +301,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = {}
     for method in [g for g in ("eam", "ueam") if g in groups]:
         tuning_file = args.out / f"eb_tuning_{method}.json"
+        if args.defaults or args.loo:
+            settings[method] = dict(base)
+            print(f"trajinfer {method} settings (tj.fit defaults):", settings[method], flush=True)
+            continue
         if args.tune_only or not (args.no_tune or args.budget_curve):
             cands = [{"lr": 1e-3}, {"lr": 5e-3}] if quick else TUNING_CANDIDATES
             previous = None if args.retune or not tuning_file.exists() else json.loads(tuning_file.read_text())
@@ -307,6 +322,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"trajinfer {method} settings:", settings[method], flush=True)
     if args.tune_only:
         return tunings
+    if args.loo:
+        return loo(val, test, settings.get("eam", base), repeats, n_steps, peer_budget, args, prov)
     if args.budget_curve:
         budgets = [int(b) for b in args.budget_curve.split(",")]
         seeds = [int(x) for x in args.seeds.split(",")]
@@ -388,6 +405,74 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     C.write_json(args.out / "eb.json", payload)
     (args.out / "eb.md").write_text(markdown(payload))
     print((args.out / "eb.md").read_text())
+    return payload
+
+
+def loo(val: list[np.ndarray], test: list[np.ndarray], settings: dict[str, Any], repeats: int, n_steps: int,
+        peer_budget: dict[str, int], args: argparse.Namespace, prov: dict[str, Any]) -> dict[str, Any]:
+    """Leave one time point out: fit on the val split without label k, push the test cells of
+    label k−1 to the time of k, compare with the test cells of k by W1 (k = 1, 2, 3).
+
+    trajinfer runs with tj.fit's defaults for each interpolation; the peers with their defaults.
+    MIOFlow takes the rank of each time label as its time, so with label k held out its push
+    ends halfway between the ranks of k−1 and k+1 (the labels are equally spaced).
+    """
+    from peers import fit_mioflow, fit_otcfm, fit_sf2m
+
+    held_out = list(range(1, len(val) - 1))
+    rows: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, k: int, w1: float, fit_s: float) -> None:
+        row = rows.setdefault(name, {"w1": {}, "fit_seconds": {}})
+        row["w1"][k], row["fit_seconds"][k] = w1, fit_s
+        print(f"[loo] {name} k={k}: W1 {w1:.3f} (fit {fit_s:.0f} s)", flush=True)
+
+    for k in held_out:
+        keep = [j for j in range(len(val)) if j != k]
+        train = [val[j] for j in keep]
+        src, tgt = test[k - 1], test[k]
+        for interp in [i for i in ("ot", "mixture", "sb") if i in args.interps.split(",")]:
+            rec: dict[str, Any] = {}
+            with C.measure(rec):
+                model = fit_am(train, "eam", interp, settings, seed=args.seed, times=keep)
+            X_end, _ = am_push(model, n_steps)(src, k - 1, k, repeats, k)
+            n = len(src)
+            w1 = float(np.mean([tj.metrics.w1(X_end[r * n:(r + 1) * n], tgt) for r in range(repeats)]))
+            record(f"trajinfer eAM ({interp}), defaults", k, w1, rec["fit_seconds"])
+        for key, name, fn, stochastic in (("mioflow", "MIOFlow", fit_mioflow, False), ("otcfm", "TorchCFM OT-CFM", fit_otcfm, False),
+                                          ("sf2m", "TorchCFM SF2M", fit_sf2m, True)):
+            if key not in args.peers.split(","):
+                continue
+            budget = peer_budget[key]
+            kw = {"n_epochs": budget} if key == "mioflow" else {"n_iter": budget}
+            times = list(range(len(keep))) if key == "mioflow" else keep
+            rec = {}
+            with C.measure(rec):
+                model = fn(train, times, seed=args.seed, **kw)
+            start, end = (k - 1, k - 0.5) if key == "mioflow" else (k - 1, k)
+            copies = repeats if stochastic else 1
+            out, _ = model.push(np.tile(src, (copies, 1)), start, end, seed=k)
+            n = len(src)
+            w1 = float(np.mean([tj.metrics.w1(out[r * n:(r + 1) * n], tgt) for r in range(copies)]))
+            record(name, k, w1, rec["fit_seconds"])
+    no_move = {k: tj.metrics.w1(test[k - 1], test[k]) for k in held_out}
+    floor = {k: tj.metrics.w1(val[k], test[k]) for k in held_out}
+    header = ["method", *[f"k={k}" for k in held_out], "mean", "fit s (mean)"]
+    table = [[name, *[C.fmt(r["w1"][k]) for k in held_out], C.fmt(np.mean(list(r["w1"].values()))),
+              C.fmt(np.mean(list(r["fit_seconds"].values())), 1)] for name, r in rows.items()]
+    table.append(["no move (test k−1 vs test k)", *[C.fmt(no_move[k]) for k in held_out], C.fmt(np.mean(list(no_move.values()))), ""])
+    table.append(["finite-sample floor W1(val k, test k)", *[C.fmt(floor[k]) for k in held_out], C.fmt(np.mean(list(floor.values()))), ""])
+    md = "\n".join([
+        "# Embryoid body, leave one time point out", "", C.provenance_md(prov), "",
+        f"Fit on the val split without label k, push the test cells of label k−1 to label k, {W1_LABEL} against the test "
+        f"cells of k. trajinfer: `tj.fit` defaults ({settings}), {repeats} stochastic repeats (SF2M too); peers: their "
+        "package defaults. One CPU thread, one fit at a time.", "",
+        C.md_table(header, table), ""])
+    payload = {"provenance": prov, "settings": settings, "repeats": repeats, "rows": rows, "no_move": no_move, "floor": floor}
+    args.out.mkdir(parents=True, exist_ok=True)
+    C.write_json(args.out / "eb_loo.json", payload)
+    C.write_text(args.out / "eb_loo.md", md)
+    print(md)
     return payload
 
 

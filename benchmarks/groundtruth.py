@@ -1,0 +1,194 @@
+"""The estimator on ground truth: relative error of the learned field against wall time.
+
+Problems (each a callable path drawing exact samples of the marginals, so the only errors are
+the estimator's):
+
+- ``ou{d}-eam`` / ``ou{d}-am``: Ornstein–Uhlenbeck ``dX = −θX dt + σ dW`` (θ = σ = 1) from
+  ``N(2·1, 0.25 I)`` over t ∈ [0, 1] in d = 2, 3, 5, 20 dimensions; eAM must recover the drift
+  ``−θx``, AM the probability-flow velocity ``−θx + (σ²/2)(x − m_t)/v_t``;
+- ``growth-uam``: two static clusters, one doubling and one halving per unit time, over
+  t ∈ [0, 2]; uAM must recover the growth rate ``±ln 2`` (error over both clusters);
+- ``ot3-am``: the displacement interpolation between ``N(0, I)`` and ``N(m, 4I)`` in 3-D, whose
+  velocity ``m + (r − 1)(x − t m)/(1 − t + t r)`` (r = 2) AM must recover.
+
+Error: relative RMS error ``|v̂ − v| / |v|`` on 4,000 fresh samples at uniform times over the
+whole range (``all``), and separately on the first and last 5% of the range (``start``,
+``end``). Wall time of the fit on one CPU thread (the first fit of a process also pays about 2 s
+of one-off imports inside torch's optimiser, excluded by a warm-up fit). Rows: the defaults (three
+seeds) first, then the previous defaults and alternatives (one seed each).
+
+Usage::
+
+    python benchmarks/groundtruth.py                      # about 25 minutes, one thread
+    python benchmarks/groundtruth.py --quick --out /tmp/gt
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+import trajinfer as tj  # noqa: E402
+
+THETA, SIGMA, M0, V0 = 1.0, 1.0, 2.0, 0.25
+LN2 = math.log(2.0)
+CONFIGS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "previous defaults (256x3, 2000 it, lr 1e-3, uniform t)": {
+        "hidden_dims": (256, 256, 256), "n_iter": 2000, "lr": 1e-3, "time_proposal": "uniform",
+    },
+    "uniform t": {"time_proposal": "uniform"},
+    "lr 1e-3": {"lr": 1e-3},
+    "batch 1024": {"batch_size": 1024},
+    "64x3, batch 2048": {"hidden_dims": (64, 64, 64), "batch_size": 2048},
+    "4000 it": {"n_iter": 4000},
+}
+
+
+class Problem:
+    """A path with a known field: ``sample(t)``, ``truth(x, t)`` and the field the model returns."""
+
+    def __init__(self, name: str, method: str, t_range: tuple[float, float], sample: Callable, truth: Callable,
+                 field: str = "velocity", mass: Callable | None = None, sigma: float | None = None):
+        self.name, self.method, self.t_range = name, method, t_range
+        self.sample, self.truth, self.field, self.mass, self.sigma = sample, truth, field, mass, sigma
+
+
+def ou_problem(dim: int, method: str) -> Problem:
+    def moments(t):
+        decay = torch.exp(-THETA * t)
+        return M0 * decay, V0 * decay**2 + SIGMA**2 / (2 * THETA) * (1 - decay**2)
+
+    def sample(t):
+        m, v = moments(t)
+        return m[:, None] + v.sqrt()[:, None] * torch.randn(t.shape[0], dim)
+
+    def truth(x, t):
+        if method == "eam":
+            return -THETA * x
+        m, v = moments(t)
+        return -THETA * x + 0.5 * SIGMA**2 * (x - m[:, None]) / v[:, None]
+
+    return Problem(f"ou{dim}-{method}", method, (0.0, 1.0), sample, truth, sigma=SIGMA if method == "eam" else None)
+
+
+def growth_problem() -> Problem:
+    centres = torch.tensor([[-3.0, 0.0], [3.0, 0.0]])
+
+    def weights(t):
+        return torch.stack([0.5 * torch.exp(LN2 * t), 0.5 * torch.exp(-LN2 * t)], 1)
+
+    def sample(t):
+        w = weights(t)
+        which = (torch.rand(t.shape[0]) >= w[:, 0] / w.sum(1)).long()
+        return centres[which] + 0.5 * torch.randn(t.shape[0], 2)
+
+    def truth(x, t):
+        return torch.where(x[:, 0] < 0, LN2, -LN2)[:, None]
+
+    return Problem("growth-uam", "uam", (0.0, 2.0), sample, truth, field="growth", mass=lambda t: weights(t).sum(1))
+
+
+def ot_problem() -> Problem:
+    m, r = torch.tensor([2.0, -1.0, 0.5]), 2.0
+
+    def sample(t):
+        return t[:, None] * m + (1 - t + t * r)[:, None] * torch.randn(t.shape[0], 3)
+
+    def truth(x, t):
+        return m + (r - 1) * (x - t[:, None] * m) / (1 - t + t * r)[:, None]
+
+    return Problem("ot3-am", "am", (0.0, 1.0), sample, truth)
+
+
+def problems() -> list[Problem]:
+    return [*(ou_problem(d, m) for d in (2, 3, 5, 20) for m in ("eam", "am")), growth_problem(), ot_problem()]
+
+
+def errors(model: tj.ActionMatching, problem: Problem, seed: int = 1234) -> dict[str, float]:
+    generator = torch.Generator().manual_seed(seed)
+    lo, hi = problem.t_range
+    span = hi - lo
+    out = {}
+    for name, a, b in (("all", 0.0, 1.0), ("start", 0.0, 0.05), ("end", 0.95, 1.0)):
+        t = lo + span * (a + (b - a) * torch.rand(4000, generator=generator))
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            x = problem.sample(t)
+        truth = problem.truth(x, t).numpy()
+        if problem.field == "growth":
+            estimate = model.growth(x.numpy(), t.numpy())[:, None]
+        else:
+            estimate = model.velocity(x.numpy(), t.numpy())
+        out[name] = float(np.linalg.norm(estimate - truth) / np.linalg.norm(truth))
+    return out
+
+
+def fit(problem: Problem, config: dict[str, Any], seed: int, quick: bool) -> dict[str, Any]:
+    params = {**config, "seed": seed, "progress": False}
+    if quick:
+        params["n_iter"] = 30
+    torch.manual_seed(seed)  # the callable path draws from torch's global generator
+    path = tj.CallablePath(problem.sample, t_range=problem.t_range, mass_fn=problem.mass)
+    model = tj.ActionMatching(problem.method, sigma=problem.sigma, **params)
+    start = time.perf_counter()
+    model.fit(path)
+    wall = time.perf_counter() - start
+    return {"wall_s": wall, "iterations": model.n_iter_, **errors(model, problem)}
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    header = ["problem", "setting", "seeds", "rel. error (all)", "start", "end", "fit s"]
+    rows = []
+    for r in payload["rows"]:
+        runs = r["runs"]
+        agg = {k: (np.mean([x[k] for x in runs]), np.std([x[k] for x in runs])) for k in ("all", "start", "end", "wall_s")}
+        pct = lambda k: C.pm(100 * agg[k][0], 100 * agg[k][1] if len(runs) > 1 else None, 2) + "%"  # noqa: E731
+        rows.append([r["problem"], r["config"], len(runs), pct("all"), pct("start"), pct("end"), C.fmt(agg["wall_s"][0], 1)])
+    return (
+        "# Ground truth: relative error of the learned field against wall time\n\n"
+        + C.provenance_md(payload["provenance"]) + "\n\n"
+        + "Relative RMS error of the learned field on 4,000 fresh samples (mean ± std over seeds for the defaults). "
+        "`start`/`end`: the first/last 5% of the time range. One CPU thread.\n\n"
+        + C.md_table(header, rows) + "\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=C.RESULTS)
+    parser.add_argument("--problems", default=None, help="comma-separated problem names (default: all)")
+    parser.add_argument("--configs", default=None, help="comma-separated setting names (default: all)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the defaults row")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    chosen = [p for p in problems() if args.problems is None or p.name in args.problems.split(",")]
+    configs = {k: v for k, v in CONFIGS.items() if args.configs is None or k in args.configs.split(",")}
+    fit(chosen[0], {"n_iter": 5}, 0, quick=True)  # warm-up: one-off imports inside torch.optim
+    payload: dict[str, Any] = {"provenance": C.provenance(argv=argv), "rows": []}
+    for problem in chosen:
+        for name, config in configs.items():
+            seeds = range(args.seeds) if name == "defaults" else range(1)
+            runs = [fit(problem, config, seed, args.quick) for seed in seeds]
+            payload["rows"].append({"problem": problem.name, "config": name, "settings": config, "runs": runs})
+            print(f"[groundtruth] {problem.name} {name}: {100 * np.mean([r['all'] for r in runs]):.2f}% "
+                  f"in {np.mean([r['wall_s'] for r in runs]):.1f} s", flush=True)
+            C.write_json(args.out / "groundtruth.json", payload)
+            C.write_text(args.out / "groundtruth.md", markdown(payload))
+    return payload
+
+
+if __name__ == "__main__":
+    main()
