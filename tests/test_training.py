@@ -49,8 +49,8 @@ def test_runaway_loss_is_stopped_and_rolled_back():
         loop.run(step)
     assert info.value.reason == "runaway loss"
     assert EARLY_STOP < info.value.iteration < 200
-    kept = len(loop.losses)
-    assert kept <= 150 and kept % 10 == 0  # a snapshot from before the run-away
+    kept = len(loop.losses) - 1  # the losses up to the restored state's own
+    assert kept <= 150 and kept % 10 == 0  # a snapshot from before the run-away (loss −1 up to 150)
     assert torch.equal(net.weight.detach(), seen[kept])
 
 
@@ -65,10 +65,12 @@ def test_nan_gradient_restores_weights_moving_average_and_optimizer():
 
     with pytest.raises(DivergenceError, match="non-finite"):
         loop.run(step)
-    assert len(loop.losses) == 20
+    # the weights that gave the last finite loss (iteration 22), with their moving average and
+    # optimiser state: the step that led to the NaN is undone
+    assert len(loop.losses) == 23
     assert all(torch.isfinite(p).all() for p in net.parameters())
     assert all(torch.isfinite(a).all() for a in loop.ema)
-    assert loop.scheduler.last_epoch == 20
+    assert loop.scheduler.last_epoch == 22
 
 
 def test_warmup_then_cosine_schedule():

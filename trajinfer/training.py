@@ -10,7 +10,8 @@ norm; every ``snapshot_every`` iterations, while the fit is healthy, it keeps a 
 weights, the moving average and the optimiser state. A fit is stopped, and that copy restored,
 when
 
-- the loss or the gradient norm is not finite, or
+- the loss or the gradient norm is not finite (the failed step is not applied; when the losses
+  were healthy up to that iteration, e.g. a bad draw of data, the current weights are kept), or
 - the loss *runs away*: the median of the last ``RUNAWAY_WINDOW`` losses differs from the
   median of the early losses (iterations ``EARLY_START`` to ``EARLY_STOP``; 0 before they are
   known) by more than ``RUNAWAY_FACTOR`` times the reference scale: the largest of the caller's
@@ -27,7 +28,6 @@ the fit and predict velocities of the early fit's size, never overflowing ones.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import sys
@@ -117,12 +117,20 @@ def lr_factor(settings: OptimizerSettings, n_iter: int) -> Callable[[int], float
     return factor
 
 
+def _adam(params: list[torch.Tensor], **kwargs: float) -> torch.optim.Adam:
+    """Adam with the fused kernel (one kernel for all parameters: for the small networks of
+    this package the per-parameter loop of the default implementation costs as much as the
+    network itself), or the multi-tensor one where the fused kernel is not available."""
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, foreach=True, **kwargs)
+
+
 @dataclass
 class _Snapshot:
     iteration: int
-    network: dict[str, torch.Tensor]
-    ema: list[torch.Tensor] | None
-    optimizer: dict
+    tensors: list[torch.Tensor]
     scheduler: dict
 
 
@@ -172,11 +180,12 @@ class TrainingLoop:
 
     def __post_init__(self) -> None:
         self.params = [p for p in self.network.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.params, lr=self.settings.lr, weight_decay=self.settings.weight_decay)
+        self.optimizer = _adam(self.params, lr=self.settings.lr, weight_decay=self.settings.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(self.settings, self.n_iter))
         self.ema = [p.detach().clone() for p in self.params] if self.settings.ema_decay else None
         self.losses = np.full(self.n_iter, np.nan)
         self._snapshot: _Snapshot | None = None
+        self._before_step: _Snapshot | None = None
 
     # ------------------------------------------------------------------ running
     def run(
@@ -230,13 +239,17 @@ class TrainingLoop:
             value = float(loss)
             if not math.isfinite(value) or not torch.isfinite(grad_norm):
                 reason = "non-finite loss" if not math.isfinite(value) else "non-finite gradient"
-                self._diverged(it, reason, f"{reason} ({value if not math.isfinite(value) else grad_norm.item()})", hint, bar)
+                # the weights of the last step gave this: go back to those that gave the previous,
+                # finite loss (when it was healthy), else to the last healthy copy
+                previous = it > 0 and self._healthy(it - 1)
+                self._diverged(it, reason, f"{reason} ({value if not math.isfinite(value) else grad_norm.item()})", hint, bar, previous)
             self.losses[it] = value
             runaway = self._runaway(it)
             if runaway is not None:
-                self._diverged(it, "runaway loss", runaway, hint, bar)
+                self._diverged(it, "runaway loss", runaway, hint, bar, False)
             if it % self.snapshot_every == 0 and self._healthy(it):
-                self._take_snapshot(it)
+                self._snapshot = self._copy_state(it, self._snapshot)
+            self._before_step = self._copy_state(it, self._before_step)
             self.optimizer.step()
             self.scheduler.step()
             self._update_ema(it)
@@ -287,34 +300,47 @@ class TrainingLoop:
         return abs(self.losses[it] - centre) <= HEALTHY_FACTOR * scale
 
     # ------------------------------------------------------------ rollback
-    def _take_snapshot(self, it: int) -> None:
-        self._snapshot = _Snapshot(
-            iteration=it,
-            network={k: v.detach().clone() for k, v in self.network.state_dict().items()},
-            ema=None if self.ema is None else [a.clone() for a in self.ema],
-            optimizer=copy.deepcopy(self.optimizer.state_dict()),
-            scheduler=copy.deepcopy(self.scheduler.state_dict()),
-        )
+    def _copy_state(self, it: int, into: _Snapshot | None) -> _Snapshot:
+        """The weights, moving average and optimiser state about to be stepped at ``it``, copied
+        into the buffers of ``into`` when it has them (no allocation once the state exists)."""
+        tensors = self._state_tensors()
+        if into is None or len(into.tensors) != len(tensors):
+            return _Snapshot(iteration=it, tensors=[t.detach().clone() for t in tensors],
+                             scheduler=dict(self.scheduler.state_dict()))
+        torch._foreach_copy_(into.tensors, [t.detach() for t in tensors])
+        into.iteration, into.scheduler = it, dict(self.scheduler.state_dict())
+        return into
 
-    def _restore_snapshot(self) -> int:
-        snap = self._snapshot
+    def _state_tensors(self) -> list[torch.Tensor]:
+        tensors = [*self.params, *(self.ema or [])]
+        for p in self.params:
+            tensors.extend(v for v in self.optimizer.state.get(p, {}).values() if isinstance(v, torch.Tensor))
+        tensors.extend(b for b in self.network.buffers())
+        return tensors
+
+    def _restore(self, snap: _Snapshot | None) -> int:
         if snap is None:
             return 0
-        self.network.load_state_dict(snap.network)
-        if self.ema is not None and snap.ema is not None:
-            for avg, saved in zip(self.ema, snap.ema):
-                avg.copy_(saved)
-        self.optimizer.load_state_dict(snap.optimizer)
+        tensors = self._state_tensors()
+        if len(tensors) != len(snap.tensors):  # optimiser state created after the copy: start over
+            for p in self.params:
+                self.optimizer.state.pop(p, None)
+            tensors = self._state_tensors()
+            snap_tensors = snap.tensors[: len(tensors)]
+        else:
+            snap_tensors = snap.tensors
+        with torch.no_grad():
+            torch._foreach_copy_(tensors, snap_tensors)
         self.scheduler.load_state_dict(snap.scheduler)
         return snap.iteration
 
-    def _diverged(self, it: int, reason: str, what: str, hint: str, bar: Iterable) -> None:
-        kept = self._restore_snapshot()
-        self.losses = self.losses[:kept]
+    def _diverged(self, it: int, reason: str, what: str, hint: str, bar: Iterable, previous_step: bool) -> None:
+        kept = self._restore(self._before_step if previous_step else self._snapshot)
+        self.losses = self.losses[: kept + 1] if previous_step or self._snapshot is not None else self.losses[:0]
         bar.close()
         raise DivergenceError(
-            f"The fit stopped at iteration {it}: {what}. The weights of iteration {kept} (before the "
-            f"divergence) were restored. {hint}",
+            f"The fit stopped at iteration {it}: {what}. The model keeps the weights of iteration {kept}, "
+            f"from before the divergence. {hint}",
             iteration=it, reason=reason,
         )
 
