@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         C.write_json(args.out / f"eb_part_{tag}.json", payload)
         return payload
     C.write_json(args.out / "eb.json", payload)
-    (args.out / "eb.md").write_text(markdown(payload))
+    C.write_text(args.out / "eb.md", markdown(payload))
     print((args.out / "eb.md").read_text())
     return payload
 
@@ -523,7 +523,7 @@ def budget_curve(val: list[np.ndarray], test: list[np.ndarray], bws: list[float]
                "speedup_to_mioflow_accuracy": speedup}
     out.mkdir(parents=True, exist_ok=True)
     C.write_json(out / "eb_budget.json", payload)
-    (out / "eb_budget.md").write_text(md)
+    C.write_text(out / "eb_budget.md", md)
     print(md)
     return payload
 

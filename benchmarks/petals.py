@@ -12,16 +12,20 @@ sampling noise there by reproducing the training cells themselves. The same simu
 therefore also compared with an independent draw of the same distribution (``seed=1``, the
 same number of cells), beside the floor W1(training cells, independent draw) at each time.
 
-eAM's budget is 4000 iterations at learning rate 1e-3 (until 2026-11-24 it was 1500, which
-left the later intervals under-trained: at 5 time points the error grew with time, and the
-4000-iteration fit brought the mean W1 to the training cells from 0.174 to 0.105, while a
-larger learning rate at 1500 iterations did not help). MIOFlow keeps its package default of 100
-epochs; the fit times of both are in the tables.
+trajinfer runs with ``tj.fit``'s defaults (``trajinfer._defaults``: interpolation, iterations,
+learning rate, network, ``smoothing="auto"``), the row users get; MIOFlow keeps its package default
+of 100 epochs; the fit times of both are in the tables.
+
+``--loo`` runs the leave-one-time-point-out protocol at 5 time points instead: for k = 1, 2, 3 fit
+without time point k, push the cells of k−1 to the time of k and compare with the cells of k (and
+with the independent draw), for trajinfer and MIOFlow (which takes the rank of each time label as
+its time, so its push ends halfway between the ranks of k−1 and k+1).
 
 Usage::
 
     python benchmarks/petals.py --quick --out /tmp/petals
     python benchmarks/petals.py
+    python benchmarks/petals.py --loo          # petals_loo.md/json
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 import trajinfer as tj  # noqa: E402
+from trajinfer import _defaults as defaults  # noqa: E402
 from trajinfer.tl import default_sigma  # noqa: E402
 
 METRICS = ("w1", "w2", "mmd")
@@ -83,7 +88,7 @@ def run_one(n_times: int, args, quick: bool) -> dict[str, Any]:
 
     # trajinfer eAM
     sigma = default_sigma(X, t)
-    settings = {"hidden_dims": (128, 128, 128), "n_iter": args.n_iter, "batch_size": 256, "lr": args.lr}
+    settings = {"hidden_dims": defaults.HIDDEN_DIMS, "n_iter": args.n_iter, "batch_size": defaults.BATCH_SIZE, "lr": args.lr}
     rec: dict[str, Any] = {"settings": {**settings, "sigma": sigma, "interpolation": args.interpolation, "smoothing": args.smoothing}}
     with C.measure(rec):
         path = tj.SnapshotPath(X, t, interpolation=args.interpolation, sigma=sigma, smoothing=args.smoothing)
@@ -204,6 +209,66 @@ def markdown(p: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def loo(args, quick: bool, prov: dict[str, Any]) -> dict[str, Any]:
+    """Leave one time point out at 5 time points: trajinfer (tj.fit defaults) and MIOFlow."""
+    from peers import fit_mioflow
+
+    n_times = 5
+    adata = tj.datasets.petals(n_times=n_times, n_per_time=args.n_per_time, noise=0.1, seed=0)
+    X, t = np.asarray(adata.X, dtype=np.float64), adata.obs["time"].to_numpy()
+    snaps = [X[t == k] for k in range(n_times)]
+    other = tj.datasets.petals(n_times=n_times, n_per_time=args.n_per_time, noise=0.1, seed=1)
+    held = [np.asarray(other.X, dtype=np.float64)[other.obs["time"].to_numpy() == k] for k in range(n_times)]
+    rows: dict[str, dict[str, Any]] = {"trajinfer eAM, defaults": {}, "MIOFlow": {}}
+    for k in range(1, n_times - 1):
+        keep = [j for j in range(n_times) if j != k]
+        Xk, tk = np.concatenate([snaps[j] for j in keep]), np.concatenate([np.full(len(snaps[j]), float(j)) for j in keep])
+        rec: dict[str, Any] = {}
+        with C.measure(rec):
+            model = tj.fit(tj_adata(Xk, tk), "time", n_iter=args.n_iter, lr=args.lr, interpolation=args.interpolation,
+                           smoothing=args.smoothing, progress=False, device="cpu")
+        out = model.simulate(np.tile(snaps[k - 1], (args.repeats, 1)), k - 1, k, n_steps=50, seed=k, progress=False).X[-1]
+        n = len(snaps[k - 1])
+        pieces = [out[r * n:(r + 1) * n].astype(np.float64) for r in range(args.repeats)]
+        rows["trajinfer eAM, defaults"][k] = {
+            "w1": float(np.mean([tj.metrics.w1(p, snaps[k]) for p in pieces])),
+            "w1_independent": float(np.mean([tj.metrics.w1(p, held[k]) for p in pieces])), "fit_seconds": rec["fit_seconds"]}
+        rec = {}
+        with C.measure(rec):
+            mf = fit_mioflow([snaps[j] for j in keep], list(range(len(keep))), n_epochs=args.mioflow_epochs, seed=0)
+        pushed, _ = mf.push(snaps[k - 1], k - 1, k - 0.5)
+        rows["MIOFlow"][k] = {"w1": tj.metrics.w1(pushed, snaps[k]), "w1_independent": tj.metrics.w1(pushed, held[k]),
+                              "fit_seconds": rec["fit_seconds"]}
+        print(f"[loo] k={k}: eAM {rows['trajinfer eAM, defaults'][k]['w1']:.3f}, MIOFlow {rows['MIOFlow'][k]['w1']:.3f}", flush=True)
+    ks = list(range(1, n_times - 1))
+    no_move = {k: tj.metrics.w1(snaps[k - 1], snaps[k]) for k in ks}
+    floor = {k: tj.metrics.w1(snaps[k], held[k]) for k in ks}
+    table = []
+    for name, r in rows.items():
+        table.append([name, *[f"{C.fmt(r[k]['w1'])} / {C.fmt(r[k]['w1_independent'])}" for k in ks],
+                      C.fmt(np.mean([r[k]["w1"] for k in ks])), C.fmt(np.mean([r[k]["fit_seconds"] for k in ks]), 1)])
+    table.append(["no move", *[C.fmt(no_move[k]) for k in ks], C.fmt(np.mean(list(no_move.values()))), ""])
+    table.append(["floor W1(cells, independent draw)", *[C.fmt(floor[k]) for k in ks], C.fmt(np.mean(list(floor.values()))), ""])
+    md = "\n".join(["# Petals, leave one time point out (5 time points)", "", C.provenance_md(prov), "",
+                    "Fit without time point k, push the cells of k−1 to k; W1 to the cells of k / to an independent draw. "
+                    f"trajinfer: `tj.fit` defaults (eAM, interpolation {args.interpolation}, {args.n_iter} iterations, lr {args.lr}), "
+                    f"{args.repeats} stochastic repeats; MIOFlow: {args.mioflow_epochs} epochs. One CPU thread.", "",
+                    C.md_table(["method", *[f"k={k}" for k in ks], "mean (cells)", "fit s"], table), ""])
+    payload = {"provenance": prov, "rows": rows, "no_move": no_move, "floor": floor, "n_iter": args.n_iter, "repeats": args.repeats}
+    args.out.mkdir(parents=True, exist_ok=True)
+    C.write_json(args.out / "petals_loo.json", payload)
+    C.write_text(args.out / "petals_loo.md", md)
+    print(md)
+    return payload
+
+
+def tj_adata(X: np.ndarray, t: np.ndarray):
+    import anndata as ad
+    import pandas as pd
+
+    return ad.AnnData(X.astype(np.float32), obs=pd.DataFrame({"time": t}, index=[str(i) for i in range(len(X))]))
+
+
 def merge(out: Path) -> dict[str, Any]:
     import json
 
@@ -218,7 +283,7 @@ def merge(out: Path) -> dict[str, Any]:
     payload["provenance"]["command"] = " ; ".join(p["provenance"]["command"] for p in parts) + " ; " + C.command_line()
     C.write_json(out / "petals.json", payload)
     figure(payload, out / "petals.png")
-    (out / "petals.md").write_text(markdown(payload))
+    C.write_text(out / "petals.md", markdown(payload))
     print((out / "petals.md").read_text())
     return payload
 
@@ -232,9 +297,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n-iter", type=int, default=None)
     parser.add_argument("--mioflow-epochs", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--interpolation", default="ot")
-    parser.add_argument("--lr", type=float, default=1e-3, help="trajinfer learning rate")
-    parser.add_argument("--smoothing", type=float, default=0.0, help="Gaussian noise on snapshot samples (data units)")
+    parser.add_argument("--interpolation", default=defaults.INTERPOLATION)
+    parser.add_argument("--lr", type=float, default=defaults.LR, help="trajinfer learning rate")
+    parser.add_argument("--smoothing", default="auto", help="snapshot kernel width (data units) or 'auto'")
+    parser.add_argument("--loo", action="store_true", help="leave-one-time-point-out protocol at 5 time points (petals_loo.md/json)")
     parser.add_argument("--part", action="store_true", help="write petals_part_<n_times>.json only (parallel processes; combine with --merge)")
     parser.add_argument("--merge", action="store_true", help="combine petals_part_*.json in --out into petals.json/.md/.png")
     parser.add_argument("--threads", type=int, default=1)
@@ -244,12 +310,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return merge(args.out)
     quick = args.quick
     args.n_per_time = args.n_per_time or (30 if quick else 200)
-    args.n_iter = args.n_iter or (20 if quick else 4000)
+    args.n_iter = args.n_iter or (20 if quick else defaults.N_ITER)
+    if args.smoothing != "auto":
+        args.smoothing = float(args.smoothing)
     args.mioflow_epochs = args.mioflow_epochs or (2 if quick else 100)
     args.repeats = args.repeats or (2 if quick else 20)
     n_times_list = [3] if quick and args.n_times == "5,10,15" else [int(x) for x in args.n_times.split(",")]
     prov = C.provenance({"mode": "quick" if quick else "full"}, argv, f"benchmarks/{Path(__file__).name}")
     print(C.provenance_md(prov), flush=True)
+    if args.loo:
+        return loo(args, quick, prov)
     runs = [run_one(n, args, quick) for n in n_times_list]
     payload = {"benchmark": "petals (MIOFlow synthetic data), simulate from t_0", "provenance": prov, "repeats": args.repeats,
                "n_iter": args.n_iter, "mioflow_epochs": args.mioflow_epochs, "runs": runs}
@@ -260,7 +330,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return payload
     C.write_json(args.out / "petals.json", payload)
     figure(payload, args.out / "petals.png")
-    (args.out / "petals.md").write_text(markdown(payload))
+    C.write_text(args.out / "petals.md", markdown(payload))
     print((args.out / "petals.md").read_text())
     return payload
 

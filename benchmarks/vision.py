@@ -35,6 +35,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -143,20 +144,19 @@ class Evaluator:
         return round(vision.classifier_score(self.model, np.asarray(images)), 3)
 
 
-def _seeded(seed: int, cls: type, *args: Any, **kwargs: Any) -> Any:
+def _seeded(seed: int, cls: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Build a network with initial weights fixed by ``seed`` (independent of the tasks run before)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return cls(*args, **kwargs)
 
 
-def _am(path: vision.InterpolantPath, unet: dict, n_iter: int, batch: int, lr: float, args: argparse.Namespace,
-        periodic: bool = False) -> tj.ActionMatching:
-    potential = _seeded(args.seed, vision.UNetPotential, path.image_shape, periodic=periodic, **unet)
-    return tj.ActionMatching(
-        potential=potential, n_iter=n_iter, batch_size=batch, lr=lr, time_weight=path.time_weight,
-        time_proposal="adaptive", device=args.device, seed=args.seed, progress=args.progress,
-    ).fit(path)
+def _am(path: vision.InterpolantPath, unet: dict, n_iter: int, batch: int, lr: float, args: argparse.Namespace) -> tj.ActionMatching:
+    """AM with the image front end's defaults (loss weight of the path, quasi-uniform times,
+    coupled minibatches, U-Net potential reading the path's conditioning channels)."""
+    est = _seeded(args.seed, vision.action_matching, path, unet=unet, n_iter=n_iter, batch_size=batch, lr=lr,
+                  device=args.device, seed=args.seed, progress=args.progress)
+    return est.fit(path)
 
 
 def _am_sample(est: tj.ActionMatching, path: vision.InterpolantPath, x0: torch.Tensor, steps: int) -> torch.Tensor:
@@ -309,19 +309,19 @@ def run_digits(cfg: Config, args: argparse.Namespace, device: torch.device, repo
         samples = _am_sample(est, path, x0, steps)
         sample_s = _timer() - start
         images = path.to_images(samples)
-        truth = torch.as_tensor(test.flat)
+        start_images = path.to_images(x0.cpu())
         free = ~path.mask.cpu()
-        mse = float(((samples - truth)[:, free] ** 2).mean())
-        vision.save_image_grid(args.out / f"vision_{task}.png", _triptych(x0.cpu(), samples, test.images, shape), ncol=8)
+        mse = float(((images.reshape(n, -1) - torch.as_tensor(test.flat))[:, free] ** 2).mean())
+        vision.save_image_grid(args.out / f"vision_{task}.png", _triptych(start_images, images, test.images, shape), ncol=8)
         report.record(**common, task=task, model="AM", n_iter=cfg.n_iter_conditional,
                 params=vision.count_parameters(est.potential_), fit_s=round(est.fit_time_, 1),
                 sample_s=round(sample_s, 1), nfe=nfe, bpd=None, fd=evaluator.fd(images), is_clf=evaluator.score(images),
                 fid=vision.inception_fid(test.images, images), mse_generated_pixels=round(mse, 4),
-                fd_of_start=evaluator.fd(path.to_images(x0.cpu())))
+                fd_of_start=evaluator.fd(start_images))
 
     if "torus" in cfg.tasks:
         path = vision.TorusPath(train.images, bin_width=width, device=device)
-        est = _am(path, cfg.unet, cfg.n_iter_conditional, cfg.batch_size, cfg.lr, args, periodic=True)
+        est = _am(path, cfg.unet, cfg.n_iter_conditional, cfg.batch_size, cfg.lr, args)
         x0 = path.prior_sample(n, prior_gen)
         start = _timer()
         samples = _am_sample(est, path, x0, steps)
@@ -349,15 +349,16 @@ def run_colorization(cfg: Config, args: argparse.Namespace, device: torch.device
     samples = _am_sample(est, path, x0, cfg.ode_steps)
     sample_s = _timer() - start
     images = path.to_images(samples)
-    mse = float(((samples - torch.as_tensor(test.flat)) ** 2).mean())
-    vision.save_image_grid(args.out / "vision_colorization.png", _triptych(x0.cpu(), samples, test.images, test.image_shape),
+    start_images = path.to_images(x0.cpu())
+    mse = float(((images.reshape(len(test), -1) - torch.as_tensor(test.flat)) ** 2).mean())
+    vision.save_image_grid(args.out / "vision_colorization.png", _triptych(start_images, images, test.images, test.image_shape),
                            ncol=8, scale=2)
     report.record(dataset="sample-patches", device=str(device), batch_size=cfg.color_batch, task="colorization",
             model="AM", n_iter=cfg.color_iter, params=vision.count_parameters(est.potential_),
             fit_s=round(est.fit_time_, 1), sample_s=round(sample_s, 1),
             nfe=vision.n_function_evaluations("rk4", cfg.ode_steps), bpd=None, fd=evaluator.fd(images),
             is_clf=None, fid=vision.inception_fid(test.images, images), mse_generated_pixels=round(mse, 4),
-            fd_of_start=evaluator.fd(path.to_images(x0.cpu())))
+            fd_of_start=evaluator.fd(start_images))
 
 
 def run_cifar10(args: argparse.Namespace, device: torch.device, report: Report) -> None:
@@ -466,9 +467,12 @@ def main(argv: list[str] | None = None) -> dict:
         "Digits: scikit-learn's 8x8 digits in [-1, 1] (17 levels, bin width 0.125), 80/20 train/test split; "
         "colour patches: 32x32 crops of scikit-learn's two sample photos, test patches from a held-out strip "
         "(different content, hence the large train-vs-test FD for patches).",
-        "All models share the U-Net; AM uses s = <unet(t, x), x> with the time weight w = b_t^2 "
-        "(noise variance of the path) and the adaptive time proposal; flow matching and SSM use the "
-        "U-Net output as velocity / scaled score. Same iterations, batch size and learning rate.",
+        "All models share the U-Net (sinusoidal embedding of the raw time t in [0, 1], maximum frequency 1); "
+        "AM uses s = <unet(t, x), x> through vision.action_matching: time weight w = 1 - t on the linear-type "
+        "paths (w = 1 for super-resolution), quasi-uniform times, x_0, x_1 and x_t of a row from one "
+        "(noise, image) draw, and for super-resolution and colorization the low-resolution / grayscale image "
+        "as extra U-Net input channels (gradient stopped). Flow matching and SSM use the U-Net output as "
+        "velocity / scaled score. Same iterations, batch size and learning rate.",
         "ALD + SSM: annealed Langevin dynamics over the path's noise levels (dt = 1/n_levels, "
         "steps per level, final steps at t = 1), paper Algorithm 4.",
         "FID: " + ("Inception weights found; FID computed with torchmetrics." if vision.inception_weights_available()
