@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import ot
 import torch
 
 __all__ = ["w1", "w2", "mmd"]
@@ -44,6 +43,7 @@ def _as_weights(w: Any, n: int, name: str) -> np.ndarray:
 
 
 def _emd(a: Any, b: Any, wa: Any, wb: Any, metric: str) -> float:
+    import ot  # POT is imported where used: it costs seconds at import
     x, y = _as_samples(a, "a"), _as_samples(b, "b")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"a and b must have the same dimension; got {x.shape[1]} and {y.shape[1]}.")
@@ -70,6 +70,7 @@ def w2(a: Any, b: Any, wa: Any = None, wb: Any = None) -> float:
 
 
 def _median_bandwidth(x: np.ndarray, y: np.ndarray) -> float:
+    import ot  # POT is imported where used: it costs seconds at import
     z = np.concatenate([x, y])
     if len(z) > 2000:
         z = z[np.random.default_rng(0).choice(len(z), 2000, replace=False)]
@@ -108,6 +109,7 @@ def mmd(
     scale
         Kernel amplitude.
     """
+    import ot  # POT is imported where used: it costs seconds at import
     x, y = _as_samples(a, "a"), _as_samples(b, "b")
     if len(x) < 2 or len(y) < 2:
         raise ValueError("mmd needs at least two samples in each set.")

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import ot
 import torch
 
 from ._defaults import INTERPOLATIONS, PAIRINGS
@@ -405,6 +404,7 @@ class SnapshotPath(MarginalPath):
     def _plan(self, source: torch.Tensor, target: torch.Tensor, interval: int) -> np.ndarray:
         """Transport plan with uniform marginals for the cost ½|x − y|²: exact (``"ot"``) or
         entropic with ε = σ²Δt (``"sb"``)."""
+        import ot  # POT is imported where used: it costs seconds at import
         a = source.detach().double().cpu().numpy()
         b = target.detach().double().cpu().numpy()
         cost = 0.5 * ot.dist(a, b, metric="sqeuclidean")
@@ -431,6 +431,7 @@ class SnapshotPath(MarginalPath):
     def length(self, max_cells: int = 1000, seed: int = 0) -> float:
         """Length of the path in the Wasserstein-2 sense: ``Σ_k W2(snapshot k, snapshot k+1)``
         (exact, on at most ``max_cells`` random cells per snapshot), in the units of ``X``."""
+        import ot  # POT is imported where used: it costs seconds at import
         rng = np.random.default_rng(seed)
 
         def cells(k: int) -> np.ndarray:
