@@ -13,9 +13,11 @@ Data sets (the three the defaults must serve):
   the most);
 - ``petals``: MIOFlow's petals, 5 time points (3 held out).
 
-Candidates vary one thing at a time from a base: the interpolation and learning rate jointly
-(every interpolation gets its own learning rate), then a smaller budget, a smaller network and
-the diffusion coefficient at the best of those. (Larger budgets and wider networks cost more
+Candidates vary one thing at a time from a base: the learning rate of the OT path, a smaller
+network and a smaller budget at the best of those, then the learning rate of each other
+interpolation (every interpolation gets its own learning rate; 1e-3, which lost to 3e-3 on the
+OT path on every data set, is not refitted for the others). The diffusion coefficient is left at
+``sigma="auto"``: it is a modelling assumption the snapshots do not identify. (Larger budgets and wider networks cost more
 than the speed targets allow: 1500 iterations of a 128×3 network are the budget of a default fit
 in about 20 s on one thread.) The score of a candidate on a data set is its mean
 W1 over the held-out time points divided by the no-move W1 there; candidates are ranked by that
@@ -54,6 +56,8 @@ DATA = C.REPO.parent / "shared" / "data"
 DATASETS = ("eb", "dyngen", "petals")
 INTERPOLATIONS = ("ot", "mixture", "sb")
 LRS = (1e-3, 3e-3, 1e-2)
+# lr 1e-3 lost to 3e-3 on the OT path on every data set; it is not refitted for the other paths
+SKIPPED = {("mixture", 1e-3), ("sb", 1e-3)}
 
 
 def load(name: str, data: Path) -> tuple[Any, str, list[Any] | None]:
@@ -83,10 +87,6 @@ def evaluate(candidate: dict[str, Any], sets: dict[str, tuple[Any, str, list[Any
     row: dict[str, Any] = {"candidate": candidate, "name": name_of(candidate), "data": {}}
     for name, (adata, key, held_out) in sets.items():
         params = {"method": "eam", "progress": False, **candidate}
-        if "sigma_fraction" in params:
-            X, _, _ = tj.pp.representation(adata, None, None)
-            times = tj.pp.time_labels(adata, key).values
-            params["sigma"] = tj.tl.default_sigma(X, times) * params.pop("sigma_fraction") / tj.tl._fit.SIGMA_FRACTION
         if quick:
             params["n_iter"] = 40
         start = time.perf_counter()
@@ -114,14 +114,14 @@ def base() -> dict[str, Any]:
 
 
 def stage_one() -> list[dict[str, Any]]:
-    return [{**base(), "interpolation": interp, "lr": lr} for interp in INTERPOLATIONS for lr in LRS]
+    """The learning rate of each interpolation (the default interpolation first)."""
+    order = [defaults.INTERPOLATION, *(i for i in INTERPOLATIONS if i != defaults.INTERPOLATION)]
+    return [{**base(), "interpolation": interp, "lr": lr} for interp in order for lr in LRS if (interp, lr) not in SKIPPED]
 
 
 def stage_two(best: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {**best, "n_iter": 750}, {**best, "hidden_dims": [64, 64, 64]},
-        {**best, "sigma_fraction": 0.05}, {**best, "sigma_fraction": 0.2},
-    ]
+    """A smaller budget and a smaller network at the best setting of stage one."""
+    return [{**best, "hidden_dims": [64, 64, 64]}, {**best, "n_iter": 750}]
 
 
 def markdown(payload: dict[str, Any]) -> str:
@@ -180,12 +180,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             C.write_json(out_json, payload)
             C.write_text(args.out / "defaults.md", markdown(payload))
 
+    first_stage = stage_one() if not args.quick else stage_one()[:2]
+    default_path = [c for c in first_stage if c["interpolation"] == defaults.INTERPOLATION]
     if args.stage in ("one", "both"):
-        run(stage_one() if not args.quick else stage_one()[:2])
+        run(default_path)
     if args.stage in ("two", "both"):
-        first = [r for r in payload["rows"] if r["name"] in {name_of(c) for c in stage_one()}]
-        best = min(first, key=lambda r: r["mean_ratio"])["candidate"]
+        scored = [r for r in payload["rows"] if r["name"] in {name_of(c) for c in default_path}]
+        best = min(scored, key=lambda r: r["mean_ratio"])["candidate"]
         run(stage_two(best) if not args.quick else stage_two(best)[:1])
+    if args.stage in ("one", "both"):
+        run([c for c in first_stage if c not in default_path])
     return payload
 
 
