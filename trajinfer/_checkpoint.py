@@ -28,7 +28,7 @@ from ._io import atomic_path
 from .persistence import FileKind, read_payload
 from .time_sampling import TimeProposal
 
-logger = logging.getLogger("trajinfer")
+logger = logging.getLogger(__name__)
 
 CHECKPOINT = FileKind(
     format="trajinfer.ActionMatching.checkpoint",

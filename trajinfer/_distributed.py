@@ -27,7 +27,7 @@ from torch import nn
 
 from ._random import torch_generator
 
-logger = logging.getLogger("trajinfer")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

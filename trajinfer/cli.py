@@ -28,7 +28,7 @@ from .persistence import load
 from .tl import fit, simulate
 from .tl._utils import cells_at
 
-logger = logging.getLogger("trajinfer")
+logger = logging.getLogger(__name__)
 
 __all__ = ["build_parser", "main"]
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["KineticCost", "PowerCost", "QuadraticCost", "RelativisticCost", "resolve_cost"]
+
 
 class KineticCost:
     """Base class: subclasses define ``conjugate`` (c*) and ``velocity`` (∇c*)."""

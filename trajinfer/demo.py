@@ -24,7 +24,7 @@ from . import metrics, pl
 from .datasets import petals
 from .tl import fit
 
-logger = logging.getLogger("trajinfer")
+logger = logging.getLogger(__name__)
 
 __all__ = ["format_table", "run_demo"]
 

@@ -14,6 +14,11 @@ from torch import nn
 
 from ._defaults import LAPLACIANS as LAPLACIAN_CHOICES
 
+__all__ = [
+    "EXACT_LAPLACIAN_MAX_DIM", "PotentialDerivatives", "autograd_derivatives", "exact_laplacian",
+    "hutchinson_laplacian", "potential_derivatives", "resolve_laplacian",
+]
+
 EXACT_LAPLACIAN_MAX_DIM = 16
 
 

@@ -56,7 +56,7 @@ from .trajectories import Trajectories
 
 __all__ = ["ActionMatching", "load"]
 
-logger = logging.getLogger("trajinfer")
+logger = logging.getLogger(__name__)
 
 SigmaLike = float | Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -377,7 +377,7 @@ class ActionMatching(BaseEstimator):
 
         hint = (
             f"Lower the learning rate (lr={self.lr}), use a smaller sigma (sigma={self.sigma}) or a bounded "
-            f"path (interpolation='ot'), or standardise the data (its spread is {spread:.3g})."
+            f"path (interpolation='ot'), or standardise the data (data scale: its spread is {spread:.3g})."
         )
         try:
             elapsed = loop.run(

@@ -28,6 +28,8 @@ from .derivatives import potential_derivatives
 from .paths import MarginalPath
 from .time_sampling import TimeProposal
 
+__all__ = ["LossTerms", "action_matching_loss", "is_entropic", "is_unbalanced"]
+
 
 def is_entropic(method: str) -> bool:
     """Whether ``method`` has a diffusion term (``eam``, ``ueam``)."""

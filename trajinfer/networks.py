@@ -13,6 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
+__all__ = [
+    "MLPPotential", "POTENTIAL_FORMS", "StandardizedInput", "TimeFeatures", "build_potential",
+    "make_activation", "make_mlp",
+]
+
 _ACTIVATIONS = {"silu": nn.SiLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "gelu": nn.GELU, "elu": nn.ELU}
 POTENTIAL_FORMS = ("mlp", "residual", "inner")
 

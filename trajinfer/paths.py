@@ -18,6 +18,8 @@ import torch
 from ._defaults import INTERPOLATIONS, PAIRINGS
 from ._validation import as_float_tensor
 
+__all__ = ["CallablePath", "FULL_PAIRING_MAX_ENTRIES", "MarginalPath", "SINKHORN_MAX_ITER", "SnapshotPath"]
+
 SINKHORN_MAX_ITER = 200
 # "auto" pairing couples whole snapshots when each plan has at most this many entries
 # (2000 x 2000 cells: a 32 MB cost matrix and about a second of network simplex)

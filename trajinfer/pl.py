@@ -147,7 +147,9 @@ def trajectories(
         embedding such as UMAP) the simulated positions are mapped into it by kNN kernel
         regression from the representation to the embedding coordinates
         (:func:`trajinfer.tl.embed`): each point is drawn at the Gaussian-weighted mean
-        embedding position of its 30 nearest observed cells in the representation.
+        embedding position of its 30 nearest observed cells in the representation. Points
+        farther than 1.5 neighbourhood radii from every observed cell have no place in the
+        embedding and are not drawn: the line breaks where a path leaves the data.
     components
         The two columns of the basis to plot, 0-based.
     n_trajectories
@@ -178,7 +180,7 @@ def trajectories(
         basis = rep if basis is None else basis_key(data, basis)
         cells = _components(_basis_matrix(data, basis), components, f"basis {basis!r}")
         if basis != rep:
-            positions = embed(data, positions, basis=basis, use_rep=rep, key=key)
+            positions = embed(data, positions, basis=basis, use_rep=rep, key=key, reach=1.5)
     elif data is not None:
         cells = _components(np.asarray(data, dtype=float), components, "data")
     if data is not None:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-logger = logging.getLogger("trajinfer")
+logger = logging.getLogger(__name__)
 
 __all__ = ["TimeLabels", "time_labels", "representation", "pca", "write_pca"]
 

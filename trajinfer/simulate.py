@@ -8,6 +8,8 @@ from collections.abc import Callable
 import torch
 from torchdiffeq import odeint
 
+__all__ = ["ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "integrate_ode", "integrate_sde"]
+
 FIXED_STEP_METHODS = ("euler", "midpoint", "rk4")
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "adaptive_heun")
 

@@ -12,6 +12,8 @@ import torch
 
 from ._defaults import TIME_PROPOSALS
 
+__all__ = ["AdaptiveTimeProposal", "QuasiUniformTimeProposal", "UniformTimeProposal", "make_time_proposal"]
+
 
 class UniformTimeProposal:
     """``p(t) = 1`` on [0, 1]."""

@@ -18,7 +18,7 @@ from ..pp import representation, time_labels, write_pca
 from ._scverse import velocity_entries, write_velocity_entries
 from ._utils import batched
 
-logger = logging.getLogger("trajinfer")
+logger = logging.getLogger(__name__)
 
 SIGMA_FRACTION = 0.1
 
