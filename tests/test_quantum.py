@@ -36,6 +36,7 @@ from trajinfer.quantum import (
     relative_velocity_error,
     spherical_quadrature,
 )
+from trajinfer.training import DivergenceError
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -325,6 +326,14 @@ def test_score_matching_recovers_gaussian_scores(method: str) -> None:
         estimate = model.score(x, data.times[k]).numpy()
         errors.append(np.linalg.norm(estimate - exact) / np.linalg.norm(exact))
     assert max(errors) < 0.25
+
+
+def test_diverging_score_matching_raises() -> None:
+    """A huge learning rate overflows the loss at once: the fit stops with a DivergenceError."""
+    data, _ = _gaussian_series(n_times=3, n=200)
+    with pytest.raises(DivergenceError, match="restored") as info:
+        fit_score_model(DatasetPath(data), "ssm", hidden_dims=(16, 16), n_iter=50, batch_size=32, lr=1e6, device="cpu", progress=False)
+    assert info.value.reason == "non-finite loss" and info.value.iteration < 50
 
 
 def test_annealed_langevin_matches_exact_ula_stationary_law() -> None:

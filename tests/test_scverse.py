@@ -94,6 +94,10 @@ def test_embed_maps_positions_by_knn_regression(fitted):
     assert np.abs(mapped - Z[inside] @ A).mean() < 0.1  # kernel smoothing of half a neighbourhood radius
     paths = np.stack([Z[:5], Z[:5] + [0.5, 0.0, 0.0]])
     assert tj.tl.embed(adata, paths).shape == (2, 5, 2)
+    far = np.array([[0.0, 0.0, 0.0], [1.0, 8.0, 0.0]])  # on the data, and far from every cell
+    mapped = tj.tl.embed(adata, far, reach=2.0)
+    assert np.isfinite(mapped[0]).all() and np.isnan(mapped[1]).all()
+    assert np.isfinite(tj.tl.embed(adata, far)).all()
     with pytest.raises(KeyError, match="X_tsne"):
         tj.tl.embed(adata, Z, basis="X_tsne")
 
@@ -103,7 +107,7 @@ def test_trajectories_and_stream_on_an_embedding(fitted, tmp_path):
     traj = tj.tl.simulate(adata, model, 0.0, 2.0, n_steps=10)
     ax = tj.pl.trajectories(adata, traj, time_key="day", basis="X_umap", n_trajectories=None)
     assert ax.get_xlabel() == "UMAP 1" and ax.get_ylabel() == "UMAP 2"
-    expected = tj.tl.embed(adata, traj.X)
+    expected = tj.tl.embed(adata, traj.X, reach=1.5)
     np.testing.assert_allclose(ax.lines[0].get_xydata(), expected[:, 0], rtol=1e-6)
     # the paths are drawn in UMAP coordinates: they end near the last day's cells there
     late = adata.obsm["X_umap"][adata.obs["day"].to_numpy() == 2.0]

@@ -14,7 +14,9 @@ from scipy import stats
 
 import trajinfer as tj
 from trajinfer import vision
-from trajinfer.vision import interpolants
+from trajinfer.paths import MarginalPath
+from trajinfer.training import DivergenceError
+from trajinfer.vision import interpolants, unet
 
 SHAPE = (1, 8, 8)
 RGB = (3, 8, 8)
@@ -75,7 +77,21 @@ def test_masked_paths_keep_conditioning_pixels(cls: type) -> None:
     start = path.interpolate(x0, x1, torch.zeros(n))
     assert torch.equal(start[:, ~mask], x0[:, ~mask])
     assert torch.equal(path.interpolate(x0, x1, torch.ones(n)), x1)
-    torch.testing.assert_close(path.start(x1, torch.Generator().manual_seed(3))[:, mask], x1[:, mask])
+    observed = path.start(x1, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(path.to_images(observed).reshape(n, -1)[:, mask], x1[:, mask])
+    assert observed.shape == (n, path.dim)
+
+
+def test_superresolution_state_carries_the_low_resolution_image() -> None:
+    path = vision.SuperResolutionPath(_images(10, RGB))
+    assert path.cond_channels == 3 and path.dim == 2 * path.image_dim
+    x0, x1 = _pair(path, n=4)
+    images = x1.reshape(4, *RGB)
+    states = path.sample_triplet(torch.rand(4), torch.Generator().manual_seed(1))
+    for state in states:
+        low = state[:, path.image_dim :].reshape(4, *RGB)
+        for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):  # every pixel of a 2x2 block sees its kept pixel
+            assert torch.equal(low[:, :, i::2, j::2], images[:, :, ::2, ::2])
 
 
 def test_mask_geometry() -> None:
@@ -96,6 +112,10 @@ def test_colorization_path_endpoints() -> None:
     assert torch.equal(path.interpolate(x0, x1, torch.ones(n)), x1)
     channels = gray.reshape(n, *RGB)
     assert torch.equal(channels[:, 0], channels[:, 1]) and torch.equal(channels[:, 0], channels[:, 2])
+    state = path.sample(torch.rand(n), torch.Generator().manual_seed(1))
+    assert path.cond_channels == 1 and state.shape == (n, 4 * 64)
+    assert torch.equal(state[:, path.image_dim :], channels[:, 0].reshape(n, -1))
+    assert torch.equal(path.to_images(state).reshape(n, -1), state[:, : path.image_dim])
     with pytest.raises(ValueError, match="RGB"):
         vision.ColorizationPath(_images(4, SHAPE))
 
@@ -116,15 +136,49 @@ def test_torus_path_endpoints_and_wrapping() -> None:
     assert path.log_prior(x0[:3]).allclose(torch.full((3,), -64 * math.log(2 * math.pi)))
 
 
-@pytest.mark.parametrize("task", sorted(interpolants.TASKS))
-def test_time_weights_vanish_at_the_data_end(task: str) -> None:
-    shape = RGB if task == "colorization" else SHAPE
-    path = vision.make_path(task, _images(6, shape))
-    tau = torch.tensor([0.0, 0.5, 1.0])
+LINEAR_TASKS = ["generation", "inpainting", "colorization", "torus"]
+
+
+@pytest.mark.parametrize("task", LINEAR_TASKS)
+def test_linear_paths_weight_one_minus_tau(task: str) -> None:
+    """ω = 1 - tau: ω(0) = 1, ω(1) = 0 (no data-end boundary term), ω' = -1."""
+    path = vision.make_path(task, _images(6, RGB if task == "colorization" else SHAPE))
+    tau = torch.tensor([0.0, 0.3, 0.98, 1.0], requires_grad=True)
     w = path.time_weight(tau)
+    assert w[0] == 1.0 and w[-1] == 0.0
+    torch.testing.assert_close(w, 1 - tau.detach())
+    slope = torch.autograd.grad(w.sum(), tau)[0]
+    assert torch.equal(slope, torch.full_like(slope, -1.0))
+
+
+def test_superresolution_and_vpsde_weights() -> None:
+    assert vision.SuperResolutionPath(_images(6, SHAPE)).time_weight is None  # ω ≡ 1
+    w = vision.VPSDEPath(_images(6, SHAPE)).time_weight(torch.tensor([0.0, 0.5, 1.0]))
     assert w[0] == pytest.approx(1.0, abs=1e-4) and w[2] == 0.0 and 0 < w[1] < 1
-    samples = path.sample(torch.rand(5))
-    assert samples.shape == (5, math.prod(shape)) and samples.dtype == torch.float32
+
+
+@pytest.mark.parametrize("task", sorted(interpolants.TASKS))
+def test_sample_triplet_shares_one_draw_per_row(task: str) -> None:
+    """x_0, x_1 and x_tau of a row are the states of the same (noise, image) draw."""
+    path = vision.make_path(task, _images(6, RGB if task == "colorization" else SHAPE), bin_width=0.1)
+    tau = torch.rand(5, generator=torch.Generator().manual_seed(2))
+    start, end, middle = path.sample_triplet(tau, torch.Generator().manual_seed(4))
+    x0, x1 = path.draw(5, torch.Generator().manual_seed(4))
+    for state, times in ((start, torch.zeros(5)), (end, torch.ones(5)), (middle, tau)):
+        assert state.shape == (5, path.dim) and state.dtype == torch.float32
+        torch.testing.assert_close(state, path.state(x0, x1, times), rtol=0, atol=1e-6)
+    assert torch.equal(end[:, : path.image_dim], x1)
+    if task != "vpsde" and not path.periodic:  # linear in tau: x_tau = (1 - tau) x_0 + tau x_1 row by row
+        torch.testing.assert_close(middle, (1 - tau[:, None]) * start + tau[:, None] * end, rtol=0, atol=1e-5)
+
+
+def test_snapshot_paths_keep_independent_triplets() -> None:
+    path = tj.SnapshotPath([torch.zeros(50, 2), torch.ones(50, 2) + torch.randn(50, 2)], [0.0, 1.0], smoothing=0.1)
+    assert type(path).sample_triplet is MarginalPath.sample_triplet
+    tau = torch.rand(6)
+    triplet = path.sample_triplet(tau, torch.Generator().manual_seed(0))
+    drawn = path.sample(torch.cat([torch.zeros(6), torch.ones(6), tau]), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(torch.cat(triplet), drawn)
 
 
 def test_dequantised_draws_stay_in_their_bin() -> None:
@@ -182,6 +236,31 @@ def test_periodic_potential_is_periodic() -> None:
     x, t = torch.randn(2, 64), torch.rand(2)
     shift = 2 * math.pi * torch.randint(-2, 3, x.shape)
     torch.testing.assert_close(potential(x + shift, t), potential(x, t), atol=1e-5, rtol=1e-5)
+
+
+def test_time_embedding_is_slow_on_the_unit_interval() -> None:
+    """Raw t in [0, 1] with a maximum frequency of 1: the features' time derivatives are at most 1
+    (O(1), not O(30)), so ∂_t s is as smooth as s."""
+    assert vision.UNet(SHAPE).config["time_max_frequency"] == 1.0
+    embedding = unet.SinusoidalTimeEmbedding(16)
+    t = torch.linspace(0, 1, 11)
+    slopes = torch.autograd.functional.jacobian(lambda u: embedding.features(u).sum(0), t)  # (16, 11)
+    assert slopes.abs().max() <= 1.0 + 1e-6
+    torch.testing.assert_close(slopes[0], torch.cos(t))  # the fastest sine, d/dt sin(t)
+    fast = unet.SinusoidalTimeEmbedding(16, max_frequency=30.0)
+    assert torch.autograd.functional.jacobian(lambda u: fast.features(u).sum(0), t).abs().max() > 20
+
+
+def test_unet_potential_reads_conditioning_channels_without_moving_them() -> None:
+    torch.manual_seed(0)
+    potential = vision.UNetPotential(SHAPE, cond_channels=1, base_channels=8)
+    torch.nn.init.normal_(potential.unet.head.weight, std=0.1)
+    assert potential.unet.in_channels == 2 and potential.unet.out_channels == 1
+    x, t = torch.randn(3, 128, requires_grad=True), torch.rand(3)
+    grad = torch.autograd.grad(potential(x, t).sum(), x)[0]
+    assert torch.equal(grad[:, 64:], torch.zeros(3, 64)) and grad[:, :64].abs().max() > 0
+    other = torch.cat([x[:, :64], torch.randn(3, 64)], dim=1)
+    assert not torch.allclose(potential(other, t), potential(x, t))  # the output depends on them
 
 
 def test_unet_rejects_bad_sizes() -> None:
@@ -331,12 +410,25 @@ def test_save_image_grid(tmp_path) -> None:
 
 
 # ----------------------------------------------------------------------------- fits
+def test_front_end_sets_the_authors_training_choices() -> None:
+    path = vision.SuperResolutionPath(_images(6, SHAPE))
+    est = vision.action_matching(path, unet={"base_channels": 8}, n_iter=3)
+    potential = est.get_params()["potential"]
+    assert potential.cond_channels == 1 and not potential.periodic
+    assert est.time_weight is None and est.time_proposal == "quasi-uniform" and est.n_iter == 3
+    torus = vision.TorusPath(_images(6, SHAPE))
+    est = vision.action_matching(torus, unet={"base_channels": 8}, time_proposal="uniform")
+    assert est.get_params()["potential"].periodic and est.time_weight == torus.time_weight
+    assert est.time_proposal == "uniform"
+    with pytest.raises(ValueError, match="unet"):
+        vision.action_matching(torus, potential=vision.UNetPotential(SHAPE), unet={"base_channels": 8})
+
+
 def test_unet_potential_fits_through_the_estimator() -> None:
     digits = vision.load_digits()
     path = vision.LinearPath(digits.images[:64], bin_width=digits.bin_width)
-    est = tj.ActionMatching(
-        potential=vision.UNetPotential(SHAPE, base_channels=8), time_weight=path.time_weight,
-        time_proposal="adaptive", n_iter=4, batch_size=8, device="cpu", progress=False,
+    est = vision.action_matching(
+        path, unet={"base_channels": 8}, n_iter=4, batch_size=8, device="cpu", progress=False,
     ).fit(path)
     assert np.isfinite(est.loss_curve_).all() and est.n_iter_ == 4
     traj = est.simulate(path.prior_sample(3).numpy(), 0.0, 1.0, n_steps=3, method="rk4")
@@ -373,3 +465,20 @@ def test_baselines_run() -> None:
         ssm.score(path), path.prior_sample(2), path.noise_scale, n_levels=3, steps_per_level=2, final_steps=2,
     )
     assert samples.shape == (2, 64) and torch.isfinite(samples).all()
+
+
+@pytest.mark.parametrize("cls", [vision.FlowMatching, vision.SlicedScoreMatching])
+def test_diverging_baseline_restores_finite_weights(cls: type) -> None:
+    """A huge learning rate overflows the loss within two steps; the fit stops with a
+    DivergenceError and the network is left with the healthy weights it started from."""
+    torch.manual_seed(0)
+    network = vision.UNet(SHAPE, base_channels=8)
+    initial = {k: v.clone() for k, v in network.state_dict().items()}
+    model = cls(network, n_iter=50, batch_size=8, lr=1e6, device="cpu", progress=False)
+    with pytest.raises(DivergenceError, match="restored") as info:
+        model.fit(vision.LinearPath(_images(16, SHAPE)))
+    assert info.value.reason == "non-finite loss"
+    assert all(torch.isfinite(p).all() for p in model.network_.parameters())
+    for key, value in model.network_.state_dict().items():
+        torch.testing.assert_close(value, initial[key])
+    assert len(model.loss_curve_) == model.n_iter_ < 50

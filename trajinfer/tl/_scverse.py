@@ -26,7 +26,7 @@ from ._utils import basis_key, batched, model_metadata, model_representation
 if TYPE_CHECKING:
     from cellrank.kernels import PrecomputedKernel
 
-logger = logging.getLogger("trajinfer")
+logger = logging.getLogger(__name__)
 
 VKEY = "velocity"
 LAYER_LIMIT = 2**28  # entries of a dense layer written without being asked (1 GiB of float32)
@@ -102,13 +102,16 @@ def embed(
     use_rep: str | None = None,
     key: str = "tj",
     n_neighbors: int = 30,
+    reach: float | None = None,
 ) -> np.ndarray:
     """Map positions in the fitted representation onto an embedding such as UMAP.
 
     Each position gets the mean embedding coordinates of its ``n_neighbors`` nearest observed
-    cells in the representation, weighted by a Gaussian kernel of width half the median
-    distance from a cell to its ``n_neighbors``-th neighbour (kNN kernel regression; positions
-    far from every cell land on their nearest cells).
+    cells in the representation, weighted by a Gaussian kernel of width half the
+    neighbourhood radius, the median distance from a cell to its ``n_neighbors``-th neighbour
+    (kNN kernel regression). An embedding has no place for positions away from the data: one
+    between two branches maps between their embeddings, wherever that is; ``reach`` leaves
+    such positions out.
 
     Parameters
     ----------
@@ -126,6 +129,9 @@ def embed(
         ``uns`` key written by :func:`trajinfer.fit`.
     n_neighbors
         Cells averaged per position.
+    reach
+        Positions farther than ``reach`` neighbourhood radii from every observed cell map to
+        NaN (default: all positions are mapped).
 
     Returns
     -------
@@ -133,10 +139,13 @@ def embed(
         Shape (..., embedding dimensions).
     """
     positions = np.asarray(X_rep, dtype=np.float64)
-    reference = _representation_of(adata, use_rep, key, positions.shape[-1])
+    flat_positions = positions.reshape(-1, positions.shape[-1])
+    kernel = NeighborKernel(_representation_of(adata, use_rep, key, positions.shape[-1]), n_neighbors)
     target = _obsm(adata, basis)
-    flat = NeighborKernel(reference, n_neighbors).weights(positions.reshape(-1, positions.shape[-1])) @ target
-    return np.asarray(flat).reshape(positions.shape[:-1] + (target.shape[1],))
+    flat = np.asarray(kernel.weights(flat_positions) @ target)
+    if reach is not None:
+        flat[kernel.tree.query(flat_positions)[0] > reach * kernel.radius] = np.nan
+    return flat.reshape(positions.shape[:-1] + (target.shape[1],))
 
 
 def velocity_embedding(
