@@ -58,8 +58,10 @@ API_MODULES = [
         "Fit a time course, move cells through time and summarise where they go.",
         [
             ("Fitting", ["fit", "default_sigma"]),
-            ("Simulation", ["simulate", "push"]),
+            ("Validation", ["holdout"]),
+            ("Simulation", ["simulate", "push", "pull", "PullResult"]),
             ("Fate and growth", ["fate", "FateResult", "growth_rates"]),
+            ("scverse: velocities, transitions, embeddings", ["velocity_embedding", "transition_matrix", "cellrank_kernel", "embed"]),
             ("Gene space", ["decode"]),
         ],
     ),
@@ -87,6 +89,12 @@ API_MODULES = [
         "Built-in potentials; any :class:`torch.nn.Module` mapping ``(x (B, d), tau (B,))`` to ``(B,)`` works.",
         section="internals",
     ),
+    ModuleSpec(
+        "trajinfer.diagnostics", "trajinfer.diagnostics: checks of a fit",
+        "What ``model.diagnostics_`` holds and when a fit warns.", section="internals",
+    ),
+    ModuleSpec("trajinfer.training", "trajinfer.training: the optimisation loop", section="internals"),
+    ModuleSpec("trajinfer.persistence", "trajinfer.persistence: model files", section="internals"),
     ModuleSpec("trajinfer.losses", "trajinfer.losses: the objectives", section="internals"),
     ModuleSpec("trajinfer.time_sampling", "trajinfer.time_sampling: time proposals", section="internals"),
     ModuleSpec("trajinfer.derivatives", "trajinfer.derivatives: derivatives of the potential", section="internals"),
@@ -547,7 +555,10 @@ def gallery_ignore_pattern() -> str:
     return r"(__init__\.py" + "".join(f"|{s}" for s in skip) + ")"
 
 
-GALLERY_ORDER = ("plot_embryoid_body.py", "plot_growth_uam.py", "plot_petals.py", "plot_hydrogen.py", "plot_digits.py")
+GALLERY_ORDER = (
+    "plot_embryoid_body.py", "plot_scverse_dyngen.py", "plot_growth_uam.py", "plot_petals.py", "plot_hydrogen.py",
+    "plot_digits.py",
+)
 
 
 class GalleryOrder:
