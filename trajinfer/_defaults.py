@@ -38,7 +38,7 @@ INTERPOLATION: Interpolation = "ot"
 #: Optimisation budget and network.
 N_ITER = 1500
 BATCH_SIZE = 256
-LR = 3e-3
+LR = 1e-2
 HIDDEN_DIMS: tuple[int, ...] = (128, 128, 128)
 #: Times of the loss's integral: a randomly shifted low-discrepancy sequence.
 TIME_PROPOSAL: TimeProposalName = "quasi-uniform"
