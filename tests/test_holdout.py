@@ -6,6 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import trajinfer as tj
 
@@ -46,3 +47,38 @@ def test_mixture_loss_is_bounded_on_well_separated_snapshots(lr):
     pushed = est.simulate(X[day == 0], 0.0, 2.0, n_steps=50).X[-1]
     no_move = tj.metrics.w1(X[day == 0], X[day == 2])
     assert tj.metrics.w1(pushed, X[day == 2]) < no_move / 10
+
+
+def test_off_support_pushes_are_measured_and_warned():
+    """A model whose velocities are far too large pushes cells off the data: push, fate and
+    decode measure it and warn."""
+    adata = _course(sizes=(80, 80, 80), spacing=1.0)
+    model = tj.fit(adata, "day", method="am", n_iter=200, hidden_dims=(32, 32), progress=False)
+    with _no_warning():
+        pushed = tj.tl.push(adata, model, 0.0, 1.0)
+    assert pushed.uns["push"]["off_support_fraction"] < 0.1
+    with torch.no_grad():  # inflate the action tenfold: every velocity ×10
+        last = model.potential_.net[-1]
+        last.weight.mul_(10.0)
+        last.bias.mul_(10.0)
+    with pytest.warns(tj.tl._support.OffSupportWarning, match="landed more than"):
+        pushed = tj.tl.push(adata, model, 0.0, 2.0)
+    assert pushed.uns["push"]["off_support_fraction"] > 0.5
+    assert (pushed.obs["support_ratio"] > 3).mean() > 0.5
+    adata.obs["blob"] = pd.Categorical(np.where(np.asarray(adata.X)[:, 1] > 0.5, "up", "down"))
+    with pytest.warns(tj.tl._support.OffSupportWarning, match="extrapolation"):
+        fates = tj.tl.fate(adata, model, 0.0, 2.0, cluster_key="blob")
+    assert fates.off_support_fraction > 0.5
+
+
+def _no_warning():
+    import warnings
+    from contextlib import contextmanager
+
+    @contextmanager
+    def guard():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", tj.tl._support.OffSupportWarning)
+            yield
+
+    return guard()

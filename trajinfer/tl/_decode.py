@@ -7,6 +7,7 @@ import pandas as pd
 from anndata import AnnData
 
 from ..trajectories import Trajectories
+from ._support import check_support
 
 
 def decode(adata: AnnData, X_rep: np.ndarray | Trajectories) -> AnnData:
@@ -28,6 +29,11 @@ def decode(adata: AnnData, X_rep: np.ndarray | Trajectories) -> AnnData:
         give T·n rows in time-major order with ``obs['step']`` (0 .. T-1) and
         ``obs['particle']`` (0 .. n-1); a :class:`~trajinfer.Trajectories` adds ``obs['time']``
         and ``obs['weight']`` (the normalised weights times n, mean 1 at each step).
+        ``obs['support_ratio']`` is each position's distance to the nearest observed cell in
+        ``obsm['X_pca']`` over the cells' typical neighbour distance, and
+        ``uns['off_support_fraction']`` the fraction beyond
+        :data:`~trajinfer.tl._support.OFF_SUPPORT_FACTOR`; a warning says when many positions are
+        off the data (their decoded expression is extrapolation).
 
     Notes
     -----
@@ -58,6 +64,11 @@ def decode(adata: AnnData, X_rep: np.ndarray | Trajectories) -> AnnData:
     if isinstance(X_rep, Trajectories):
         obs["time"] = np.repeat(X_rep.times, X_rep.n_particles)
         obs["weight"] = (X_rep.weights * X_rep.n_particles).ravel()
+    if "X_pca" in adata.obsm:
+        check = check_support(rows, np.asarray(adata.obsm["X_pca"])[:, :d], what="decoded positions")
+        obs["support_ratio"] = check.ratio
     decoded = AnnData(X=(rows @ loadings[:, :d].T + mean).astype(np.float32), obs=obs, var=adata.var.copy())
     decoded.obsm["X_pca"] = rows.astype(np.float32)
+    if "X_pca" in adata.obsm:
+        decoded.uns["off_support_fraction"] = check.off_support_fraction
     return decoded

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +14,10 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from ..estimator import ActionMatching
 from ._push import simulate
+from ._support import OFF_SUPPORT_WARN_FRACTION, OffSupportWarning, check_support
 from ._utils import cells_at, group_table, model_representation, obs_column
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,10 +32,16 @@ class FateResult:
     transition
         Source clusters by target clusters (like moscot's ``cell_transition``): weighted mean of
         ``probabilities`` over the cells of each source cluster; rows sum to one.
+    off_support_fraction
+        Fraction of pushed cells that landed more than
+        :data:`~trajinfer.tl._support.OFF_SUPPORT_FACTOR` typical neighbour distances from every
+        observed cell of the later time (mean over repeats); a warning is given above
+        :data:`~trajinfer.tl._support.OFF_SUPPORT_WARN_FRACTION`.
     """
 
     probabilities: pd.DataFrame
     transition: pd.DataFrame
+    off_support_fraction: float = 0.0
 
 
 def fate(
@@ -75,10 +86,19 @@ def fate(
 
     probabilities = np.zeros((int(early.sum()), len(classifier.classes_)))
     weights = np.zeros(int(early.sum()))
+    off_support = 0.0
     for repeat in range(n_repeats):
         traj = simulate(adata, model, from_time, to_time, n_steps=n_steps, seed=None if seed is None else seed + repeat)
         probabilities += classifier.predict_proba(traj.X[-1]) / n_repeats
         weights += traj.weights[-1] / n_repeats
+        off_support += check_support(traj.X[-1], X[late], warn=False).off_support_fraction / n_repeats
+    if off_support > OFF_SUPPORT_WARN_FRACTION:
+        message = (
+            f"{100 * off_support:.0f}% of the cells pushed from {from_time} to {to_time} landed far from every observed "
+            f"cell of {to_time}: their fate probabilities are extrapolation. Check the fit (model.diagnostics_)."
+        )
+        logger.warning(message)
+        warnings.warn(message, OffSupportWarning, stacklevel=2)
     prob_df = pd.DataFrame(probabilities, index=adata.obs_names[early], columns=classifier.classes_)
     transition = group_table(prob_df, sources, weights, f"{source_key} @ {from_time}", f"{cluster_key} @ {to_time}")
-    return FateResult(probabilities=prob_df, transition=transition)
+    return FateResult(probabilities=prob_df, transition=transition, off_support_fraction=off_support)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from anndata import AnnData
 from ..estimator import ActionMatching
 from ..trajectories import Trajectories
 from ._decode import decode
+from ._support import OffSupportWarning, check_support
 from ._utils import cells_at, label_time, model_metadata, model_representation
 
 
@@ -65,19 +67,27 @@ def push(
     holds the decoded expression of the pushed cells with the genes of ``adata`` in ``var``
     (see :func:`decode`); otherwise ``X`` holds the end positions. ``obs['source']`` names the
     source cell and ``obs['weight']`` is the importance weight (mean 1 over cells; not 1 only
-    for unbalanced methods).
+    for unbalanced methods). ``obs['support_ratio']`` is each pushed cell's distance to the nearest
+    observed cell over the cells' typical neighbour distance; ``uns['push']['off_support_fraction']``
+    the fraction beyond :data:`~trajinfer.tl._support.OFF_SUPPORT_FACTOR` (a warning says when it
+    is large: such cells are extrapolation).
     """
     meta = model_metadata(model)
     traj = simulate(adata, model, from_time, to_time, n_steps=n_steps, stochastic=stochastic, seed=seed)
     sources = adata.obs_names[cells_at(adata, model, from_time)]
     end = traj.X[-1].astype(np.float32)
     weights = traj.weights[-1] * traj.n_particles
-    obs = pd.DataFrame({"source": np.asarray(sources), "weight": weights}, index=[f"{s}->{to_time}" for s in sources])
+    check = check_support(end, model_representation(adata, model), what=f"cells pushed to {to_time}")
+    obs = pd.DataFrame({"source": np.asarray(sources), "weight": weights, "support_ratio": check.ratio},
+                       index=[f"{s}->{to_time}" for s in sources])
     if meta["use_rep"] == "X_pca" and "PCs" in adata.varm:
-        pushed = decode(adata, end)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OffSupportWarning)  # already checked against all cells above
+            pushed = decode(adata, end)
         pushed.obs = obs
     else:
         pushed = AnnData(X=end, obs=obs)
         pushed.obsm["X_rep" if meta["use_rep"] == "X" else meta["use_rep"]] = end
-    pushed.uns["push"] = {"from_time": str(from_time), "to_time": str(to_time), "time": float(traj.times[-1])}
+    pushed.uns["push"] = {"from_time": str(from_time), "to_time": str(to_time), "time": float(traj.times[-1]),
+                          "off_support_fraction": check.off_support_fraction}
     return pushed
