@@ -226,8 +226,12 @@ def _cli_help() -> str | None:
 
 # Benchmarks the project promises; each gets a page even before its results exist.
 EXPECTED_BENCHMARKS = {
+    "defaults": ("How the defaults were chosen (leave one time point out)", "python benchmarks/defaults.py"),
+    "groundtruth": ("Ground truth: error against time", "python benchmarks/groundtruth.py"),
     "eb": ("Embryoid body (NLSB protocol)", "python benchmarks/eb.py"),
+    "eb_loo": ("Embryoid body, leave one time point out", "python benchmarks/eb.py --loo"),
     "petals": ("Petals (MIOFlow comparison)", "python benchmarks/petals.py"),
+    "petals_loo": ("Petals, leave one time point out", "python benchmarks/petals.py --loo"),
     "hydrogen": ("Hydrogen atom (paper Sec. 4.2)", "python benchmarks/hydrogen.py"),
     "vision": ("Images (paper Sec. 4.3)", "python benchmarks/vision.py"),
 }
