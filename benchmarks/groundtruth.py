@@ -21,6 +21,7 @@ Usage::
 
     python benchmarks/groundtruth.py                      # about 25 minutes, one thread
     python benchmarks/groundtruth.py --quick --out /tmp/gt
+    python benchmarks/groundtruth.py --profile            # groundtruth_profile.md
 """
 
 from __future__ import annotations
@@ -148,6 +149,39 @@ def fit(problem: Problem, config: dict[str, Any], seed: int, quick: bool) -> dic
     return {"wall_s": wall, "iterations": model.n_iter_, **errors(model, problem)}
 
 
+MATRIX_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm"}
+
+
+def profile(n_iter: int = 200) -> dict[str, Any]:
+    """Self CPU time of one default eAM fit on the 3-D OU path, by kind of operation."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    problem = ou_problem(3, "eam")
+    fit(problem, {"n_iter": 5}, 0, quick=True)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        fit(problem, {"n_iter": n_iter}, 0, quick=False)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    matrix = sum(e.self_cpu_time_total for e in events if e.key in MATRIX_OPS)
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]
+    return {
+        "n_iter": n_iter, "self_cpu_ms_per_iteration": total / 1e3 / n_iter, "matrix_fraction": matrix / total,
+        "top": [{"op": e.key, "share": e.self_cpu_time_total / total, "calls_per_iteration": e.count / n_iter} for e in top],
+    }
+
+
+def profile_markdown(p: dict[str, Any], prov: dict[str, Any]) -> str:
+    rows = [[e["op"], f"{100 * e['share']:.1f}%", C.fmt(e["calls_per_iteration"], 1)] for e in p["top"]]
+    return (
+        "# Profile of one training step (eAM, 3-D OU, defaults)\n\n" + C.provenance_md(prov) + "\n\n"
+        + f"{p['n_iter']} iterations under `torch.profiler`: {p['self_cpu_ms_per_iteration']:.1f} ms of self CPU time per "
+        f"iteration, **{100 * p['matrix_fraction']:.0f}% in matrix products** (mm, addmm, bmm, matmul, linear); the rest is "
+        "element-wise work of the forward-mode jet (activation derivatives, Jacobian propagation), its backward pass, "
+        "sampling and the optimiser.\n\n" + C.md_table(["operation", "share of self CPU", "calls per iteration"], rows) + "\n"
+    )
+
+
 def markdown(payload: dict[str, Any]) -> str:
     header = ["problem", "setting", "seeds", "rel. error (all)", "start", "end", "fit s"]
     rows = []
@@ -172,8 +206,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--problems", default=None, help="comma-separated problem names (default: all)")
     parser.add_argument("--configs", default=None, help="comma-separated setting names (default: all)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the defaults row")
+    parser.add_argument("--profile", action="store_true", help="write groundtruth_profile.md: where a training step spends its time")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.profile:
+        prov = C.provenance(argv=argv)
+        result = profile(20 if args.quick else 200)
+        C.write_json(args.out / "groundtruth_profile.json", {"provenance": prov, **result})
+        C.write_text(args.out / "groundtruth_profile.md", profile_markdown(result, prov))
+        return result
     chosen = [p for p in problems() if args.problems is None or p.name in args.problems.split(",")]
     configs = {k: v for k, v in CONFIGS.items() if args.configs is None or k in args.configs.split(",")}
     fit(chosen[0], {"n_iter": 5}, 0, quick=True)  # warm-up: one-off imports inside torch.optim
