@@ -128,7 +128,11 @@ def action_matching_loss(
     else:
         m0 = m1 = 1.0
 
-    s0, s1 = potential(torch.cat([x0, x1]), torch.cat([zeros, ones])).split(int(batch_size))
-    boundary = w0 * m0 * s0.mean() - w1 * m1 * s1.mean()
+    # boundary terms with a zero weight (ω(1) = 0 of the image paths) are not evaluated
+    ends = [(x, t, c) for x, t, c in ((x0, zeros, w0 * m0), (x1, ones, -w1 * m1)) if c != 0]
+    boundary = torch.zeros((), device=device)
+    if ends:
+        values = potential(torch.cat([x for x, _, _ in ends]), torch.cat([t for _, t, _ in ends])).split(int(batch_size))
+        boundary = sum(c * v.mean() for (_, _, c), v in zip(ends, values))
     loss = boundary + (integrand / density).mean()
     return LossTerms(loss=loss, tau=tau, integrand=integrand.detach())

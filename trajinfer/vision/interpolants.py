@@ -43,9 +43,9 @@ With a weight ``ω(tau)`` the loss (see :mod:`trajinfer.losses`) is
 ``ω(0) E[s_0] - ω(1) E[s_1] + ∫ E[ω (½|∇s|² + ∂_tau s) + s ω'] dtau``. Since
 ``d/dtau (ω E[s]) = ω' E[s] + ω E[∂_tau s + <∇s, v>]`` for the path's velocity ``v = ∇s*``,
 
-.. math::  L_\omega(s) = \tfrac12 \int_0^1 \omega(\tau)\, E|\nabla s_\tau - \nabla s^*_\tau|^2 \,d\tau - \tfrac12 \int_0^1 \omega(\tau)\, E|\nabla s^*_\tau|^2 \,d\tau:
+.. math::  L_\omega(s) = \tfrac12 \int_0^1 \omega(\tau)\, E|\nabla s_\tau - \nabla s^*_\tau|^2 \,d\tau - \tfrac12 \int_0^1 \omega(\tau)\, E|\nabla s^*_\tau|^2 \,d\tau
 
-``ω(tau)`` is how much the velocity error at ``tau`` counts. Near the data end every path has
+so ``ω(tau)`` is how much the velocity error at ``tau`` counts. Near the data end every path has
 the local form ``x_tau ≈ a_tau x^i + b_tau ε`` around each training image ``x^i`` (paper
 App. C), with noise scale ``b_tau -> 0`` as ``tau -> 1`` and a locally quadratic potential
 
