@@ -114,7 +114,7 @@ def trajectories(
     data: AnnData | np.ndarray | None,
     traj: Trajectories | np.ndarray,
     *,
-    time_key: str = "time",
+    time_key: str | None = None,
     color: str | np.ndarray | None = None,
     basis: str | None = None,
     components: Sequence[int] = (0, 1),
@@ -136,7 +136,8 @@ def trajectories(
         :class:`~trajinfer.Trajectories` or positions of shape (T, n, d): in the fitted
         representation for an AnnData, else in the space of ``data``.
     time_key
-        ``obs`` column of an AnnData used for colours when ``color`` is not given.
+        ``obs`` column of an AnnData used for colours when ``color`` is not given (default:
+        the time key the model was fitted with, ``uns[key]["time_key"]``, else ``"time"``).
     color
         An ``obs`` column (AnnData) or one value per cell. Numbers get the continuous ``cmap``
         and a colorbar; categories get a legend.
@@ -184,6 +185,9 @@ def trajectories(
     elif data is not None:
         cells = _components(np.asarray(data, dtype=float), components, "data")
     if data is not None:
+        if time_key is None:
+            record = data.uns.get(key, {}) if isinstance(data, AnnData) else {}
+            time_key = record.get("time_key", "time") if isinstance(record, Mapping) else "time"
         values, label = _color_values(data, color, time_key)
         _scatter_colored(ax, cells, values, label, cmap, _point_size(len(cells)) if size is None else size)
 
