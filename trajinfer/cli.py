@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "finite-sample floor, and save a figure and a JSON file.",
     )
     demo.add_argument("--out", default="trajinfer_demo", metavar="DIR", help="output folder (default: trajinfer_demo)")
-    demo.add_argument("--n-iter", type=_positive_int, default=None, help="training iterations (default: 2000, 400 with --quick)")
+    demo.add_argument("--n-iter", type=_positive_int, default=None, help=f"training iterations (default: {defaults.N_ITER}, 400 with --quick)")
     demo.add_argument("--quick", action="store_true", help="a smaller, faster run")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(handler=_run_demo)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from . import _defaults as defaults
 from . import metrics, pl
 from .datasets import petals
 from .tl import fit
@@ -29,7 +30,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["format_table", "run_demo"]
 
 N_TIMES = 5
-DEFAULT = {"n_per_time": 400, "n_iter": 2000, "hidden_dims": (128, 128), "batch_size": 256, "n_repeats": 5, "n_steps": 100}
+# the full demo fits with tj.fit's own defaults, as a user would
+DEFAULT = {"n_per_time": 400, "n_iter": defaults.N_ITER, "hidden_dims": defaults.HIDDEN_DIMS, "batch_size": defaults.BATCH_SIZE,
+           "n_repeats": 5, "n_steps": 100}
 QUICK = {"n_per_time": 200, "n_iter": 400, "hidden_dims": (64, 64), "batch_size": 128, "n_repeats": 3, "n_steps": 40}
 
 
