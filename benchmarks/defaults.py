@@ -31,6 +31,7 @@ Usage::
 
     python benchmarks/defaults.py                 # the full selection (about 40 min of one thread)
     python benchmarks/defaults.py --quick --out /tmp/defaults
+    python benchmarks/defaults.py --speed         # defaults_speed.md: time of one default fit
 """
 
 from __future__ import annotations
@@ -124,6 +125,33 @@ def stage_two(best: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**best, "hidden_dims": [64, 64, 64]}, {**best, "n_iter": 750}]
 
 
+def speed(sets: dict[str, tuple[Any, str, list[Any] | None]], out: Path, argv: list[str] | None) -> dict[str, Any]:
+    """Time of one default ``tj.fit`` per data set: CPU seconds of this one-thread process (what
+    the fit costs, whatever else the machine runs) and wall seconds."""
+    rows = []
+    tj.fit(sets[next(iter(sets))][0], sets[next(iter(sets))][1], n_iter=5, progress=False)  # one-off imports in torch.optim
+    for name, (adata, key, _) in sets.items():
+        cpu, wall = time.process_time(), time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = tj.fit(adata, key, progress=False)
+        rows.append({"data": name, "n_cells": adata.n_obs, "dim": int(model.dim_), "cpu_s": time.process_time() - cpu,
+                     "wall_s": time.perf_counter() - wall, "training_s": model.fit_time_, "n_iter": model.n_iter_})
+        print(f"[speed] {name}: {rows[-1]['cpu_s']:.1f} CPU s, {rows[-1]['wall_s']:.1f} wall s", flush=True)
+    prov = C.provenance(argv=argv)
+    md = "\n".join([
+        "# Speed of the default fit", "", C.provenance_md(prov), "",
+        "`tj.fit(adata, time_key)` with every default (eAM, OT path, "
+        f"{defaults.N_ITER} iterations, {defaults.HIDDEN_DIMS} network), one thread. *CPU s*: CPU time of the "
+        "process over the whole call (what the fit costs on one thread); *wall s*: elapsed time on this shared "
+        "machine (longer when other jobs run).", "",
+        C.md_table(["data", "cells", "dimensions", "CPU s", "wall s"],
+                   [[r["data"], r["n_cells"], r["dim"], C.fmt(r["cpu_s"], 1), C.fmt(r["wall_s"], 1)] for r in rows]), ""])
+    C.write_json(out / "defaults_speed.json", {"provenance": prov, "rows": rows})
+    C.write_text(out / "defaults_speed.md", md)
+    return {"rows": rows}
+
+
 def markdown(payload: dict[str, Any]) -> str:
     rows = sorted(payload["rows"], key=lambda r: r["mean_ratio"])
     chosen = payload.get("default")
@@ -161,9 +189,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--stage", choices=["one", "two", "both"], default="both")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--speed", action="store_true", help="time one default fit per data set (defaults_speed.md)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sets = {name: load(name, args.data) for name in args.datasets.split(",")}
+    if args.speed:
+        return speed(sets, args.out, argv)
     out_json = args.out / "defaults.json"
     payload = json.loads(out_json.read_text()) if out_json.exists() and not args.quick else {"rows": []}
     payload["provenance"] = C.provenance(argv=argv)
