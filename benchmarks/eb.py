@@ -165,6 +165,8 @@ def fit_am(val: list[np.ndarray], method: str, interpolation: str, settings: dic
     sigma = default_sigma(X, t)
     estimator_settings = {k: v for k, v in settings.items() if k != "smoothing"}
     path = tj.SnapshotPath(X, t, interpolation=interpolation, sigma=sigma, smoothing=settings.get("smoothing", "auto"))
+    if method == "ueam":  # as tj.fit does: the growth length scale is the data's path length
+        estimator_settings.setdefault("growth_scale", path.length())
     model = tj.ActionMatching(method=method, sigma=sigma, seed=seed, progress=False, device="cpu", **estimator_settings)
     return model.fit(path)
 
