@@ -34,7 +34,7 @@ LR_SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
 #: Variant fitted by default (entropic: a stochastic model of cells, with ``sigma="auto"`` in ``tj.fit``).
 METHOD: Method = "eam"
 #: Interpolation between snapshots.
-INTERPOLATION: Interpolation = "ot"
+INTERPOLATION: Interpolation = "mixture"
 #: Optimisation budget and network.
 N_ITER = 1500
 BATCH_SIZE = 256

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import _defaults as defaults
 from ._defaults import INTERPOLATIONS, PAIRINGS
 from ._validation import as_float_tensor
 
@@ -202,7 +203,7 @@ class SnapshotPath(MarginalPath):
         X: Any,
         times: Sequence[float] | np.ndarray,
         *,
-        interpolation: str = "mixture",
+        interpolation: str = defaults.INTERPOLATION,
         pairing: str = "auto",
         sigma: float | None = None,
         smoothing: float | str = "auto",
