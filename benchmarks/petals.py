@@ -31,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -103,35 +104,12 @@ def run_one(n_times: int, args, quick: bool) -> dict[str, Any]:
     result["methods"]["trajinfer eAM"] = rec
     print(f"  n_times={n_times} eAM fit {rec['fit_seconds']:.0f} s W1 {[round(r['w1'], 3) for r in rec['per_t']]}", flush=True)
 
-    # MIOFlow
-    rec = {}
-    try:
-        from peers import fit_mioflow
-    except Exception as err:  # noqa: BLE001
-        rec["error"] = f"{type(err).__name__}: {err}"
+    # MIOFlow (its rows do not depend on trajinfer's settings: --reuse-peers reads them back)
+    earlier = next((r for r in args.earlier_runs if r["n_times"] == n_times and r["n_per_time"] == args.n_per_time), None)
+    if earlier is not None and "per_t" in earlier["methods"].get("MIOFlow", {}):
+        rec = {**earlier["methods"]["MIOFlow"], "reused_from": str(args.reuse_peers)}
     else:
-        with C.measure(rec):
-            mf, err = C.safe_run(lambda: fit_mioflow(snaps, list(range(n_times)), n_epochs=args.mioflow_epochs, seed=0))
-        if err:
-            rec["error"] = err
-        else:
-            rec["settings"] = mf.settings
-
-            def pushes():
-                from torchdiffeq import odeint
-
-                x = torch.as_tensor((snaps[0] - mf.mf.mean_vals) / mf.mf.std_vals, dtype=torch.float32)
-                mf.mf.ode_model.eval().reset_momentum()
-                with torch.no_grad():
-                    out = odeint(mf.mf.ode_model, x, torch.arange(n_times, dtype=torch.float32))
-                return [o.numpy().astype(np.float64) * mf.mf.std_vals + mf.mf.mean_vals for o in out]
-
-            traj, err = C.safe_run(pushes)
-            if err:
-                rec["error"] = err
-            else:
-                rec["per_t"] = score(traj, snaps, 1)
-                rec["per_t_heldout"] = score(traj, held, 1)
+        rec = mioflow_row(snaps, held, n_times, args)
     result["methods"]["MIOFlow"] = rec
     print(f"  n_times={n_times} MIOFlow", rec.get("error") or f"fit {rec['fit_seconds']:.0f} s W1 {[round(r['w1'], 3) for r in rec['per_t']]}", flush=True)
     result["no_move"] = score([None] + [snaps[0]] * (n_times - 1), snaps, 1)
@@ -178,6 +156,10 @@ def markdown(p: dict[str, Any]) -> str:
              f"single-threaded processes on a {p['provenance']['machine']['cpu_cores']}-core machine (load average at start "
              f"{p['provenance']['machine'].get('load_average_at_start')}); *fit s* is the wall-clock time of the fit alone.", "",
              "![metrics vs time](petals.png)", ""]
+    reused = sorted({r["methods"]["MIOFlow"]["reused_from"] for r in p["runs"] if r["methods"].get("MIOFlow", {}).get("reused_from")})
+    if reused:
+        parts += [f"MIOFlow's rows (which do not depend on trajinfer's settings) were read from the earlier run in {', '.join(reused)}, "
+                  "made with the same data and budget; their fit times are that run's.", ""]
     for run in p["runs"]:
         parts += [f"## {run['n_times']} time steps ({run['n_per_time']} cells per time)", ""]
         header = ["method", "metric"] + [f"t={r['t']}" for r in run["no_move"]] + ["mean", "fit s", "fit peak RSS increase MB"]
@@ -207,6 +189,39 @@ def markdown(p: dict[str, Any]) -> str:
         parts.append(f"- {name}: `{rec.get('settings', rec.get('error'))}`")
     parts.append("")
     return "\n".join(parts)
+
+
+def mioflow_row(snaps: list[np.ndarray], held: list[np.ndarray], n_times: int, args) -> dict[str, Any]:
+    """Fit MIOFlow on the snapshots and score its push from t_0 against the cells and the independent draw."""
+    rec: dict[str, Any] = {}
+    try:
+        from peers import fit_mioflow
+    except Exception as err:  # noqa: BLE001
+        rec["error"] = f"{type(err).__name__}: {err}"
+        return rec
+    with C.measure(rec):
+        mf, err = C.safe_run(lambda: fit_mioflow(snaps, list(range(n_times)), n_epochs=args.mioflow_epochs, seed=0))
+    if err:
+        rec["error"] = err
+        return rec
+    rec["settings"] = mf.settings
+
+    def pushes():
+        from torchdiffeq import odeint
+
+        x = torch.as_tensor((snaps[0] - mf.mf.mean_vals) / mf.mf.std_vals, dtype=torch.float32)
+        mf.mf.ode_model.eval().reset_momentum()
+        with torch.no_grad():
+            out = odeint(mf.mf.ode_model, x, torch.arange(n_times, dtype=torch.float32))
+        return [o.numpy().astype(np.float64) * mf.mf.std_vals + mf.mf.mean_vals for o in out]
+
+    traj, err = C.safe_run(pushes)
+    if err:
+        rec["error"] = err
+    else:
+        rec["per_t"] = score(traj, snaps, 1)
+        rec["per_t_heldout"] = score(traj, held, 1)
+    return rec
 
 
 def loo(args, quick: bool, prov: dict[str, Any]) -> dict[str, Any]:
@@ -301,6 +316,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--lr", type=float, default=defaults.LR, help="trajinfer learning rate")
     parser.add_argument("--smoothing", default="auto", help="snapshot kernel width (data units) or 'auto'")
     parser.add_argument("--loo", action="store_true", help="leave-one-time-point-out protocol at 5 time points (petals_loo.md/json)")
+    parser.add_argument("--reuse-peers", type=Path, default=None, metavar="JSON",
+                        help="read MIOFlow's rows from an earlier petals.json (same time points and cells) instead of refitting")
     parser.add_argument("--part", action="store_true", help="write petals_part_<n_times>.json only (parallel processes; combine with --merge)")
     parser.add_argument("--merge", action="store_true", help="combine petals_part_*.json in --out into petals.json/.md/.png")
     parser.add_argument("--threads", type=int, default=1)
@@ -315,6 +332,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.smoothing = float(args.smoothing)
     args.mioflow_epochs = args.mioflow_epochs or (2 if quick else 100)
     args.repeats = args.repeats or (2 if quick else 20)
+    args.earlier_runs = json.loads(args.reuse_peers.read_text())["runs"] if args.reuse_peers else []
     n_times_list = [3] if quick and args.n_times == "5,10,15" else [int(x) for x in args.n_times.split(",")]
     prov = C.provenance({"mode": "quick" if quick else "full"}, argv, f"benchmarks/{Path(__file__).name}")
     print(C.provenance_md(prov), flush=True)
