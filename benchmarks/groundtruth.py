@@ -46,7 +46,7 @@ THETA, SIGMA, M0, V0 = 1.0, 1.0, 2.0, 0.25
 LN2 = math.log(2.0)
 CONFIGS: dict[str, dict[str, Any]] = {
     "defaults": {},
-    "previous defaults (256x3, 2000 it, lr 1e-3, uniform t)": {
+    "previous defaults (256x3; 2000 it; lr 1e-3; uniform t)": {
         "hidden_dims": (256, 256, 256), "n_iter": 2000, "lr": 1e-3, "time_proposal": "uniform",
     },
     "uniform t": {"time_proposal": "uniform"},
