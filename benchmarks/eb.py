@@ -550,9 +550,10 @@ def budget_note(p: dict[str, Any]) -> str:
     bits = [f"{n} {r.get('n_epochs', r.get('n_iter'))} {'epochs' if 'n_epochs' in r else 'iterations'}" for n, r in peers.items() if r]
     ours = [f"{m} {s['n_iter']} iterations" for m, s in p["trajinfer_settings"].items()]
     load = p["provenance"]["machine"].get("load_average_at_start")
-    return (f"Compute: each group of rows (eAM, ueAM, peers) ran as its own single-threaded process, at most two at a time on a "
-            f"{p['provenance']['machine']['cpu_cores']}-core CPU machine (load average at the start of this part: {load}); *fit s* is "
-            f"wall-clock time of the fit alone. Budgets: trajinfer " + ", ".join(ours) + "; " + "; ".join(bits) +
+    return (f"Compute: each group of rows (eAM, ueAM, peers) ran as its own single-threaded process on a shared "
+            f"{p['provenance']['machine']['cpu_cores']}-core CPU machine (load average at the start of the first part: {load}; "
+            f"the parts' own load averages are in the JSON provenance); *fit s* is wall-clock time of the fit alone, longer "
+            f"when the machine was busy. Budgets: trajinfer " + ", ".join(ours) + "; " + "; ".join(bits) +
             f"; {p['repeats']} stochastic repeats.")
 
 
