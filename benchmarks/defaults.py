@@ -190,8 +190,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--stage", choices=["one", "two", "both"], default="both")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--speed", action="store_true", help="time one default fit per data set (defaults_speed.md)")
+    parser.add_argument("--report", action="store_true", help="rewrite defaults.md from defaults.json (marking today's defaults)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.report:
+        payload = json.loads((args.out / "defaults.json").read_text())
+        payload["default"] = base()
+        C.write_json(args.out / "defaults.json", payload)
+        C.write_text(args.out / "defaults.md", markdown(payload))
+        return payload
     sets = {name: load(name, args.data) for name in args.datasets.split(",")}
     if args.speed:
         return speed(sets, args.out, argv)
