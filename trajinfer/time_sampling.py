@@ -34,7 +34,7 @@ class UniformTimeProposal:
         """Restore a state returned by :meth:`state_dict`."""
 
 
-class QuasiUniformTimeProposal:
+class QuasiUniformTimeProposal(UniformTimeProposal):
     """Low-discrepancy times on [0, 1]: ``tau_k = (u + k·(√2 − 1)) mod 1`` with one uniform ``u``
     per batch (a randomly shifted Kronecker sequence, as in the Action Matching authors' code).
 
@@ -46,6 +46,7 @@ class QuasiUniformTimeProposal:
     """
 
     STEP = 2**0.5 - 1
+    # like the uniform proposal it does not adapt: update and the (empty) state are inherited
 
     def sample(self, n: int, generator: torch.Generator | None, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` times; return them with their densities."""
@@ -53,16 +54,6 @@ class QuasiUniformTimeProposal:
         steps = torch.arange(n, device=device, dtype=torch.float64) * self.STEP
         tau = torch.remainder(shift + steps, 1.0).to(torch.float32)
         return tau, torch.ones_like(tau)
-
-    def update(self, tau: torch.Tensor, integrand: torch.Tensor) -> None:
-        """Quasi-uniform proposals do not adapt."""
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The adaptive state (none), for checkpoints."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore a state returned by :meth:`state_dict`."""
 
 
 class AdaptiveTimeProposal:
