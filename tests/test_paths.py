@@ -152,7 +152,7 @@ def test_sb_adds_brownian_bridge_variance_on_degenerate_snapshots():
     # All of snapshot 0 at the origin and all of snapshot 1 at (3, 3), Δt = 2: every coupling is
     # the same, so x_λ = 3λ + σ sqrt(λ(1-λ)Δt) ξ exactly.
     sigma, lam, dt = 0.7, 0.25, 2.0
-    path = SnapshotPath([np.zeros((100, 2)), np.full((100, 2), 3.0)], [1.0, 3.0], interpolation="sb", sigma=sigma)
+    path = SnapshotPath([np.zeros((100, 2)), np.full((100, 2), 3.0)], [1.0, 3.0], interpolation="sb", sigma=sigma, smoothing=0.0)
     gen = _gen(7)
     x = torch.cat([path.sample(torch.full((500,), lam), gen) for _ in range(8)]).numpy()
     var = sigma**2 * lam * (1 - lam) * dt  # 0.184
@@ -170,7 +170,7 @@ def test_sb_marginal_variance_matches_gaussian_entropic_coupling(gaussians):
     # give 1.309, no Δt in the noise 1.060).
     a, b = gaussians
     sigma, dt = 1.0, 2.0
-    path = SnapshotPath([a, b], [0.0, dt], interpolation="sb", sigma=sigma)
+    path = SnapshotPath([a, b], [0.0, dt], interpolation="sb", sigma=sigma, smoothing=0.0)
     # 6000 samples in batches of 250 (Sinkhorn cost grows quickly with the batch size).
     x = _draw_many(path, 0.5, n_batches=24, batch=250, seed=8)
     eps = sigma**2 * dt
@@ -310,7 +310,7 @@ def test_pairing_auto_uses_full_plans_only_when_small():
     large = SnapshotPath([rng.normal(size=(2100, 1)), rng.normal(size=(2000, 1))], [0, 1], interpolation="ot")
     assert large.pairing == "minibatch"  # 4.2e6 entries > 4e6
     assert SnapshotPath([rng.normal(size=(5, 1))] * 2, [0, 1], interpolation="mixture").pairing == "full"
-    sb = SnapshotPath([np.zeros((30, 2)), np.full((30, 2), 3.0)], [0, 2], interpolation="sb", sigma=0.5, pairing="full")
+    sb = SnapshotPath([np.zeros((30, 2)), np.full((30, 2), 3.0)], [0, 2], interpolation="sb", sigma=0.5, pairing="full", smoothing=0.0)
     x = sb.to("cpu").sample(torch.full((4000,), 0.5), _gen(24)).numpy()
     # bridge noise only (every coupling has the same endpoints): Var = σ²·λ(1−λ)·Δt = 0.125, SE 0.0028
     assert abs(x.var(0).mean() - 0.125) < 0.015

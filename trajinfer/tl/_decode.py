@@ -32,7 +32,7 @@ def decode(adata: AnnData, X_rep: np.ndarray | Trajectories) -> AnnData:
         ``obs['support_ratio']`` is each position's distance to the nearest observed cell in
         ``obsm['X_pca']`` over the cells' typical neighbour distance, and
         ``uns['off_support_fraction']`` the fraction beyond
-        :data:`~trajinfer.tl._support.OFF_SUPPORT_FACTOR`; a warning says when many positions are
+        3 typical neighbour distances; a warning says when many positions are
         off the data (their decoded expression is extrapolation).
 
     Notes

@@ -34,9 +34,9 @@ class FateResult:
         ``probabilities`` over the cells of each source cluster; rows sum to one.
     off_support_fraction
         Fraction of pushed cells that landed more than
-        :data:`~trajinfer.tl._support.OFF_SUPPORT_FACTOR` typical neighbour distances from every
+        3 typical neighbour distances from every
         observed cell of the later time (mean over repeats); a warning is given above
-        :data:`~trajinfer.tl._support.OFF_SUPPORT_WARN_FRACTION`.
+        10%.
     """
 
     probabilities: pd.DataFrame

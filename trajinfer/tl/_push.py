@@ -69,7 +69,7 @@ def push(
     source cell and ``obs['weight']`` is the importance weight (mean 1 over cells; not 1 only
     for unbalanced methods). ``obs['support_ratio']`` is each pushed cell's distance to the nearest
     observed cell over the cells' typical neighbour distance; ``uns['push']['off_support_fraction']``
-    the fraction beyond :data:`~trajinfer.tl._support.OFF_SUPPORT_FACTOR` (a warning says when it
+    the fraction beyond 3 typical neighbour distances (a warning says when it
     is large: such cells are extrapolation).
     """
     meta = model_metadata(model)
