@@ -33,8 +33,8 @@ def test_holdout_table_beats_no_move():
 
 @pytest.mark.parametrize("lr", [1e-3, 1e-2])
 def test_mixture_loss_is_bounded_on_well_separated_snapshots(lr):
-    """The plain mixture (1 − λ)A + λB of clouds 7 standard deviations apart has an unbounded
-    loss (it ran to −1.6e4 and pushed cells 385 units away); the transported, smoothed mixture
+    """The plain mixture (1 − λ)A + λB of clouds 15 standard deviations apart has an unbounded
+    loss (on the Quick-start example it ran to −1.6e4 and pushed cells 385 units away); the transported, smoothed mixture
     must settle and move the cells to the next cloud at any learning rate."""
     adata = _course(sizes=(200, 120, 160), spacing=3.0)
     X, day = adata.X, adata.obs["day"].to_numpy()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from typing import Any
@@ -12,6 +11,7 @@ import pandas as pd
 import torch
 from anndata import AnnData
 
+from .. import _defaults as defaults
 from ..metrics import w1
 from ..paths import SnapshotPath
 from ..pp import representation, time_labels
@@ -81,8 +81,7 @@ def holdout(
     cells = AnnData(obs=adata.obs[[time_key]].copy(), obsm={"X_rep": X})
     values = labels.values
     rng = np.random.default_rng(seed)
-    defaults = inspect.signature(fit).parameters
-    interpolation = fit_params.get("interpolation", defaults["interpolation"].default)
+    interpolation = fit_params.get("interpolation", defaults.INTERPOLATION)
     rows = []
     for label in targets:
         k = order.index(label)
