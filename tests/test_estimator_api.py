@@ -53,7 +53,7 @@ def test_fit_returns_self_and_sets_fitted_attributes():
 def test_get_params_set_params_round_trip_and_clone(fitted):
     params = fitted.get_params()
     assert params["potential"] == "mlp" and params["method"] == "am"
-    assert callable(fitted.potential)  # the attribute evaluates the action; the parameter is apart
+    assert fitted.potential == "mlp" and callable(fitted.action)  # the parameter stays what was passed
     est = tj.ActionMatching()
     assert est.set_params(**params) is est
     assert est.get_params() == params
@@ -79,7 +79,7 @@ def test_prediction_before_fit_raises_not_fitted(X):
     est = tj.ActionMatching(**FAST)
     for call in (
         lambda: est.velocity(X, 1.0),
-        lambda: est.potential(X, 1.0),
+        lambda: est.action(X, 1.0),
         lambda: est.simulate(X, 1.0, 2.0),
         lambda: est.log_likelihood(X, lambda x: np.zeros(len(x))),
         lambda: est.save("unused.pt"),
@@ -105,7 +105,7 @@ def test_bad_prediction_inputs_name_the_fix(fitted, X):
     with pytest.raises(ValueError, match=r"t=0\.5 lies outside the fitted time range \[1, 3\]"):
         fitted.velocity(X, 0.5)
     with pytest.raises(ValueError, match="outside the fitted time range"):
-        fitted.potential(X, np.full(20, 3.5))
+        fitted.action(X, np.full(20, 3.5))
     with pytest.raises(ValueError, match="must be a numeric array"):
         fitted.velocity([["a", "b"]], 2.0)
     with pytest.raises(ValueError, match="growth is defined for method='uam' or 'ueam'"):
@@ -198,7 +198,7 @@ def test_same_seed_reproducible_with_callable_path():
 
 # --------------------------------------------------------------------------- outputs
 def test_potential_evaluates_the_action_in_user_units(fitted, X):
-    s = fitted.potential(X, 2.0)
+    s = fitted.action(X, 2.0)
     assert s.shape == (20,) and s.dtype == np.float32
     tau = torch.full((20,), 0.5)  # t = 2 in [1, 3]
     with torch.no_grad():
@@ -207,7 +207,7 @@ def test_potential_evaluates_the_action_in_user_units(fitted, X):
     # Its x-gradient is the velocity (user units): central differences in float32 with h = 1e-2
     # have truncation h²/6·|∂³s| ~ 1e-5 and rounding eps·|s|/h ~ 1e-5; tolerance 1e-3.
     h = 1e-2
-    fd = np.stack([(fitted.potential(X + h * e, 2.0) - fitted.potential(X - h * e, 2.0)) / (2 * h)
+    fd = np.stack([(fitted.action(X + h * e, 2.0) - fitted.action(X - h * e, 2.0)) / (2 * h)
                    for e in np.eye(2, dtype=np.float32)], axis=1)
     np.testing.assert_allclose(fd, fitted.velocity(X, 2.0), atol=1e-3, rtol=1e-2)
 
@@ -222,7 +222,7 @@ def test_outputs_numpy_or_tensor_and_per_sample_times(fitted, X):
     per_row = fitted.velocity(X, times)
     one_by_one = np.concatenate([fitted.velocity(X[i : i + 1], times[i]) for i in range(20)])
     np.testing.assert_allclose(per_row, one_by_one, rtol=1e-5, atol=1e-6)
-    assert fitted.potential(X, 2.0, as_tensor=True).shape == (20,)
+    assert fitted.action(X, 2.0, as_tensor=True).shape == (20,)
 
 
 # --------------------------------------------------------------------------- persistence
@@ -243,7 +243,7 @@ def test_save_load_round_trip(tmp_path, X, params):
     assert loaded.t_range_ == est.t_range_ and loaded.dim_ == est.dim_ and loaded.n_iter_ == est.n_iter_
     np.testing.assert_array_equal(loaded.loss_curve_, est.loss_curve_)
     np.testing.assert_array_equal(loaded.velocity(X, 2.5), est.velocity(X, 2.5))
-    np.testing.assert_array_equal(loaded.potential(X, 1.5), est.potential(X, 1.5))
+    np.testing.assert_array_equal(loaded.action(X, 1.5), est.action(X, 1.5))
     assert loaded.metadata_ == {"note": "kept"}
     sim_a = est.simulate(X, 1.0, 3.0, n_steps=5, seed=4)
     sim_b = loaded.simulate(X, 1.0, 3.0, n_steps=5, seed=4)

@@ -105,7 +105,7 @@ def test_user_velocity_is_gradient_divided_by_duration(x0):
     model = _model(A_SYM)
     np.testing.assert_allclose(model.velocity(x0, 0.5), x0 @ A_SYM.T / DURATION, rtol=1e-5, atol=1e-6)
     # The action in user units is s/T, so its gradient is the user velocity.
-    s = model.potential(x0, 1.0)
+    s = model.action(x0, 1.0)
     np.testing.assert_allclose(s, 0.5 * np.einsum("ni,ij,nj->n", x0, A_SYM, x0) / DURATION, rtol=1e-5, atol=1e-6)
 
 

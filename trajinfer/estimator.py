@@ -473,9 +473,9 @@ class ActionMatching(BaseEstimator):
                 raise ValueError(f"sigma must be a positive number or a callable σ(t); got {self.sigma!r}.")
         if not isinstance(resolve_cost(self.cost), QuadraticCost) and self.method != "am":
             raise ValueError("Non-quadratic costs (c-AM) are defined for method='am' only.")
-        if isinstance(self._potential_param, str) and self._potential_param not in POTENTIAL_FORMS:
-            raise ValueError(f"Unknown potential {self._potential_param!r}; use one of {POTENTIAL_FORMS} or an nn.Module.")
-        if not isinstance(self._potential_param, (str, nn.Module)):
+        if isinstance(self.potential, str) and self.potential not in POTENTIAL_FORMS:
+            raise ValueError(f"Unknown potential {self.potential!r}; use one of {POTENTIAL_FORMS} or an nn.Module.")
+        if not isinstance(self.potential, (str, nn.Module)):
             raise TypeError("potential must be a name or a torch.nn.Module.")
         if self.resume and self.checkpoint_path is None:
             raise ValueError("resume=True needs checkpoint_path, the file to resume from.")
@@ -488,9 +488,9 @@ class ActionMatching(BaseEstimator):
             )
 
     def _build_potential(self, path: MarginalPath, generator: torch.Generator) -> nn.Module:
-        if isinstance(self._potential_param, nn.Module):
-            return copy.deepcopy(self._potential_param)
-        network = MLPPotential(self.dim_, self.hidden_dims, self.activation, form=self._potential_param)
+        if isinstance(self.potential, nn.Module):
+            return copy.deepcopy(self.potential)
+        network = MLPPotential(self.dim_, self.hidden_dims, self.activation, form=self.potential)
         with torch.no_grad():
             probe = path.sample(torch.rand(2048, generator=generator, device=path.device), generator)
             network.set_input_normalization(probe.mean(0), probe.std(0))
@@ -537,26 +537,8 @@ class ActionMatching(BaseEstimator):
         value = value.detach()
         return value if as_tensor else value.cpu().numpy()
 
-    @property
-    def potential(self) -> _ActionEvaluator:
-        """Evaluate the fitted action: ``est.potential(X, t)`` -> ndarray (n,).
-
-        The constructor parameter of the same name (the network choice) is stored apart and is
-        what :meth:`get_params` reports.
-        """
-        return _ActionEvaluator(self)
-
-    @potential.setter
-    def potential(self, value: str | nn.Module) -> None:
-        self._potential_param = value
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Estimator parameters (scikit-learn contract)."""
-        params = super().get_params(deep=False)
-        params["potential"] = self._potential_param
-        return params
-
-    def _action(self, X: Any, t: Any, as_tensor: bool = False) -> np.ndarray | torch.Tensor:
+    def action(self, X: Any, t: Any, *, as_tensor: bool = False) -> np.ndarray | torch.Tensor:
+        """The fitted action ``s_t(x)`` in user time units (its gradient is the velocity), shape (n,)."""
         x, tau = self._inputs(X, t)
         with torch.no_grad():
             return self._output(self.potential_(x, tau) / self.duration_, as_tensor)
@@ -571,7 +553,7 @@ class ActionMatching(BaseEstimator):
         ``growth_scale``), shape (n,)."""
         if not is_unbalanced(self.method):
             raise ValueError(f"growth is defined for method='uam' or 'ueam', not {self.method!r}.")
-        return self._action(X, t, as_tensor=as_tensor) / self.growth_scale**2
+        return self.action(X, t, as_tensor=as_tensor) / self.growth_scale**2
 
     def _internal_velocity(self, x: torch.Tensor, tau: torch.Tensor, laplacian: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         derivs = potential_derivatives(self.potential_, x, tau, time_derivative=False, laplacian=laplacian, create_graph=False)
@@ -792,16 +774,3 @@ class ActionMatching(BaseEstimator):
         """
         save_model(self, path)
 
-
-class _ActionEvaluator:
-    """Callable returned by ``ActionMatching.potential``: evaluates the fitted action."""
-
-    def __init__(self, estimator: ActionMatching):
-        self._estimator = estimator
-
-    def __call__(self, X: Any, t: Any, as_tensor: bool = False) -> np.ndarray | torch.Tensor:
-        """The action ``s_t(x)`` in user time units (its gradient is the velocity), shape (n,)."""
-        return self._estimator._action(X, t, as_tensor=as_tensor)
-
-    def __repr__(self) -> str:
-        return f"<action evaluator; network parameter {self._estimator._potential_param!r}>"
