@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
+
+import trajinfer as tj
 
 matplotlib.use("Agg")
 # The test networks are tiny, so fits are dispatch-bound: one thread is several times faster
@@ -32,3 +36,55 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("benchmark data directory not found (set TRAJINFER_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="module")
+def single_thread() -> Iterator[None]:
+    """One torch thread for a module of tiny-tensor tests, where thread synchronisation costs more than it saves."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# Helpers of the fit tests (checkpoints, divergence, distributed and large fits). Plain functions
+# rather than fixtures: the distributed test's worker processes import them too.
+CLOUD_TIMES = [0.0, 1.0, 2.0]
+
+
+def drifting_clouds(n: int = 150, dim: int = 2, seed: int = 0) -> list[np.ndarray]:
+    """Standard normal clouds of ``n`` points, shifted by ``k`` along every axis at time ``CLOUD_TIMES[k]``."""
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(n, dim)) + k for k in range(len(CLOUD_TIMES))]
+
+
+def small_estimator(**params) -> tj.ActionMatching:
+    """A small seeded eAM estimator on the CPU, without progress bar; ``params`` override the settings."""
+    base = dict(method="eam", sigma=0.3, hidden_dims=(32, 32), batch_size=32, progress=False, device="cpu", seed=3)
+    return tj.ActionMatching(**{**base, **params})
+
+
+class FailingPath(tj.SnapshotPath):
+    """A snapshot path whose loss draws fail from iteration ``at`` on (one draw per iteration).
+
+    With ``error`` the draw raises it; without, it returns infinite samples.
+    """
+
+    def __init__(self, X, times, at: int, error: type[BaseException] | None = None):
+        super().__init__(X, times)
+        self.at, self.error, self.calls = at, error, 0
+
+    def sample_triplet(self, tau, generator=None):
+        self.calls += 1
+        draws = super().sample_triplet(tau, generator)
+        if self.calls > self.at:
+            if self.error is not None:
+                raise self.error("killed")
+            return tuple(torch.full_like(x, float("inf")) for x in draws)
+        return draws
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two modules hold the same parameter and buffer names with bitwise equal values."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -174,3 +174,17 @@ def test_hydrogen_quick(tmp_path):
     assert table["summary"]["am_mean"] == pytest.approx(np.mean(am))
     assert table["summary"]["am_min"] == min(am) and table["summary"]["am_max"] == max(am)
     assert "| 1 |" in (tmp_path / "seeds" / "hydrogen_seeds.md").read_text()
+
+
+def test_imports_quick(tmp_path):
+    imports = _load("imports")
+    payload = imports.main(["--quick", "--out", str(tmp_path)])
+    _check_provenance(json.loads((tmp_path / "imports.json").read_text()))
+    rows = {r["measurement"]: r for r in payload["rows"]}
+    assert set(rows) == {
+        "import torch", "import trajinfer after torch", "import sklearn.base after torch", 'python -c "import torch"',
+        "python -m trajinfer --help", "trajinfer --help beyond torch",
+    }
+    assert all(r["cpu_median"] > 0 and len(r["cpu_s"]) == 1 for name, r in rows.items() if "beyond" not in name)
+    assert payload["meets_target"] == (rows["import trajinfer after torch"]["cpu_median"] < 1.0)
+    assert "| import trajinfer after torch |" in (tmp_path / "imports.md").read_text()

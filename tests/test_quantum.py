@@ -39,13 +39,7 @@ from trajinfer.quantum import (
 from trajinfer.training import DivergenceError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests run many small tensor operations, for which one thread is fastest."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 STATES = [(1, 0, 0), (2, 0, 0), (2, 1, 0), (2, 1, 1), (2, 1, -1), (3, 2, -1), (3, 2, 2), (3, 1, -1), (4, 3, -2)]

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import CLOUD_TIMES, FailingPath, drifting_clouds, same_weights, small_estimator
 from torch import nn
 
 import trajinfer as tj
@@ -78,3 +79,29 @@ def test_warmup_then_cosine_schedule():
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
     assert factor(10) == pytest.approx(1.0) and factor(110) == pytest.approx(0.01)
     assert factor(60) == pytest.approx(0.01 + 0.99 * 0.5)
+
+
+def test_nonfinite_loss_keeps_the_last_good_weights():
+    X = drifting_clouds()
+    params = dict(lr_schedule="constant", n_iter=12)
+    model = small_estimator(**params)
+    with pytest.raises(FloatingPointError) as info:
+        model.fit(FailingPath(X, CLOUD_TIMES, at=5))
+    message = str(info.value)
+    assert "iteration 5" in message and "lr=" in message and "sigma" in message and "data scale" in message
+    assert model.n_iter_ == 5 and np.all(np.isfinite(model.loss_curve_))
+    # the weights that gave the last finite loss are kept: those after 4 steps (the step to the
+    # weights that met the failure is undone); their losses are the first 5 of a clean fit
+    clean = small_estimator(**{**params, "n_iter": 5}).fit(tj.SnapshotPath(X, CLOUD_TIMES))
+    np.testing.assert_array_equal(model.loss_curve_, clean.loss_curve_)
+    four = small_estimator(**{**params, "n_iter": 4}).fit(tj.SnapshotPath(X, CLOUD_TIMES))
+    assert same_weights(model.potential_, four.potential_)
+    assert np.all(np.isfinite(model.velocity(X[0], 0.0)))
+
+
+def test_absurd_learning_rate_raises_with_finite_weights():
+    model = small_estimator(lr=1e6, grad_clip=None, n_iter=50)
+    with pytest.raises(FloatingPointError, match=r"lr=1000000\.0.*sigma.*data scale"):
+        model.fit(tj.SnapshotPath(drifting_clouds(), CLOUD_TIMES))
+    assert 0 < model.n_iter_ < 50
+    assert all(torch.isfinite(p).all() for p in model.potential_.parameters())

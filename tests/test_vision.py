@@ -22,13 +22,7 @@ SHAPE = (1, 8, 8)
 RGB = (3, 8, 8)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """These tests use tiny tensors, for which thread synchronisation costs more than it saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _images(n: int, shape: tuple[int, int, int], seed: int = 0) -> torch.Tensor:

@@ -26,6 +26,8 @@ import warnings
 import torch
 from torch import nn
 
+__all__ = ["training_network"]
+
 
 class _AutocastPotential(nn.Module):
     """Evaluate ``inner`` under bfloat16 autocast and return float32 values."""

@@ -28,6 +28,8 @@ from ._io import atomic_path
 from .persistence import FileKind, read_payload
 from .time_sampling import TimeProposal
 
+__all__ = ["CHECKPOINT", "TrainingState", "load_checkpoint", "save_checkpoint"]
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = FileKind(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["resolve_device"]
+
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """Turn a user's device choice into a :class:`torch.device`.

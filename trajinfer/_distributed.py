@@ -27,6 +27,8 @@ from torch import nn
 
 from ._random import torch_generator
 
+__all__ = ["DistributedContext", "is_main_process", "setup_distributed"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+__all__ = ["SeedLike", "as_int_seed", "torch_generator"]
+
 SeedLike = int | np.random.Generator | None
 
 

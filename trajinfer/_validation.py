@@ -21,6 +21,11 @@ import torch
 
 from ._device import resolve_device
 
+__all__ = [
+    "Constraint", "Device", "Interval", "Options", "PositiveIntegers", "as_float_tensor", "as_time_tensor",
+    "check_parameter", "check_time_in_range", "validate_params",
+]
+
 
 def as_float_tensor(
     X: Any, *, name: str = "X", dim: int | None = None, device: torch.device | None = None,

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torchdiffeq import odeint
 
 __all__ = ["ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "integrate_ode", "integrate_sde"]
 
@@ -50,6 +49,9 @@ def integrate_ode(
     X, extra
         Positions (T, n, d) and the integrated extra (T, n) (zeros when not tracked).
     """
+    # imported where used: torchdiffeq loads scipy.integrate (about 0.4 s)
+    from torchdiffeq import odeint
+
     if method not in FIXED_STEP_METHODS + ADAPTIVE_METHODS:
         raise ValueError(f"Unknown ODE method {method!r}; choose from {FIXED_STEP_METHODS + ADAPTIVE_METHODS}.")
     n, d = x0.shape

@@ -13,6 +13,8 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
+__all__ = ["DownloadError", "cache_dir", "download", "file_sha256"]
+
 logger = logging.getLogger(__name__)
 
 _CHUNK_SIZE = 1 << 20

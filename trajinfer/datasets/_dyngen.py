@@ -12,6 +12,8 @@ import pandas as pd
 
 from ._download import cache_dir
 
+__all__ = ["CELL_INFO_FILE", "EXPRESSION_FILE", "INFO_COLUMNS", "dyngen"]
+
 logger = logging.getLogger(__name__)
 
 EXPRESSION_FILE = "mioflow_dyngen_expression_bif.csv"

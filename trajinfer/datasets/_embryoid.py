@@ -14,6 +14,8 @@ from sklearn.preprocessing import StandardScaler
 
 from ._download import DownloadError, cache_dir, download
 
+__all__ = ["DAY_LABELS", "EB_FILE", "EB_SHA256", "EB_URL", "NLSB_FILES", "SPLITS", "embryoid_body"]
+
 logger = logging.getLogger(__name__)
 
 EB_FILE = "eb_velocity_v5.npz"

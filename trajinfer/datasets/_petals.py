@@ -8,6 +8,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+__all__ = ["PETAL_HALF_WIDTH", "PETAL_NAMES", "petals"]
+
 PETAL_NAMES = ("up", "right", "down", "left")
 PETAL_HALF_WIDTH = 0.25
 

@@ -26,6 +26,11 @@ from ..training import OptimizerSettings, TrainingLoop
 from ..trajectories import Trajectories
 from .hydrogen import Wavefunction
 
+__all__ = [
+    "SCORE_METHODS", "ScoreFn", "ScoreModel", "ScoreNetwork", "annealed_langevin", "fit_score_model",
+    "score_matching_loss", "true_score",
+]
+
 logger = logging.getLogger(__name__)
 
 SCORE_METHODS = ("sm", "ssm")

@@ -21,6 +21,11 @@ from .baselines import ScoreFn, annealed_langevin
 from .hydrogen import Wavefunction
 from .sampling import SnapshotSeries
 
+__all__ = [
+    "MMD_GAMMA", "MMD_SCALE", "PAPER_AVERAGE_MMD", "average_mmd", "evaluation_times", "paper_mmd",
+    "relative_velocity_error", "select_step_size", "simulate_action_matching", "simulate_langevin",
+]
+
 MMD_GAMMA = 1e-4
 MMD_SCALE = 3.0
 PAPER_AVERAGE_MMD = {

@@ -26,6 +26,12 @@ import numpy as np
 import scipy.special as sps
 import torch
 
+__all__ = [
+    "BOHR_RADIUS", "DEFAULT_STATES", "ELECTRON_MASS", "HBAR", "CallableWavefunction", "HydrogenSuperposition",
+    "QuantumNumbers", "TimeLike", "Wavefunction", "beat_period", "check_quantum_numbers", "eigenfunction",
+    "energy", "spherical_quadrature",
+]
+
 HBAR = 1.0
 ELECTRON_MASS = 1.0
 BOHR_RADIUS = 4.0 * pi

@@ -19,6 +19,8 @@ from .hydrogen import (
 )
 from .sampling import SnapshotSeries, generate_dataset
 
+__all__ = ["TIME_SELECTIONS", "DatasetPath", "HydrogenPath", "WavefunctionPath"]
+
 TIME_SELECTIONS = ("nearest", "bracket")
 
 

@@ -26,6 +26,8 @@ from tqdm.auto import tqdm
 from .._random import SeedLike, torch_generator
 from .hydrogen import Wavefunction
 
+__all__ = ["SnapshotSeries", "bohmian_transport", "generate_dataset", "metropolis"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -30,7 +30,9 @@ from ..training import OptimizerSettings, TrainingLoop
 from .interpolants import InterpolantPath
 from .metrics import Field
 
-logger = logging.getLogger("trajinfer")
+__all__ = ["FlowMatching", "SlicedScoreMatching", "annealed_langevin_dynamics", "conditional_velocity"]
+
+logger = logging.getLogger(__name__)
 
 
 class _Baseline:

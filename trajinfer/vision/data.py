@@ -19,6 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = [
+    "CIFAR10_FOLDER", "CIFAR10_TEST_BATCHES", "CIFAR10_TRAIN_BATCHES", "MNIST_FILES", "ImageDataset",
+    "load_cifar10", "load_digits", "load_mnist", "load_sample_patches", "read_idx",
+]
+
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_BATCHES = ("test_batch",)

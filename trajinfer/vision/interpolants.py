@@ -94,6 +94,13 @@ from ..estimator import ActionMatching
 from ..paths import MarginalPath
 from .unet import UNetPotential
 
+__all__ = [
+    "GRAY_WEIGHTS", "TASKS", "TORUS_DATA_SCALE", "VP_BETA_MAX", "VP_BETA_MIN", "ColorizationPath",
+    "InpaintingPath", "InterpolantPath", "LinearPath", "MaskedPath", "SuperResolutionPath", "TorusPath",
+    "VPSDEPath", "action_matching", "grayscale", "inpainting_mask", "make_path", "superresolution_mask",
+    "vp_integral", "wrap_angle",
+]
+
 VP_BETA_MIN = 0.1
 VP_BETA_MAX = 20.0
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)

@@ -42,7 +42,14 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-logger = logging.getLogger("trajinfer")
+__all__ = [
+    "INCEPTION_WEIGHTS", "ODE_METHODS", "FeatureClassifier", "Field", "bits_per_dim", "classifier_accuracy",
+    "classifier_fd", "classifier_features", "classifier_score", "dequantize", "frechet_distance",
+    "inception_fid", "inception_weights_available", "log_likelihood", "module_field", "n_function_evaluations",
+    "ode_sample", "potential_field", "rotation_labels", "train_feature_classifier",
+]
+
+logger = logging.getLogger(__name__)
 
 # field(x (n, d), tau (n,)) -> velocity (n, d), differentiable with respect to x
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["image_grid", "save_image_grid"]
+
 
 def image_grid(
     images: Any, image_shape: tuple[int, int, int] | None = None, *, ncol: int = 8, padding: int = 1,

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+__all__ = ["AttentionBlock", "ResidualBlock", "SinusoidalTimeEmbedding", "UNet", "UNetPotential", "count_parameters"]
+
 
 def _groups(channels: int, max_groups: int) -> int:
     """Largest divisor of ``channels`` not above ``max_groups``."""
