@@ -50,6 +50,16 @@ def test_fit_returns_self_and_sets_fitted_attributes():
     assert est.n_iter == 15  # the parameter is untouched
 
 
+def test_repr_set_params_and_clone_follow_scikit_learn():
+    est = tj.ActionMatching("eam", lr=3e-3, hidden_dims=(16, 16))
+    assert repr(est) == "ActionMatching(hidden_dims=(16, 16), lr=0.003, method='eam')"
+    assert repr(tj.ActionMatching()) == "ActionMatching()"
+    with pytest.raises(ValueError, match="Invalid parameter 'learning_rate'.*valid parameters"):
+        est.set_params(learning_rate=1e-3)
+    copy = clone(est)
+    assert copy is not est and copy.get_params() == est.get_params()
+
+
 def test_get_params_set_params_round_trip_and_clone(fitted):
     params = fitted.get_params()
     assert params["potential"] == "mlp" and params["method"] == "am"

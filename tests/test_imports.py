@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 # Libraries the top-level package and ``trajinfer --help`` must not load.
-DEFERRED = ("ot", "scanpy", "matplotlib.pyplot", "anndata", "torchdiffeq")
+DEFERRED = ("ot", "scanpy", "matplotlib.pyplot", "anndata", "torchdiffeq", "sklearn", "scipy", "pandas")
 
 _PROBE = """
 import json, sys

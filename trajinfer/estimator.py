@@ -12,13 +12,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError
 from torch import nn
 from tqdm.auto import tqdm
 
 from . import _defaults as defaults
 from ._acceleration import training_network
+from ._params import EstimatorParams, not_fitted_error
 from ._checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from ._defaults import LAPLACIANS as LAPLACIAN_CHOICES
 from ._defaults import LR_SCHEDULES, METHODS, TIME_PROPOSALS
@@ -67,7 +66,7 @@ _RESUME_PARAMS = (
 )
 
 
-class ActionMatching(BaseEstimator):
+class ActionMatching(EstimatorParams):
     """Learn a population's dynamics from samples of its marginals by Action Matching.
 
     A scalar network ``s_t(x)`` (the action) is trained so that ``∇s_t`` transports the
@@ -523,7 +522,7 @@ class ActionMatching(BaseEstimator):
     # ------------------------------------------------------------- prediction
     def _check_fitted(self) -> None:
         if not hasattr(self, "potential_"):
-            raise NotFittedError("This ActionMatching instance is not fitted yet; call fit(...) first.")
+            raise not_fitted_error("This ActionMatching instance is not fitted yet; call fit(...) first.")
 
     def _inputs(self, X: Any, t: Any) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_fitted()

@@ -10,7 +10,6 @@ from typing import Any
 import anndata as ad
 import numpy as np
 import pandas as pd
-from sklearn.preprocessing import StandardScaler
 
 from ._download import DownloadError, cache_dir, download
 
@@ -244,6 +243,8 @@ def _build(
     scale = np.ones(X.shape[1])
     Z = X
     if standardize:
+        from sklearn.preprocessing import StandardScaler
+
         scaler = StandardScaler().fit(parts[fit_on]["X"])
         Z, scale = scaler.transform(X), scaler.scale_
         info.update(scaler_mean=scaler.mean_, scaler_scale=scaler.scale_)
