@@ -90,14 +90,16 @@ test.obs["cluster"] = pd.Categorical(names[kmeans.predict(coords(test))])
 # ----------------------------
 # ``sigma="auto"`` (the default) picks the diffusion coefficient from the spread of the
 # snapshots (:func:`trajinfer.tl.default_sigma`). The fitted model records the time mapping
-# and the representation; the training AnnData gets each cell's velocity at its own time.
+# and the representation (:func:`trajinfer.tl.fit_record`); the training AnnData gets each
+# cell's velocity at its own time.
 model = tj.fit(
     train, time_key=time_key, method="eam",
     n_iter=N_ITER, hidden_dims=(64, 64), lr=5e-3, progress=False,
 )
-labels = model.metadata_["time_labels"]
+record = tj.tl.fit_record(model)
+labels = record.time_labels
 print(f"{model.n_iter_} iterations in {model.fit_time_:.1f} s, sigma = {model.sigma:.3g}")
-print("time mapping:", dict(zip(labels, model.metadata_["time_values"])))
+print("time mapping:", dict(zip(labels, record.time_values)))
 print("velocities:", train.obsm["tj_velocity"].shape)
 tj.pl.loss(model)
 
@@ -112,19 +114,13 @@ tj.pl.loss(model)
 # cells per window can do much better.
 test_X, train_X = coords(test), coords(train)
 
-
-def at(adata, label):
-    """Mask of the cells observed at a time label."""
-    return (adata.obs[time_key].astype(str) == label).to_numpy()
-
-
 rows = []
 for k in range(1, len(labels)):
-    target = test_X[at(test, labels[k])]
+    target = test_X[tj.tl.cells_at(test, record, labels[k])]
     pushed = [tj.tl.push(test, model, labels[k - 1], labels[k], seed=r)
               for r in range(N_REPEATS)]
     w1 = [tj.metrics.w1(p.X, target) for p in pushed]
-    floor = tj.metrics.w1(train_X[at(train, labels[k])], target)
+    floor = tj.metrics.w1(train_X[tj.tl.cells_at(train, record, labels[k])], target)
     rows.append({"from": labels[k - 1], "to": labels[k],
                  "W1 mean": np.mean(w1), "W1 std": np.std(w1), "floor": floor})
 table = pd.DataFrame(rows)
@@ -141,7 +137,7 @@ table.round(3)
 traj = tj.tl.simulate(test, model, from_time=labels[0], to_time=labels[-1], seed=0)
 print(traj)
 fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.5), layout="constrained")
-tj.pl.trajectories(test, traj, time_key=time_key, ax=axes[0])
+tj.pl.trajectories(test, traj, model=model, ax=axes[0])
 axes[0].set_title("held-out cells and simulated paths")
 tj.pl.velocity_stream(model, train, t=labels[2], ax=axes[1])
 axes[1].set_title(f"learned drift at {time_key} {labels[2]}")
@@ -149,7 +145,7 @@ axes[1].set_title(f"learned drift at {time_key} {labels[2]}")
 # %%
 # Per-component densities of the simulated last window against the observed one.
 n_show = min(4, test_X.shape[1])
-tj.pl.marginals(test_X[at(test, labels[-1])], traj.X[-1], components=range(n_show))
+tj.pl.marginals(test_X[tj.tl.cells_at(test, record, labels[-1])], traj.X[-1], components=range(n_show))
 
 # %%
 # Where do early cells go?
@@ -181,7 +177,7 @@ fig.colorbar(image, ax=ax, label="probability")
 with tempfile.TemporaryDirectory() as folder:
     model.save(Path(folder) / "eb_model.pt")
     reloaded = tj.load(Path(folder) / "eb_model.pt")
-x, t = train_X[:5], model.metadata_["time_values"][1]
+x, t = train_X[:5], record.time_values[1]
 same = np.allclose(model.velocity(x, t), reloaded.velocity(x, t))
 print("same velocities after reload:", same)
 

@@ -152,3 +152,23 @@ def test_loss_curve(fitted, tmp_path):
     assert len(tj.pl.loss(np.arange(10.0), smooth=1).lines) == 1
     with pytest.raises(KeyError, match="loss curve"):
         tj.pl.loss(adata, key="missing")
+
+
+# ------------------------------------------------------------- the fit record
+def test_time_key_basis_and_loss_default_to_the_fit_record():
+    adata = tj.datasets.petals(n_times=3, n_per_time=20, seed=0)
+    adata.obs = adata.obs.rename(columns={"time": "stage"})
+    model = tj.fit(adata, "stage", method="am", key_added="am1", **FAST)
+    traj = tj.tl.simulate(adata, model, 0.0, n_steps=5)
+    ax = tj.pl.trajectories(adata, traj, key="am1")
+    assert ax.figure.axes[1].get_ylabel() == "stage"  # the colorbar of the fit's time key
+    held_out = adata.copy()
+    del held_out.uns["am1"]
+    held_out.obsm["X_pca"] = held_out.X[:, ::-1]
+    ax = tj.pl.trajectories(held_out, traj, model=model)
+    assert ax.figure.axes[1].get_ylabel() == "stage" and ax.get_xlabel() == "dim 1"  # the fitted X, not X_pca
+    with pytest.raises(KeyError, match="no column 'time'"):
+        tj.pl.trajectories(held_out, traj)
+    np.testing.assert_allclose(tj.pl.loss(adata, key="am1", smooth=1).lines[0].get_ydata(), model.loss_curve_)
+    with pytest.raises(KeyError, match="key_added='tj'"):
+        tj.pl.loss(adata)

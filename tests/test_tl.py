@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import anndata
 import numpy as np
 import pandas as pd
 import pytest
 from anndata import AnnData
+from sklearn.neighbors import NearestNeighbors
 
 import trajinfer as tj
 
@@ -248,3 +252,86 @@ def test_embryoid_body_one_step_beats_no_move(shared_data):
         w1_model, w1_still = tj.metrics.w1(pushed, target), tj.metrics.w1(source, target)
         limit = w1_still * (1.05 if k == 3 else 0.75)
         assert w1_model < limit, (k, w1_model, w1_still)
+
+
+@pytest.mark.parametrize("method", ["am", "eam"])
+def test_fit_record_is_the_same_on_the_model_in_uns_and_after_saving(method, tmp_path):
+    adata = _drifting(times=(0.0, 3.0, 10.0))
+    model = tj.fit(adata, "day", method=method, interpolation="ot", key_added="am1", **dict(FAST, n_iter=30))
+    record = tj.tl.fit_record(model)
+    assert record == tj.tl.FitRecord(
+        time_key="day", time_labels=("0.0", "3.0", "10.0"), time_values=(0.0, 3.0, 10.0), use_rep="X", n_comps=3,
+        interpolation="ot", sigma=model.sigma, key_added="am1",
+    )
+    assert (record.sigma is None) == (method == "am")
+    assert tj.tl.fit_record(adata, key="am1") == record
+    assert tj.tl.fit_record(record) is record
+    assert tj.tl.FitRecord.from_dict(record.to_dict()) == record
+    assert model.metadata_ == record.to_dict() and model.metadata_["time_values"] == [0.0, 3.0, 10.0]
+    adata.write_h5ad(tmp_path / "fitted.h5ad")
+    assert tj.tl.fit_record(anndata.read_h5ad(tmp_path / "fitted.h5ad"), key="am1") == record
+    model.save(tmp_path / "model.pt")
+    assert tj.tl.fit_record(tj.load(tmp_path / "model.pt", device="cpu")) == record
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.time_key = "other"
+    with pytest.raises(ValueError, match=r"adata.uns\['tj'\] holds no record of tj.fit"):
+        tj.tl.fit_record(adata)
+    on_arrays = tj.ActionMatching(method="am", n_iter=5, hidden_dims=(8,), device="cpu", progress=False)
+    on_arrays.fit(tj.SnapshotPath(adata.X, adata.obs["day"].to_numpy()))
+    with pytest.raises(ValueError, match="not fitted with tj.fit on an AnnData"):
+        tj.tl.fit_record(on_arrays)
+
+
+def test_record_label_time_reads_labels_and_numbers():
+    record = tj.tl.FitRecord(
+        time_key="stage", time_labels=("day0", "day3"), time_values=(0.0, 3.0), use_rep="X_pca", n_comps=2,
+        interpolation="ot", sigma=None, key_added="tj",
+    )
+    assert record.label_time("day3") == 3.0 and record.label_time(1.5) == 1.5 and record.label_time("2.5") == 2.5
+    with pytest.raises(ValueError, match=r"Unknown time label 'day9'; known labels: \['day0', 'day3'\]"):
+        record.label_time("day9")
+
+
+def test_cells_at_is_public_and_matches_labels_then_numbers():
+    adata = _drifting(times=(0.0, 3.0, 10.0))
+    adata.obs["stage"] = pd.Categorical(adata.obs["day"].map(lambda v: f"day{int(v)}"), categories=["day0", "day3", "day10"], ordered=True)
+    numeric = tj.fit(adata, "day", method="am", key_added="numeric", **dict(FAST, n_iter=20))
+    named = tj.fit(adata, "stage", method="am", key_added="named", **dict(FAST, n_iter=20))
+    at_three = adata.obs["day"].to_numpy() == 3.0
+    assert "cells_at" in tj.tl.__all__
+    np.testing.assert_array_equal(tj.tl.cells_at(adata, numeric, "3.0"), at_three)
+    np.testing.assert_array_equal(tj.tl.cells_at(adata, numeric, 3), at_three)  # "3" is no label: the time 3.0
+    np.testing.assert_array_equal(tj.tl.cells_at(adata, tj.tl.fit_record(named), "day3"), at_three)
+    with pytest.raises(ValueError, match="No cells with day == 5.0"):
+        tj.tl.cells_at(adata, numeric, 5.0)
+    with pytest.raises(ValueError, match="Unknown time label 'day9'"):
+        tj.tl.cells_at(adata, named, "day9")
+
+
+@pytest.mark.filterwarnings("ignore::trajinfer.tl._support.OffSupportWarning")
+def test_push_fate_and_pull_read_the_representation_once(monkeypatch):
+    adata = _drifting()
+    adata.obs["half"] = np.where(adata.X[:, 1] > 0, "up", "down")
+    model = tj.fit(adata, "day", method="eam", **dict(FAST, n_iter=20))
+    calls = {"representation": 0, "index": 0}
+    representation = tj.tl.FitRecord.representation
+
+    def counted_representation(self, data):
+        calls["representation"] += 1
+        return representation(self, data)
+
+    class CountedNeighbors(NearestNeighbors):
+        def fit(self, X, y=None):
+            calls["index"] += 1
+            return super().fit(X, y)
+
+    monkeypatch.setattr(tj.tl.FitRecord, "representation", counted_representation)
+    monkeypatch.setattr(tj.tl._support, "NearestNeighbors", CountedNeighbors)
+    tj.tl.push(adata, model, 0.0, 1.0, n_steps=5)
+    assert calls == {"representation": 1, "index": 1}
+    calls.update(representation=0, index=0)
+    tj.tl.fate(adata, model, 0.0, 2.0, cluster_key="half", n_repeats=3, n_steps=5)
+    assert calls == {"representation": 1, "index": 1}
+    calls.update(representation=0, index=0)
+    tj.tl.pull(adata, model, 2.0, 0.0, cluster_key="half", n_repeats=2, n_steps=5)
+    assert calls["representation"] == 1

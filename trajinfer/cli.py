@@ -13,9 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anndata
 import numpy as np
 
 from . import __version__
@@ -25,8 +24,9 @@ from ._device import resolve_device
 from ._distributed import is_main_process
 from ._io import atomic_path
 from .persistence import load
-from .tl import fit, simulate
-from .tl._utils import cells_at
+
+if TYPE_CHECKING:
+    from .tl import FitRecord
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +172,8 @@ def _writable(path: str | None, what: str) -> None:
 
 
 def _read_h5ad(path: str) -> Any:
+    import anndata  # AnnData and the tools load only for the commands that read data, not for --help
+
     file = _existing_file(path, "input file")
     try:
         return anndata.read_h5ad(file)
@@ -190,11 +192,11 @@ def _load_model(path: str, device: str) -> Any:
     return load(_existing_file(path, "model file"), device=device)
 
 
-def _time_label(model: Any, label: str | None) -> str | float | None:
+def _time_label(record: FitRecord, label: str | None) -> str | float | None:
     """A command-line label as the fitted data spells it (``"3"`` matches the label ``3.0``)."""
     if label is None:
         return None
-    if label in model.metadata_.get("time_labels", []):
+    if label in record.time_labels:
         return label
     try:
         return float(label)
@@ -204,6 +206,8 @@ def _time_label(model: Any, label: str | None) -> str | float | None:
 
 # --------------------------------------------------------------------- commands
 def _run_fit(args: argparse.Namespace) -> int:
+    from .tl import fit, fit_record
+
     _distinct_outputs({"--model": args.model, "--output": args.output}, {"input file": args.input})
     _writable(args.model, "model")
     _writable(args.output, "annotated data")
@@ -222,11 +226,11 @@ def _run_fit(args: argparse.Namespace) -> int:
         with atomic_path(args.output) as tmp:
             adata.write_h5ad(tmp)
     if not args.quiet:
-        meta = model.metadata_
+        record = fit_record(model)
         sigma = f", sigma={model.sigma:.4g}" if model.sigma is not None else ""
         print(
-            f"Fitted {args.method}{sigma} on {adata.n_obs} cells at {len(meta['time_labels'])} time points "
-            f"({', '.join(meta['time_labels'])}) in representation {meta['use_rep']!r} ({meta['n_comps']} dims): "
+            f"Fitted {args.method}{sigma} on {adata.n_obs} cells at {len(record.time_labels)} time points "
+            f"({', '.join(record.time_labels)}) in representation {record.use_rep!r} ({record.n_comps} dims): "
             f"{model.n_iter_} iterations in {model.fit_time_:.1f} s, final loss {model.loss_curve_[-1]:.4g}."
         )
         print(f"Model saved to {args.model}" + (f"; annotated data written to {args.output}" if args.output else "") + ".")
@@ -234,17 +238,21 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    from .tl import cells_at, fit_record, simulate
+
     _distinct_outputs({"--output": args.output}, {"model file": args.model, "input file": args.input})
     _writable(args.output, "trajectories")
     _device(args.device)
     model = _load_model(args.model, args.device)
-    if "time_key" not in getattr(model, "metadata_", {}):
-        raise InputError(f"{args.model!r} was not fitted on an AnnData; simulate it from Python with model.simulate.")
+    try:
+        record = fit_record(model)
+    except ValueError:
+        raise InputError(f"{args.model!r} was not fitted on an AnnData; simulate it from Python with model.simulate.") from None
     adata = _read_h5ad(args.input)
-    from_time, to_time = _time_label(model, args.from_time), _time_label(model, args.to_time)
+    from_time, to_time = _time_label(record, args.from_time), _time_label(record, args.to_time)
     stochastic = False if args.deterministic else None
     traj = simulate(adata, model, from_time, to_time, n_steps=args.n_steps, stochastic=stochastic, seed=args.seed)
-    cells = np.asarray(adata.obs_names[cells_at(adata, model, from_time)], dtype=str)
+    cells = np.asarray(adata.obs_names[cells_at(adata, record, from_time)], dtype=str)
     with atomic_path(args.output) as tmp, open(tmp, "wb") as file:
         np.savez(file, times=traj.times, X=traj.X, log_weights=traj.log_weights, cells=cells)
     print(f"Simulated {traj.n_particles} cells from t = {traj.times[0]:g} to t = {traj.times[-1]:g} "

@@ -184,7 +184,8 @@ class ActionMatching(EstimatorParams):
         warnings naming what to change. A fit that diverged has ``status="diverged"``.
     metadata_ : dict
         Set by :func:`trajinfer.fit`: the AnnData bookkeeping (time key, label ↔ time mapping,
-        representation, interpolation, sigma, key_added).
+        representation, interpolation, sigma, key_added), ``FitRecord.to_dict()``; read it with
+        :func:`trajinfer.tl.fit_record`.
     """
 
     # what each parameter accepts, checked by fit (see trajinfer._validation); sigma, cost,

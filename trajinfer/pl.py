@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from scipy.spatial import cKDTree
 
 from .estimator import ActionMatching
-from .pp import representation
+from .tl._record import FitRecord, cells_at, find_record, fit_record
 from .tl._scverse import NeighborKernel, embed, project_velocity
 from .tl._utils import basis_key
 from .trajectories import Trajectories
@@ -47,10 +47,9 @@ def _point_size(n: int) -> float:
     return float(np.clip(3000.0 / max(n, 1), 2.0, 30.0))
 
 
-def _default_basis(adata: AnnData, key: str) -> str:
-    fitted = adata.uns.get(key, {})
-    if isinstance(fitted, Mapping) and "use_rep" in fitted:
-        return str(fitted["use_rep"])
+def _default_basis(adata: AnnData, record: FitRecord | None) -> str:
+    if record is not None:
+        return record.use_rep
     return "X_pca" if "X_pca" in adata.obsm else "X"
 
 
@@ -76,7 +75,7 @@ def _axis_labels(ax: Axes, basis: str | None, components: Sequence[int]) -> None
     ax.set_ylabel(f"{name} {int(components[1]) + 1}")
 
 
-def _color_values(data: Any, color: Any, time_key: str) -> tuple[Any, str | None]:
+def _color_values(data: Any, color: Any, time_key: str | None) -> tuple[Any, str | None]:
     """Per-row colour values (an array or a ``pd.Categorical``) and their label (``None`` for a uniform colour)."""
     if isinstance(data, AnnData):
         column = time_key if color is None else color
@@ -122,6 +121,7 @@ def trajectories(
     seed: int = 0,
     cmap: str = "viridis",
     size: float | None = None,
+    model: ActionMatching | None = None,
     key: str = "tj",
     ax: Axes | None = None,
 ) -> Axes:
@@ -137,14 +137,14 @@ def trajectories(
         representation for an AnnData, else in the space of ``data``.
     time_key
         ``obs`` column of an AnnData used for colours when ``color`` is not given (default:
-        the time key the model was fitted with, ``uns[key]["time_key"]``, else ``"time"``).
+        the time key of the fit, see ``model``, else ``"time"``).
     color
         An ``obs`` column (AnnData) or one value per cell. Numbers get the continuous ``cmap``
         and a colorbar; categories get a legend.
     basis
         ``"X"``, an ``obsm`` key (``"X_pca"``, ``"X_umap"``) or a scanpy basis name
-        (``"umap"``). Default: the representation recorded by :func:`trajinfer.fit` in
-        ``uns[key]``, else ``"X_pca"`` when present, else ``"X"``. On any other basis (an
+        (``"umap"``). Default: the representation of the fit (see ``model``), else ``"X_pca"``
+        when present, else ``"X"``. On any other basis (an
         embedding such as UMAP) the simulated positions are mapped into it by kNN kernel
         regression from the representation to the embedding coordinates
         (:func:`trajinfer.tl.embed`): each point is drawn at the Gaussian-weighted mean
@@ -161,8 +161,12 @@ def trajectories(
         Colormap of numeric colours.
     size
         Marker area of the cells (default scales with their number).
+    model
+        A model from :func:`trajinfer.fit`, for an AnnData it did not annotate (such as held-out
+        cells): its :func:`~trajinfer.tl.fit_record` gives the default ``time_key`` and ``basis``.
+        Default: the record of the fit in ``uns[key]``.
     key
-        ``uns`` key written by :func:`trajinfer.fit`, used to find the default basis.
+        ``uns`` key written by :func:`trajinfer.fit` (its ``key_added``).
     ax
         Axes to draw into.
 
@@ -177,17 +181,17 @@ def trajectories(
         raise ValueError(f"traj must be a Trajectories or an array (T, n, d); got shape {positions.shape}.")
     ax = _new_ax(ax)
     if isinstance(data, AnnData):
-        rep = _default_basis(data, key)
+        record = find_record(data, key=key) if model is None else fit_record(model)
+        rep = _default_basis(data, record)
         basis = rep if basis is None else basis_key(data, basis)
         cells = _components(_basis_matrix(data, basis), components, f"basis {basis!r}")
         if basis != rep:
             positions = embed(data, positions, basis=basis, use_rep=rep, key=key, reach=1.5)
+        if time_key is None:
+            time_key = "time" if record is None else record.time_key
     elif data is not None:
         cells = _components(np.asarray(data, dtype=float), components, "data")
     if data is not None:
-        if time_key is None:
-            record = data.uns.get(key, {}) if isinstance(data, AnnData) else {}
-            time_key = record.get("time_key", "time") if isinstance(record, Mapping) else "time"
         values, label = _color_values(data, color, time_key)
         _scatter_colored(ax, cells, values, label, cmap, _point_size(len(cells)) if size is None else size)
 
@@ -277,8 +281,9 @@ def velocity_stream(
         Cells as a grey background (the reference cells darker) and the streamlines coloured by
         speed, with a colorbar.
     """
-    time, X, reference = _stream_inputs(model, data, t)
-    rep = model.metadata_.get("use_rep") if isinstance(data, AnnData) else None
+    record = find_record(model)
+    time, X, reference = _stream_inputs(record, data, t)
+    rep = record.use_rep if isinstance(data, AnnData) else None
     if basis is not None and not isinstance(data, AnnData):
         raise ValueError("basis= needs an AnnData with the embedding in obsm; an array is drawn in its own coordinates.")
     basis = rep if basis is None else basis_key(data, basis)
@@ -341,32 +346,25 @@ def _embedded_field(
     return xy, support, (gx, gy), (field[:, 0].reshape(GX.shape), field[:, 1].reshape(GX.shape))
 
 
-def _stream_inputs(model: ActionMatching, data: AnnData | np.ndarray, t: float | str) -> tuple[float, np.ndarray, np.ndarray]:
+def _stream_inputs(record: FitRecord | None, data: AnnData | np.ndarray, t: float | str) -> tuple[float, np.ndarray, np.ndarray]:
     """Numeric time, the cells in the model's space, and the mask of reference cells."""
-    meta = getattr(model, "metadata_", {}) or {}
-    labels = [str(label) for label in meta.get("time_labels", [])]
-    if str(t) in labels:
-        time = float(meta["time_values"][labels.index(str(t))])
+    if record is not None:
+        time = record.label_time(t)
     else:
         try:
             time = float(t)
         except (TypeError, ValueError):
-            raise ValueError(f"Unknown time {t!r}; known labels: {labels}.") from None
+            raise ValueError(f"Unknown time {t!r}: the model has no time labels (not fitted with tj.fit); pass a number.") from None
     if not isinstance(data, AnnData):
         X = np.asarray(data, dtype=float)
         return time, X, np.ones(len(X), dtype=bool)
-    if "use_rep" not in meta:
+    if record is None:
         raise ValueError("This model was not fitted with tj.fit on an AnnData; pass the cells as an array instead.")
-    X, _, _ = representation(data, meta["use_rep"], meta["n_comps"])
-    reference = np.ones(len(X), dtype=bool)
-    if meta.get("time_key") in data.obs:
-        cell_times = pd.to_numeric(data.obs[meta["time_key"]].astype(str).map(dict(zip(labels, meta["time_values"]))), errors="coerce")
-        cell_times = cell_times.to_numpy(dtype=float)
-        if np.isfinite(cell_times).any():
-            nearest = np.asarray(meta["time_values"], dtype=float)
-            nearest = nearest[np.argmin(np.abs(nearest - time))]
-            reference = np.isclose(cell_times, nearest)
-    return time, X, reference
+    X = record.representation(data)
+    if record.time_key not in data.obs:
+        return time, X, np.ones(len(X), dtype=bool)
+    nearest = int(np.argmin(np.abs(np.asarray(record.time_values) - time)))
+    return time, X, cells_at(data, record, record.time_labels[nearest])
 
 
 # ---------------------------------------------------------------------- growth
@@ -404,7 +402,7 @@ def growth(
     if key not in adata.obs:
         raise KeyError(f"adata.obs has no column {key!r}; fit with method='uam' or 'ueam' to get growth rates.")
     fitted_key = key.removesuffix("_growth")
-    basis = _default_basis(adata, fitted_key) if basis is None else basis
+    basis = _default_basis(adata, find_record(adata, key=fitted_key)) if basis is None else basis
     xy = _components(_basis_matrix(adata, basis), components, f"basis {basis!r}")
     rates = adata.obs[key].to_numpy(dtype=float)
     order = np.argsort(np.abs(rates))  # strongest rates on top

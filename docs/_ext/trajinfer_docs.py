@@ -57,9 +57,9 @@ API_MODULES = [
         "trajinfer.tl", "trajinfer.tl: tools on AnnData",
         "Fit a time course, move cells through time and summarise where they go.",
         [
-            ("Fitting", ["fit", "default_sigma"]),
+            ("Fitting", ["fit", "default_sigma", "fit_record", "FitRecord"]),
             ("Validation", ["holdout"]),
-            ("Simulation", ["simulate", "push", "pull", "PullResult"]),
+            ("Simulation", ["simulate", "push", "pull", "PullResult", "cells_at"]),
             ("Fate and growth", ["fate", "FateResult", "growth_rates"]),
             ("scverse: velocities, transitions, embeddings", ["velocity_embedding", "transition_matrix", "cellrank_kernel", "embed"]),
             ("Gene space", ["decode"]),

@@ -7,9 +7,10 @@ from ._growth import growth_rates
 from ._holdout import holdout
 from ._pull import PullResult, pull
 from ._push import push, simulate
+from ._record import FitRecord, cells_at, fit_record
 from ._scverse import cellrank_kernel, embed, transition_matrix, velocity_embedding
 
 __all__ = [
-    "FateResult", "PullResult", "cellrank_kernel", "decode", "default_sigma", "embed", "fate", "fit", "growth_rates",
-    "holdout", "pull", "push", "simulate", "transition_matrix", "velocity_embedding",
+    "FateResult", "FitRecord", "PullResult", "cellrank_kernel", "cells_at", "decode", "default_sigma", "embed", "fate", "fit",
+    "fit_record", "growth_rates", "holdout", "pull", "push", "simulate", "transition_matrix", "velocity_embedding",
 ]

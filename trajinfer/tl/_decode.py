@@ -9,6 +9,8 @@ from anndata import AnnData
 from ..trajectories import Trajectories
 from ._support import check_support
 
+__all__ = ["decode"]
+
 
 def decode(adata: AnnData, X_rep: np.ndarray | Trajectories) -> AnnData:
     """Gene expression of positions in the PCA representation, ``X_rep @ PCsᵀ + mean``.

@@ -13,9 +13,12 @@ from anndata import AnnData
 from sklearn.neighbors import KNeighborsClassifier
 
 from ..estimator import ActionMatching
-from ._push import simulate
-from ._support import OFF_SUPPORT_WARN_FRACTION, OffSupportWarning, check_support
-from ._utils import cells_at, group_table, model_representation, obs_column
+from ._push import simulate_cells
+from ._record import cells_at, fit_record
+from ._support import OFF_SUPPORT_WARN_FRACTION, OffSupportWarning, SupportIndex, check_support
+from ._utils import group_table, obs_column
+
+__all__ = ["FateResult", "fate"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,20 +81,22 @@ def fate(
         Neighbours for cluster assignment, simulations to average, steps, seed.
     """
     source_key = cluster_key if source_key is None else source_key
-    X = model_representation(adata, model)
-    early, late = cells_at(adata, model, from_time), cells_at(adata, model, to_time)
+    record = fit_record(model)
+    X = record.representation(adata)
+    early, late = cells_at(adata, record, from_time), cells_at(adata, record, to_time)
     late_clusters = obs_column(adata, cluster_key, late)
     sources = obs_column(adata, source_key, early)
     classifier = KNeighborsClassifier(n_neighbors=min(n_neighbors, int(late.sum()))).fit(X[late], late_clusters)
+    support, start = SupportIndex(X[late]), X[early]
 
     probabilities = np.zeros((int(early.sum()), len(classifier.classes_)))
     weights = np.zeros(int(early.sum()))
     off_support = 0.0
     for repeat in range(n_repeats):
-        traj = simulate(adata, model, from_time, to_time, n_steps=n_steps, seed=None if seed is None else seed + repeat)
+        traj = simulate_cells(model, record, start, from_time, to_time, n_steps=n_steps, seed=None if seed is None else seed + repeat)
         probabilities += classifier.predict_proba(traj.X[-1]) / n_repeats
         weights += traj.weights[-1] / n_repeats
-        off_support += check_support(traj.X[-1], X[late], warn=False).off_support_fraction / n_repeats
+        off_support += check_support(traj.X[-1], support, warn=False).off_support_fraction / n_repeats
     if off_support > OFF_SUPPORT_WARN_FRACTION:
         message = (
             f"{100 * off_support:.0f}% of the cells pushed from {from_time} to {to_time} landed far from every observed "

@@ -15,8 +15,11 @@ from ..estimator import ActionMatching
 from ..losses import is_entropic, is_unbalanced
 from ..paths import SnapshotPath
 from ..pp import representation, time_labels, write_pca
+from ._record import FitRecord, write_record
 from ._scverse import velocity_entries, write_velocity_entries
 from ._utils import batched
+
+__all__ = ["default_sigma", "fit"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,14 +140,15 @@ def fit(
     Returns
     -------
     model or (model, adata)
-        The fitted estimator (``model.metadata_`` records the time mapping and representation);
-        with ``copy=True`` also the annotated copy.
+        The fitted estimator (``model.metadata_`` holds the :class:`~trajinfer.tl.FitRecord` of the
+        time mapping and representation, read with :func:`~trajinfer.tl.fit_record`); with
+        ``copy=True`` also the annotated copy.
 
     Notes
     -----
     Writes ``obsm[f"{key_added}_velocity"]`` (each cell's velocity at its own time),
     ``obs[f"{key_added}_growth"]`` (unbalanced methods) and ``uns[key_added]`` (parameters,
-    time mapping, representation, training curve). Nothing is written if anything fails.
+    training curve and the :class:`~trajinfer.tl.FitRecord`). Nothing is written if anything fails.
     """
     if not isinstance(adata, AnnData):
         raise TypeError(f"adata must be an AnnData, got {type(adata).__name__}.")
@@ -173,17 +177,6 @@ def fit(
         method=method, sigma=sigma_value if entropic else None, hidden_dims=hidden_dims, n_iter=n_iter,
         batch_size=batch_size, lr=lr, device=device, seed=seed, progress=progress, **estimator_params,
     ).fit(path)
-    model.metadata_ = {
-        "time_key": time_key,
-        "time_labels": [str(label) for label in labels.mapping],
-        "time_values": [float(v) for v in labels.mapping.values()],
-        "use_rep": rep_key,
-        "n_comps": int(X.shape[1]),
-        "interpolation": interpolation,
-        "sigma": sigma_value,
-        "key_added": key_added,
-    }
-
     target = adata.copy() if copy else adata
     if pending_pca is not None:
         write_pca(target, pending_pca)
@@ -195,17 +188,15 @@ def fit(
     params = {"method": method, "interpolation": interpolation, "pairing": path.pairing, "n_iter": int(n_iter), "batch_size": int(batch_size), "lr": float(lr), "hidden_dims": np.asarray(hidden_dims), "seed": seed if isinstance(seed, int) else -1}
     if sigma_value is not None:
         params["sigma"] = sigma_value
-    target.uns[key_added] = {
-        "params": params,
-        "time_key": time_key,
-        "time_labels": np.asarray(model.metadata_["time_labels"], dtype=object),
-        "time_values": np.asarray(model.metadata_["time_values"]),
-        "t_range": np.asarray(model.t_range_),
-        "use_rep": rep_key,
-        "n_comps": int(X.shape[1]),
-        "loss_curve": np.asarray(model.loss_curve_),
-        "fit_time": float(model.fit_time_),
-    }
+    record = FitRecord(
+        time_key=time_key, time_labels=tuple(str(label) for label in labels.mapping),
+        time_values=tuple(float(value) for value in labels.mapping.values()), use_rep=rep_key, n_comps=int(X.shape[1]),
+        interpolation=interpolation, sigma=sigma_value, key_added=key_added,
+    )
+    write_record(
+        model, target, record, params=params, t_range=np.asarray(model.t_range_), loss_curve=np.asarray(model.loss_curve_),
+        fit_time=float(model.fit_time_),
+    )
     write_velocity_entries(target, scverse)
     if is_main_process():
         logger.info("Fitted %s on %d cells, %d time points, representation %r.", method, adata.n_obs, path.n_times, rep_key)

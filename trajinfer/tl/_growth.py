@@ -8,7 +8,10 @@ from anndata import AnnData
 from ..estimator import ActionMatching
 from ..losses import is_unbalanced
 from ..pp import time_labels
-from ._utils import batched, model_metadata, model_representation
+from ._record import fit_record
+from ._utils import batched
+
+__all__ = ["growth_rates"]
 
 
 def growth_rates(adata: AnnData, model: ActionMatching, cluster_key: str | None = None) -> pd.Series | pd.DataFrame:
@@ -19,12 +22,12 @@ def growth_rates(adata: AnnData, model: ActionMatching, cluster_key: str | None 
     """
     if not is_unbalanced(model.method):
         raise ValueError("growth_rates needs a model fitted with method='uam' or 'ueam'.")
-    meta = model_metadata(model)
-    times = time_labels(adata, meta["time_key"]).values
-    rates = pd.Series(batched(model.growth, model_representation(adata, model), times), index=adata.obs_names, name="growth")
+    record = fit_record(model)
+    times = time_labels(adata, record.time_key).values
+    rates = pd.Series(batched(model.growth, record.representation(adata), times), index=adata.obs_names, name="growth")
     if cluster_key is None:
         return rates
     if cluster_key not in adata.obs:
         raise KeyError(f"adata.obs has no column {cluster_key!r}.")
-    frame = pd.DataFrame({"growth": rates.to_numpy(), "cluster": adata.obs[cluster_key].to_numpy(), "time": adata.obs[meta["time_key"]].to_numpy()})
+    frame = pd.DataFrame({"growth": rates.to_numpy(), "cluster": adata.obs[cluster_key].to_numpy(), "time": adata.obs[record.time_key].to_numpy()})
     return frame.pivot_table(index="cluster", columns="time", values="growth", aggfunc="mean", observed=True)

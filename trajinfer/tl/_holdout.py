@@ -16,6 +16,7 @@ from ..metrics import w1
 from ..paths import SnapshotPath
 from ..pp import representation, time_labels
 from ._fit import fit
+from ._record import fit_record
 
 __all__ = ["holdout"]
 
@@ -95,7 +96,7 @@ def holdout(
         pushed, weights = traj.at(t_k)
         path = SnapshotPath(
             X[keep], values[keep], interpolation=interpolation, pairing=fit_params.get("pairing", "auto"),
-            sigma=model.metadata_.get("sigma"), smoothing=fit_params.get("smoothing", "auto"),
+            sigma=fit_record(model).sigma, smoothing=fit_params.get("smoothing", "auto"),
         )
         tau = (t_k - path.t_range[0]) / path.duration
         generator = torch.Generator().manual_seed(seed)

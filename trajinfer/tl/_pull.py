@@ -13,8 +13,11 @@ from sklearn.neighbors import NearestNeighbors
 
 from ..estimator import ActionMatching
 from ..losses import is_entropic
-from ._push import simulate
-from ._utils import cells_at, group_table, label_time, model_representation, obs_column
+from ._push import simulate_cells
+from ._record import FitRecord, cells_at, fit_record
+from ._utils import group_table, obs_column
+
+__all__ = ["PullResult", "pull"]
 
 
 @dataclass
@@ -91,17 +94,18 @@ def pull(
     n_neighbors, n_repeats, n_steps, seed
         Neighbours per cell, forward simulations of the stochastic scheme, steps, seed.
     """
-    if label_time(model, from_time) <= label_time(model, to_time):
+    record = fit_record(model)
+    if record.label_time(from_time) <= record.label_time(to_time):
         raise ValueError(f"pull goes back in time: from_time={from_time!r} must be later than to_time={to_time!r} (see tl.fate).")
     source_key = cluster_key if source_key is None else source_key
-    X = model_representation(adata, model)
-    late, early = cells_at(adata, model, from_time), cells_at(adata, model, to_time)
+    X = record.representation(adata)
+    late, early = cells_at(adata, record, from_time), cells_at(adata, record, to_time)
     early_clusters = obs_column(adata, cluster_key, early)
     groups = obs_column(adata, source_key, late)
     if is_entropic(model.method):
-        ancestors = _bayes_ancestors(adata, model, X[late], from_time, to_time, n_neighbors, n_repeats, n_steps, seed)
+        ancestors = _bayes_ancestors(model, record, X[early], X[late], from_time, to_time, n_neighbors, n_repeats, n_steps, seed)
     else:
-        traj = simulate(adata, model, from_time, to_time, n_steps=n_steps, stochastic=False)
+        traj = simulate_cells(model, record, X[late], from_time, to_time, n_steps=n_steps, stochastic=False)
         ancestors = _knn_rows(X[early], traj.X[-1], n_neighbors)
     classes, codes = np.unique(early_clusters, return_inverse=True)
     onehot = sp.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(classes)))
@@ -118,13 +122,13 @@ def _knn_rows(reference: np.ndarray, queries: np.ndarray, n_neighbors: int) -> s
 
 
 def _bayes_ancestors(
-    adata: AnnData, model: ActionMatching, late: np.ndarray, from_time: Any, to_time: Any,
+    model: ActionMatching, record: FitRecord, early: np.ndarray, late: np.ndarray, from_time: Any, to_time: Any,
     n_neighbors: int, n_repeats: int, n_steps: int, seed: int | None,
 ) -> sp.csr_matrix:
-    """Posterior weights of the earlier cells as ancestors of ``late`` (see :func:`pull`)."""
+    """Posterior weights of the ``early`` cells as ancestors of the ``late`` ones (see :func:`pull`)."""
     ends, weights = [], []
     for repeat in range(n_repeats):
-        traj = simulate(adata, model, to_time, from_time, n_steps=n_steps, seed=None if seed is None else seed + repeat)
+        traj = simulate_cells(model, record, early, to_time, from_time, n_steps=n_steps, seed=None if seed is None else seed + repeat)
         ends.append(traj.X[-1])
         weights.append(traj.weights[-1] * traj.n_particles)
     n_early = ends[0].shape[0]

@@ -12,8 +12,10 @@ from anndata import AnnData
 from ..estimator import ActionMatching
 from ..trajectories import Trajectories
 from ._decode import decode
+from ._record import FitRecord, cells_at, fit_record
 from ._support import OffSupportWarning, check_support
-from ._utils import cells_at, label_time, model_metadata, model_representation
+
+__all__ = ["push", "simulate", "simulate_cells"]
 
 
 def simulate(
@@ -43,11 +45,20 @@ def simulate(
     n_steps, stochastic, seed, method
         See :meth:`trajinfer.ActionMatching.simulate`.
     """
-    meta = model_metadata(model)
-    start = label_time(model, from_time)
-    end = meta["time_values"][-1] if to_time is None else label_time(model, to_time)
-    X = model_representation(adata, model)[cells_at(adata, model, from_time)]
-    return model.simulate(X, start, end, n_steps=n_steps, stochastic=stochastic, seed=seed, method=method)
+    record = fit_record(model)
+    cells = record.representation(adata)[cells_at(adata, record, from_time)]
+    return simulate_cells(model, record, cells, from_time, to_time, n_steps=n_steps, stochastic=stochastic, seed=seed, method=method)
+
+
+def simulate_cells(
+    model: ActionMatching, record: FitRecord, cells: np.ndarray, from_time: Any, to_time: Any, **params: Any
+) -> Trajectories:
+    """``model.simulate`` of ``cells`` (in the fitted representation) from time label ``from_time`` to ``to_time``.
+
+    ``to_time=None`` is the last time point; ``params`` go to :meth:`~trajinfer.ActionMatching.simulate`.
+    """
+    end = record.time_values[-1] if to_time is None else record.label_time(to_time)
+    return model.simulate(cells, record.label_time(from_time), end, **params)
 
 
 def push(
@@ -72,22 +83,24 @@ def push(
     the fraction beyond 3 typical neighbour distances (a warning says when it
     is large: such cells are extrapolation).
     """
-    meta = model_metadata(model)
-    traj = simulate(adata, model, from_time, to_time, n_steps=n_steps, stochastic=stochastic, seed=seed)
-    sources = adata.obs_names[cells_at(adata, model, from_time)]
+    record = fit_record(model)
+    X = record.representation(adata)
+    source = cells_at(adata, record, from_time)
+    traj = simulate_cells(model, record, X[source], from_time, to_time, n_steps=n_steps, stochastic=stochastic, seed=seed)
+    sources = adata.obs_names[source]
     end = traj.X[-1].astype(np.float32)
     weights = traj.weights[-1] * traj.n_particles
-    check = check_support(end, model_representation(adata, model), what=f"cells pushed to {to_time}")
+    check = check_support(end, X, what=f"cells pushed to {to_time}")
     obs = pd.DataFrame({"source": np.asarray(sources), "weight": weights, "support_ratio": check.ratio},
                        index=[f"{s}->{to_time}" for s in sources])
-    if meta["use_rep"] == "X_pca" and "PCs" in adata.varm:
+    if record.use_rep == "X_pca" and "PCs" in adata.varm:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OffSupportWarning)  # already checked against all cells above
             pushed = decode(adata, end)
         pushed.obs = obs
     else:
         pushed = AnnData(X=end, obs=obs)
-        pushed.obsm["X_rep" if meta["use_rep"] == "X" else meta["use_rep"]] = end
+        pushed.obsm["X_rep" if record.use_rep == "X" else record.use_rep] = end
     pushed.uns["push"] = {"from_time": str(from_time), "to_time": str(to_time), "time": float(traj.times[-1]),
                           "off_support_fraction": check.off_support_fraction}
     return pushed

@@ -21,10 +21,16 @@ from scipy.spatial import cKDTree
 from ..estimator import ActionMatching
 from ..losses import is_entropic
 from ..pp import representation, time_labels
-from ._utils import basis_key, batched, model_metadata, model_representation
+from ._record import find_record, fit_record
+from ._utils import basis_key, batched
 
 if TYPE_CHECKING:
     from cellrank.kernels import PrecomputedKernel
+
+__all__ = [
+    "NeighborKernel", "cellrank_kernel", "embed", "project_velocity", "transition_matrix", "velocity_embedding",
+    "velocity_entries", "write_velocity_entries",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -205,12 +211,13 @@ def velocity_embedding(
     (or the default ``layers`` after ``scv.pp.moments``) then work as after ``scv.tl.velocity``.
     Entries of these names that trajinfer did not write are replaced with a warning.
     """
-    fitted = adata.uns.get(key)
-    if fitted is None or "use_rep" not in fitted or f"{key}_velocity" not in adata.obsm:
+    record = find_record(adata, key=key)
+    if record is None or f"{key}_velocity" not in adata.obsm:
         raise KeyError(f"adata has no fit under {key!r} (uns[{key!r}], obsm['{key}_velocity']); run tj.fit first.")
-    X = _representation_of(adata, fitted["use_rep"], key, int(fitted["n_comps"]))
     V = np.asarray(adata.obsm[f"{key}_velocity"], dtype=np.float64)
-    entries = velocity_entries(adata, X, V, str(fitted["use_rep"]), basis=basis, layer=layer, n_neighbors=n_neighbors, dt=dt)
+    entries = velocity_entries(
+        adata, record.representation(adata), V, record.use_rep, basis=basis, layer=layer, n_neighbors=n_neighbors, dt=dt
+    )
     return write_velocity_entries(adata, entries)
 
 
@@ -321,10 +328,10 @@ def transition_matrix(
         Row-stochastic (n_obs, n_obs), row ``i`` the distribution of cell ``i``'s position
         ``dt`` later over the observed cells. :func:`cellrank_kernel` wraps it for CellRank.
     """
-    meta = model_metadata(model)
-    key = meta["key_added"] if key_added is None else key_added
-    X = model_representation(adata, model)
-    times = time_labels(adata, meta["time_key"]).values
+    record = fit_record(model)
+    key = record.key_added if key_added is None else key_added
+    X = record.representation(adata)
+    times = time_labels(adata, record.time_key).values
     kernel = NeighborKernel(X, n_neighbors)
     step = kernel.default_dt(batched(model.velocity, X, times)) if dt is None else float(dt)
     h = kernel.bandwidth if bandwidth is None else float(bandwidth)
@@ -379,7 +386,8 @@ def cellrank_kernel(adata: AnnData, model: ActionMatching | None = None, *, key:
 def _representation_of(adata: AnnData, use_rep: str | None, key: str, n_comps: int) -> np.ndarray:
     """The first ``n_comps`` columns of the representation recorded under ``uns[key]`` (or ``use_rep``)."""
     if use_rep is None:
-        use_rep = adata.uns.get(key, {}).get("use_rep")
+        record = find_record(adata, key=key)
+        use_rep = None if record is None else record.use_rep
     X, _, pending = representation(adata, use_rep, n_comps)
     if pending is not None:
         raise KeyError("adata has no obsm['X_pca']: pass use_rep= with the representation of the positions.")

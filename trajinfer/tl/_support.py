@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-__all__ = ["OFF_SUPPORT_FACTOR", "OFF_SUPPORT_WARN_FRACTION", "OffSupportWarning", "SupportCheck", "check_support"]
+__all__ = [
+    "OFF_SUPPORT_FACTOR", "OFF_SUPPORT_WARN_FRACTION", "OffSupportWarning", "SupportCheck", "SupportIndex", "check_support",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,34 @@ class SupportCheck:
     off_support_fraction: float
 
 
-def check_support(pushed: np.ndarray, observed: np.ndarray, *, what: str = "pushed cells", warn: bool = True) -> SupportCheck:
+class SupportIndex:
+    """Nearest-neighbour index of the observed cells, built once for any number of checks.
+
+    Parameters
+    ----------
+    observed
+        The observed cells, shape (m, d), in the fitted representation.
+
+    Attributes
+    ----------
+    typical
+        Median distance from an observed cell to its nearest other observed cell.
+    """
+
+    def __init__(self, observed: np.ndarray) -> None:
+        observed = np.asarray(observed, dtype=np.float64)
+        self._index = NearestNeighbors(n_neighbors=2).fit(observed)
+        self.typical = float(np.median(self._index.kneighbors(observed, 2)[0][:, 1]))
+
+    def ratio(self, pushed: np.ndarray) -> np.ndarray:
+        """Per pushed cell, the distance to the nearest observed cell over :attr:`typical`."""
+        distance = self._index.kneighbors(np.asarray(pushed, dtype=np.float64), 1)[0][:, 0]
+        return distance / max(self.typical, 1e-12)
+
+
+def check_support(
+    pushed: np.ndarray, observed: np.ndarray | SupportIndex, *, what: str = "pushed cells", warn: bool = True
+) -> SupportCheck:
     """Measure how far ``pushed`` lands from ``observed`` and warn when much of it is off support.
 
     Parameters
@@ -49,18 +78,15 @@ def check_support(pushed: np.ndarray, observed: np.ndarray, *, what: str = "push
     pushed
         Simulated cells, shape (n, d), in the fitted representation.
     observed
-        The observed cells they are compared with (e.g. all cells of the data), shape (m, d).
+        The observed cells they are compared with (e.g. all cells of the data), shape (m, d), or
+        their :class:`SupportIndex` when the same cells are checked against repeatedly.
     what
         How the pushed cells are called in the warning.
     warn
         Emit an :class:`OffSupportWarning` when more than ``OFF_SUPPORT_WARN_FRACTION`` is off.
     """
-    observed = np.asarray(observed, dtype=np.float64)
-    pushed = np.asarray(pushed, dtype=np.float64)
-    index = NearestNeighbors(n_neighbors=2).fit(observed)
-    typical = float(np.median(index.kneighbors(observed, 2)[0][:, 1]))
-    distance = index.kneighbors(pushed, 1)[0][:, 0]
-    ratio = distance / max(typical, 1e-12)
+    index = observed if isinstance(observed, SupportIndex) else SupportIndex(observed)
+    ratio = index.ratio(pushed)
     fraction = float(np.mean(ratio > OFF_SUPPORT_FACTOR)) if len(ratio) else 0.0
     if warn and fraction > OFF_SUPPORT_WARN_FRACTION:
         message = (

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ..estimator import ActionMatching
-from ..pp import representation
+__all__ = ["basis_key", "batched", "group_table", "obs_column"]
 
 CHUNK = 65_536
 
@@ -18,48 +16,6 @@ CHUNK = 65_536
 def batched(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], X: np.ndarray, t: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
     """Evaluate ``fn(X, t)`` in chunks of rows to bound memory."""
     return np.concatenate([fn(X[i : i + chunk], t[i : i + chunk]) for i in range(0, len(X), chunk)])
-
-
-def model_metadata(model: ActionMatching) -> dict:
-    """The AnnData bookkeeping recorded by :func:`trajinfer.tl.fit`."""
-    meta = getattr(model, "metadata_", None)
-    if not meta or "time_key" not in meta:
-        raise ValueError("This model was not fitted with tj.fit on an AnnData; use model.simulate on arrays instead.")
-    return meta
-
-
-def model_representation(adata: AnnData, model: ActionMatching) -> np.ndarray:
-    """The cells of ``adata`` in the representation the model was fitted on."""
-    meta = model_metadata(model)
-    X, _, _ = representation(adata, meta["use_rep"], meta["n_comps"])
-    return X
-
-
-def label_time(model: ActionMatching, label: Any) -> float:
-    """Numeric time of a time label (or a number inside the fitted range)."""
-    meta = model_metadata(model)
-    for name, value in zip(meta["time_labels"], meta["time_values"]):
-        if str(label) == name:
-            return float(value)
-    if isinstance(label, (int, float, np.integer, np.floating)):
-        return float(label)
-    raise ValueError(f"Unknown time label {label!r}; known labels: {meta['time_labels']}.")
-
-
-def cells_at(adata: AnnData, model: ActionMatching, label: Any) -> np.ndarray:
-    """Boolean mask of the cells observed at time label ``label``."""
-    meta = model_metadata(model)
-    column = adata.obs[meta["time_key"]]
-    mask = (column.astype(str) == str(label)).to_numpy()
-    if not mask.any():
-        numeric = label_time(model, label)
-        try:
-            mask = np.isclose(column.to_numpy(dtype=float), numeric)
-        except (TypeError, ValueError):
-            mask = np.zeros(adata.n_obs, dtype=bool)
-    if not mask.any():
-        raise ValueError(f"No cells with {meta['time_key']} == {label!r}; known labels: {meta['time_labels']}.")
-    return mask
 
 
 def obs_column(adata: AnnData, key: str, mask: np.ndarray) -> np.ndarray:
