@@ -44,7 +44,7 @@ from .networks import _ACTIVATIONS, POTENTIAL_FORMS, MLPPotential
 from .paths import CallablePath, MarginalPath, SnapshotPath
 from .persistence import load, to_plain
 from .persistence import save as save_model
-from .simulate import integrate_ode, integrate_sde
+from .integrators import integrate_ode, integrate_sde
 from .time_sampling import (
     AdaptiveTimeProposal,
     QuasiUniformTimeProposal,

@@ -98,7 +98,7 @@ API_MODULES = [
     ModuleSpec("trajinfer.losses", "trajinfer.losses: the objectives", section="internals"),
     ModuleSpec("trajinfer.time_sampling", "trajinfer.time_sampling: time proposals", section="internals"),
     ModuleSpec("trajinfer.derivatives", "trajinfer.derivatives: derivatives of the potential", section="internals"),
-    ModuleSpec("trajinfer.simulate", "trajinfer.simulate: integrators", section="internals"),
+    ModuleSpec("trajinfer.integrators", "trajinfer.integrators: ODE and SDE integrators", section="internals"),
 ]
 
 SECTION_TITLES = {
