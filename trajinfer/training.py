@@ -186,6 +186,7 @@ class TrainingLoop:
         self.losses = np.full(self.n_iter, np.nan)
         self._snapshot: _Snapshot | None = None
         self._before_step: _Snapshot | None = None
+        self._early: tuple[float, float] | None = None
 
     # ------------------------------------------------------------------ running
     def run(
@@ -271,10 +272,12 @@ class TrainingLoop:
     def _reference(self, it: int) -> tuple[float, float] | None:
         """Centre and scale the losses are compared with at iteration ``it`` (None: not known yet)."""
         if it >= EARLY_STOP:
-            early = self.losses[EARLY_START:EARLY_STOP]
-            centre = float(np.median(early))
-            spread = float(np.median(np.abs(early - centre)))
-            return centre, max(abs(centre), spread, self.loss_scale or 0.0, RUNAWAY_FLOOR)
+            if self._early is None:  # the early losses are final once past them
+                early = self.losses[EARLY_START:EARLY_STOP]
+                centre = float(np.median(early))
+                spread = float(np.median(np.abs(early - centre)))
+                self._early = centre, max(abs(centre), spread, self.loss_scale or 0.0, RUNAWAY_FLOOR)
+            return self._early
         if self.loss_scale is not None:
             return 0.0, max(self.loss_scale, RUNAWAY_FLOOR)
         return None
