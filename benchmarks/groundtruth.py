@@ -27,6 +27,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -51,8 +52,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "uniform t": {"time_proposal": "uniform"},
     "lr 1e-3": {"lr": 1e-3},
+    "lr 3e-3": {"lr": 3e-3},
     "batch 1024": {"batch_size": 1024},
-    "64x3, batch 2048": {"hidden_dims": (64, 64, 64), "batch_size": 2048},
+    "64x3 batch 2048": {"hidden_dims": (64, 64, 64), "batch_size": 2048},
+    "32x3 batch 2048": {"hidden_dims": (32, 32, 32), "batch_size": 2048},
     "4000 it": {"n_iter": 4000},
 }
 
@@ -143,10 +146,10 @@ def fit(problem: Problem, config: dict[str, Any], seed: int, quick: bool) -> dic
     torch.manual_seed(seed)  # the callable path draws from torch's global generator
     path = tj.CallablePath(problem.sample, t_range=problem.t_range, mass_fn=problem.mass)
     model = tj.ActionMatching(problem.method, sigma=problem.sigma, **params)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.fit(path)
-    wall = time.perf_counter() - start
-    return {"wall_s": wall, "iterations": model.n_iter_, **errors(model, problem)}
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"wall_s": wall, "cpu_s": cpu, "iterations": model.n_iter_, **errors(model, problem)}
 
 
 MATRIX_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm"}
@@ -183,18 +186,21 @@ def profile_markdown(p: dict[str, Any], prov: dict[str, Any]) -> str:
 
 
 def markdown(payload: dict[str, Any]) -> str:
-    header = ["problem", "setting", "seeds", "rel. error (all)", "start", "end", "fit s"]
+    header = ["problem", "setting", "seeds", "rel. error (all)", "start", "end", "fit s", "CPU s"]
     rows = []
     for r in payload["rows"]:
         runs = r["runs"]
         agg = {k: (np.mean([x[k] for x in runs]), np.std([x[k] for x in runs])) for k in ("all", "start", "end", "wall_s")}
         pct = lambda k: C.pm(100 * agg[k][0], 100 * agg[k][1] if len(runs) > 1 else None, 2) + "%"  # noqa: E731
-        rows.append([r["problem"], r["config"], len(runs), pct("all"), pct("start"), pct("end"), C.fmt(agg["wall_s"][0], 1)])
+        cpu = [x["cpu_s"] for x in runs if "cpu_s" in x]
+        rows.append([r["problem"], r["config"], len(runs), pct("all"), pct("start"), pct("end"), C.fmt(agg["wall_s"][0], 1),
+                     C.fmt(np.mean(cpu), 1) if cpu else "–"])
     return (
         "# Ground truth: relative error of the learned field against wall time\n\n"
         + C.provenance_md(payload["provenance"]) + "\n\n"
         + "Relative RMS error of the learned field on 4,000 fresh samples (mean ± std over seeds for the defaults). "
-        "`start`/`end`: the first/last 5% of the time range. One CPU thread.\n\n"
+        "`start`/`end`: the first/last 5% of the time range. One CPU thread; *fit s* is elapsed time on a shared "
+        "machine, *CPU s* the process's CPU time over the fit (– where not recorded).\n\n"
         + C.md_table(header, rows) + "\n"
     )
 
@@ -206,6 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--problems", default=None, help="comma-separated problem names (default: all)")
     parser.add_argument("--configs", default=None, help="comma-separated setting names (default: all)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the defaults row")
+    parser.add_argument("--fresh", action="store_true", help="start a new table (default: replace and add rows of groundtruth.json)")
     parser.add_argument("--profile", action="store_true", help="write groundtruth_profile.md: where a training step spends its time")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -218,15 +225,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     chosen = [p for p in problems() if args.problems is None or p.name in args.problems.split(",")]
     configs = {k: v for k, v in CONFIGS.items() if args.configs is None or k in args.configs.split(",")}
     fit(chosen[0], {"n_iter": 5}, 0, quick=True)  # warm-up: one-off imports inside torch.optim
-    payload: dict[str, Any] = {"provenance": C.provenance(argv=argv), "rows": []}
+    out_json = args.out / "groundtruth.json"
+    previous = json.loads(out_json.read_text())["rows"] if out_json.exists() and not (args.quick or args.fresh) else []
+    payload: dict[str, Any] = {"provenance": C.provenance(argv=argv), "rows": previous}
     for problem in chosen:
         for name, config in configs.items():
             seeds = range(args.seeds) if name == "defaults" else range(1)
             runs = [fit(problem, config, seed, args.quick) for seed in seeds]
-            payload["rows"].append({"problem": problem.name, "config": name, "settings": config, "runs": runs})
+            row = {"problem": problem.name, "config": name, "settings": config, "runs": runs}
+            same = [i for i, r in enumerate(payload["rows"]) if (r["problem"], r["config"]) == (problem.name, name)]
+            if same:
+                payload["rows"][same[0]] = row
+            else:
+                payload["rows"].append(row)
+            payload["rows"].sort(key=lambda r: ([p.name for p in problems()].index(r["problem"]), list(CONFIGS).index(r["config"])))
             print(f"[groundtruth] {problem.name} {name}: {100 * np.mean([r['all'] for r in runs]):.2f}% "
                   f"in {np.mean([r['wall_s'] for r in runs]):.1f} s", flush=True)
-            C.write_json(args.out / "groundtruth.json", payload)
+            C.write_json(out_json, payload)
             C.write_text(args.out / "groundtruth.md", markdown(payload))
     return payload
 

@@ -188,3 +188,23 @@ def test_imports_quick(tmp_path):
     assert all(r["cpu_median"] > 0 and len(r["cpu_s"]) == 1 for name, r in rows.items() if "beyond" not in name)
     assert payload["meets_target"] == (rows["import trajinfer after torch"]["cpu_median"] < 1.0)
     assert "| import trajinfer after torch |" in (tmp_path / "imports.md").read_text()
+
+
+def test_paths_lr_quick(tmp_path):
+    paths_lr = _load("paths_lr")
+    paths_lr.main(["--quick", "--protocols", "petals", "--lrs", "1e-2", "--out", str(tmp_path)])
+    payload = json.loads((tmp_path / "paths_lr.json").read_text())
+    _check_provenance(payload)
+    (row,) = payload["rows"]
+    assert row["protocol"] == "petals" and row["lr"] == 1e-2
+    for interpolation in ("mixture", "ot"):
+        assert len(row[interpolation]["w1"]) == len(row[interpolation]["no_move"]) == 3
+        assert all(w > 0 for w in row[interpolation]["w1"])
+    assert "| petals | 1e-02 |" in (tmp_path / "paths_lr.md").read_text()
+
+
+def test_gpu_script_without_a_gpu_runs_nothing(tmp_path, monkeypatch, capsys):
+    gpu = _load("gpu")
+    monkeypatch.setattr(gpu, "resolve_device", lambda name: __import__("torch").device("cpu"))
+    assert gpu.main(["--out", str(tmp_path)]) is None
+    assert "No GPU found" in capsys.readouterr().out and not (tmp_path / "gpu.json").exists()
