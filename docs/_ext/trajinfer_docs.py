@@ -228,12 +228,14 @@ def _cli_help() -> str | None:
 EXPECTED_BENCHMARKS = {
     "defaults": ("How the defaults were chosen (leave one time point out)", "python benchmarks/defaults.py"),
     "groundtruth": ("Ground truth: error against time", "python benchmarks/groundtruth.py"),
+    "paths_lr": ("Mixture against OT across learning rates", "python benchmarks/paths_lr.py"),
     "eb": ("Embryoid body (NLSB protocol)", "python benchmarks/eb.py"),
     "eb_loo": ("Embryoid body, leave one time point out", "python benchmarks/eb.py --loo"),
     "petals": ("Petals (MIOFlow comparison)", "python benchmarks/petals.py"),
     "petals_loo": ("Petals, leave one time point out", "python benchmarks/petals.py --loo"),
     "hydrogen": ("Hydrogen atom (paper Sec. 4.2)", "python benchmarks/hydrogen.py"),
     "vision": ("Images (paper Sec. 4.3)", "python benchmarks/vision.py"),
+    "gpu": ("GPU checks", "python benchmarks/gpu.py"),
 }
 ALIASES = {"embryoid_body": "eb", "embryoid": "eb"}
 
