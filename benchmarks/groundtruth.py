@@ -174,6 +174,66 @@ def profile(n_iter: int = 200) -> dict[str, Any]:
     }
 
 
+def gradient_variance(n_batches: int = 60, quick: bool = False) -> dict[str, Any]:
+    """Where the noise of the loss gradient comes from, at the end of a default eAM fit (3-D OU).
+
+    The minibatch gradient of each term of the loss (boundary at 0 and 1, kinetic, time
+    derivative, Laplacian) is drawn ``n_batches`` times at the fitted weights, with quasi-uniform
+    and with uniform times; the table gives the total variance (trace of the covariance over
+    minibatches) of each term and of the sum.
+    """
+    from trajinfer.derivatives import potential_derivatives
+
+    problem = ou_problem(3, "eam")
+    torch.manual_seed(0)
+    path = tj.CallablePath(problem.sample, t_range=problem.t_range)
+    model = tj.ActionMatching("eam", sigma=SIGMA, seed=0, progress=False, **({"n_iter": 30} if quick else {})).fit(path)
+    net = model.potential_
+    params = [p.requires_grad_(True) for p in net.parameters()]
+    batch, diffusion = model.batch_size, SIGMA**2 * model.duration_
+    generator = torch.Generator().manual_seed(1)
+
+    def flat(term: torch.Tensor) -> torch.Tensor:
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
+
+    out: dict[str, Any] = {}
+    for times in ("quasi-uniform", "uniform"):
+        draws: dict[str, list[torch.Tensor]] = {}
+        for _ in range(n_batches):
+            if times == "uniform":
+                tau = torch.rand(batch, generator=generator)
+            else:
+                tau = (torch.rand(1, generator=generator) + math.sqrt(2.0) * torch.arange(batch)) % 1.0
+            x0, x1, xt = path.sample_triplet(tau, generator)
+            d = potential_derivatives(net, xt, tau, time_derivative=True, laplacian="exact")
+            terms = {
+                "boundary (t = 0)": net(x0, torch.zeros(batch)).mean(), "boundary (t = 1)": -net(x1, torch.ones(batch)).mean(),
+                "kinetic ½‖∇s‖²": (0.5 * (d.grad**2).sum(1)).mean(), "time derivative ∂s/∂t": d.time_derivative.mean(),
+                "Laplacian σ²/2 Δs": (0.5 * diffusion * d.laplacian).mean(),
+            }
+            terms["total"] = sum(terms.values())
+            for name, term in terms.items():
+                draws.setdefault(name, []).append(flat(term))
+        out[times] = {name: float(torch.stack(v).var(0).sum()) for name, v in draws.items()}
+    return {"n_batches": n_batches, "batch_size": batch, "variance": out}
+
+
+def variance_markdown(v: dict[str, Any], prov: dict[str, Any]) -> str:
+    names = list(v["variance"]["quasi-uniform"])
+    total = v["variance"]["quasi-uniform"]["total"]
+    rows = [[name, C.fmt(v["variance"]["quasi-uniform"][name], 4), C.fmt(v["variance"]["quasi-uniform"][name] / total, 2),
+             C.fmt(v["variance"]["uniform"][name], 4)] for name in names]
+    return (
+        "# Where the gradient noise comes from (eAM, 3-D OU, end of a default fit)\n\n" + C.provenance_md(prov) + "\n\n"
+        + f"Total variance (trace of the covariance over {v['n_batches']} minibatches of {v['batch_size']}) of the "
+        "gradient of each term of the loss with respect to the network's weights, at the fitted weights. The two "
+        "boundary terms and the interior use independent samples; the interior terms share theirs, so their noise "
+        "partly cancels in the total (the shares add up to more than one).\n\n"
+        + C.md_table(["term", "variance (quasi-uniform t)", "share of the total", "variance (uniform t)"], rows) + "\n"
+    )
+
+
 def profile_markdown(p: dict[str, Any], prov: dict[str, Any]) -> str:
     rows = [[e["op"], f"{100 * e['share']:.1f}%", C.fmt(e["calls_per_iteration"], 1)] for e in p["top"]]
     return (
@@ -214,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the defaults row")
     parser.add_argument("--fresh", action="store_true", help="start a new table (default: replace and add rows of groundtruth.json)")
     parser.add_argument("--profile", action="store_true", help="write groundtruth_profile.md: where a training step spends its time")
+    parser.add_argument("--variance", action="store_true", help="write groundtruth_variance.md: the gradient noise of each loss term")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.profile:
@@ -221,6 +282,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = profile(20 if args.quick else 200)
         C.write_json(args.out / "groundtruth_profile.json", {"provenance": prov, **result})
         C.write_text(args.out / "groundtruth_profile.md", profile_markdown(result, prov))
+        return result
+    if args.variance:
+        prov = C.provenance(argv=argv)
+        result = gradient_variance(5 if args.quick else 60, args.quick)
+        C.write_json(args.out / "groundtruth_variance.json", {"provenance": prov, **result})
+        C.write_text(args.out / "groundtruth_variance.md", variance_markdown(result, prov))
         return result
     chosen = [p for p in problems() if args.problems is None or p.name in args.problems.split(",")]
     configs = {k: v for k, v in CONFIGS.items() if args.configs is None or k in args.configs.split(",")}
