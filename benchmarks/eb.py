@@ -266,6 +266,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", default="0,1,2", help="training seeds of --budget-curve")
     parser.add_argument("--defaults", action="store_true",
                         help="fit trajinfer with tj.fit's defaults (no tuning): the row users get")
+    parser.add_argument("--reuse-peers", type=Path, default=None, metavar="JSON",
+                        help="with --loo: read the peers' rows from this earlier eb_loo.json instead of refitting them")
     parser.add_argument("--loo", action="store_true",
                         help="leave-one-time-point-out protocol: write eb_loo.md/json (trajinfer defaults and the peers)")
     args = parser.parse_args(argv)
@@ -423,6 +425,11 @@ def loo(val: list[np.ndarray], test: list[np.ndarray], settings: dict[str, Any],
 
     held_out = list(range(1, len(val) - 1))
     rows: dict[str, dict[str, Any]] = {}
+    reused: dict[str, dict[str, Any]] = {}
+    if args.reuse_peers:  # the peers' rows do not depend on trajinfer's settings
+        earlier = json.loads(args.reuse_peers.read_text())["rows"]
+        reused = {name: {field: {int(k): v for k, v in values.items()} for field, values in row.items()}
+                  for name, row in earlier.items() if not name.startswith("trajinfer")}
 
     def record(name: str, k: int, w1: float, fit_s: float) -> None:
         row = rows.setdefault(name, {"w1": {}, "fit_seconds": {}})
@@ -443,7 +450,7 @@ def loo(val: list[np.ndarray], test: list[np.ndarray], settings: dict[str, Any],
             record(f"trajinfer eAM ({interp}), defaults", k, w1, rec["fit_seconds"])
         for key, name, fn, stochastic in (("mioflow", "MIOFlow", fit_mioflow, False), ("otcfm", "TorchCFM OT-CFM", fit_otcfm, False),
                                           ("sf2m", "TorchCFM SF2M", fit_sf2m, True)):
-            if key not in args.peers.split(","):
+            if key not in args.peers.split(",") or name in reused:
                 continue
             budget = peer_budget[key]
             kw = {"n_epochs": budget} if key == "mioflow" else {"n_iter": budget}
@@ -457,6 +464,7 @@ def loo(val: list[np.ndarray], test: list[np.ndarray], settings: dict[str, Any],
             n = len(src)
             w1 = float(np.mean([tj.metrics.w1(out[r * n:(r + 1) * n], tgt) for r in range(copies)]))
             record(name, k, w1, rec["fit_seconds"])
+    rows.update(reused)
     no_move = {k: tj.metrics.w1(test[k - 1], test[k]) for k in held_out}
     floor = {k: tj.metrics.w1(val[k], test[k]) for k in held_out}
     header = ["method", *[f"k={k}" for k in held_out], "mean", "fit s (mean)"]
@@ -468,7 +476,9 @@ def loo(val: list[np.ndarray], test: list[np.ndarray], settings: dict[str, Any],
         "# Embryoid body, leave one time point out", "", C.provenance_md(prov), "",
         f"Fit on the val split without label k, push the test cells of label k−1 to label k, {W1_LABEL} against the test "
         f"cells of k. trajinfer: `tj.fit` defaults ({settings}), {repeats} stochastic repeats (SF2M too); peers: their "
-        "package defaults. One CPU thread, one fit at a time.", "",
+        "package defaults. One CPU thread, one fit at a time."
+        + (f" The peers' rows (independent of trajinfer's settings) were read from the earlier run in {args.reuse_peers}."
+           if reused else ""), "",
         C.md_table(header, table), ""])
     payload = {"provenance": prov, "settings": settings, "repeats": repeats, "rows": rows, "no_move": no_move, "floor": floor}
     args.out.mkdir(parents=True, exist_ok=True)

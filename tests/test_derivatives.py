@@ -185,11 +185,13 @@ def test_potential_derivatives_hutchinson_is_seeded(network, points):
 
 def test_laplacian_choices_and_errors(network, points):
     x, t = points
-    assert resolve_laplacian("auto", 16) == "exact"
-    assert resolve_laplacian("auto", 17) == "hutchinson"
-    assert resolve_laplacian("hutchinson", 2) == "hutchinson"
+    assert resolve_laplacian("auto", 2, use="training") == "exact"
+    assert resolve_laplacian("auto", 3, use="training") == "hutchinson"
+    assert resolve_laplacian("auto", 16, use="evaluation") == "exact"
+    assert resolve_laplacian("auto", 17, use="evaluation") == "hutchinson"
+    assert resolve_laplacian("hutchinson", 2, use="training") == "hutchinson"
     with pytest.raises(ValueError, match="Unknown laplacian"):
-        resolve_laplacian("trace", 2)
+        resolve_laplacian("trace", 2, use="training")
     with pytest.raises(ValueError, match="laplacian must be"):
         potential_derivatives(network, x, t, laplacian="bogus")
     xg = x.detach().requires_grad_(True)

@@ -6,7 +6,7 @@ parameters are shared with the wrapped module, and the fitted model is the plain
 ``torch.compile`` cannot differentiate a compiled graph twice, while the loss needs the
 gradient of ``∇s`` with respect to the parameters. It therefore applies where the derivatives
 of ``s`` come from the forward-mode jet of the built-in MLP potentials (an exact Laplacian:
-entropic methods up to 16 dimensions or ``laplacian="exact"``). The jet, which costs about
+entropic methods up to 2 dimensions or ``laplacian="exact"``). The jet, which costs about
 ``d + 2`` forward passes, is compiled; the two boundary evaluations and every other
 configuration run uncompiled.
 

@@ -104,7 +104,8 @@ class ActionMatching(EstimatorParams):
         Decay of the exponential moving average of the weights used for prediction (``None``
         uses the raw weights). The decay is warmed up as ``min(decay, (1 + k)/(10 + k))``.
     laplacian
-        ``"auto"`` (exact up to 16 dimensions, Hutchinson above), ``"exact"``, ``"hutchinson"``.
+        ``"auto"`` (exact up to 2 dimensions, Hutchinson above: the cheaper of the two there),
+        ``"exact"``, ``"hutchinson"``.
     n_probes
         Rademacher probes per sample for the Hutchinson Laplacian.
     time_weight
@@ -454,7 +455,7 @@ class ActionMatching(EstimatorParams):
         self.dim_ = int(dim)
         self.t_range_ = (float(t_range[0]), float(t_range[1]))
         self.cost_ = resolve_cost(self.cost)
-        self.laplacian_ = resolve_laplacian(self.laplacian, self.dim_)
+        self.laplacian_ = resolve_laplacian(self.laplacian, self.dim_, use="training")
 
     def _set_fitted(self, *, potential: nn.Module, loss_curve: np.ndarray, fit_time: float) -> None:
         """Set the fitted network, frozen for prediction on ``device_``, and the fit's record
@@ -715,8 +716,8 @@ class ActionMatching(EstimatorParams):
         n_steps, method
             Fixed-step (or adaptive) solver settings.
         laplacian
-            ``"auto"``, ``"exact"`` or ``"hutchinson"`` (one probe per step: an unbiased but noisy
-            estimate, for high dimensions).
+            ``"auto"`` (exact up to 16 dimensions), ``"exact"`` or ``"hutchinson"`` (one probe per
+            step: an unbiased but noisy estimate, for high dimensions).
         """
         self._check_fitted()
         if self.method != "am" or not isinstance(self.cost_, QuadraticCost):
@@ -727,7 +728,7 @@ class ActionMatching(EstimatorParams):
         x = as_float_tensor(X, dim=self.dim_, device=self.device_)
         if t == t0:
             return np.asarray(log_q0(x.cpu().numpy()), dtype=float)
-        lap = resolve_laplacian(laplacian, self.dim_)
+        lap = resolve_laplacian(laplacian, self.dim_, use="evaluation")
         taus = self._to_internal(torch.linspace(t, t0, n_steps + 1, dtype=torch.float64)).to(self.device_, torch.float32)
 
         def field(y: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
