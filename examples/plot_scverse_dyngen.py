@@ -96,7 +96,8 @@ sc.tl.leiden(adata, resolution=0.5, random_state=0, flavor="igraph", n_iteration
 # from the PCA onto the UMAP coordinates along each velocity), and the gene-space velocity
 # ``layers["velocity"]`` (velocities times the PCA loadings).
 model = tj.fit(adata, "time_bin", method="eam", n_iter=N_ITER, hidden_dims=(64, 64, 64), progress=False)
-print("time mapping:", dict(zip(model.metadata_["time_labels"], model.metadata_["time_values"])))
+record = tj.tl.fit_record(model)  # what tj.fit recorded: time key, label -> time, representation
+print("time mapping:", dict(zip(record.time_labels, record.time_values)))
 print("written:", list(adata.uns["velocity_params"]["written"]))
 adata
 
@@ -109,7 +110,7 @@ adata
 # are mapped onto it by the same kNN regression (:func:`trajinfer.tl.embed`). A UMAP has no
 # place for states away from the data: where a simulated path leaves the cells (here, the
 # few that cut through the empty space between the branches in the PCA), its line breaks.
-labels = model.metadata_["time_labels"]
+labels = list(record.time_labels)
 quiet = "No data for colormapping"  # scvelo's background scatter warns about its own call
 fig, axes = plt.subplots(2, 2, figsize=(11, 9), layout="constrained")
 if HAS_SCVELO:
