@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 __all__ = [
-    "BATCH_SIZE", "HIDDEN_DIMS", "INTERPOLATION", "INTERPOLATIONS", "LAPLACIANS", "LR", "LR_SCHEDULES", "METHOD",
+    "BATCH_SIZE", "ESTIMATOR_METHOD", "HIDDEN_DIMS", "INTERPOLATION", "INTERPOLATIONS", "LAPLACIANS", "LR", "LR_SCHEDULES", "METHOD",
     "METHODS", "N_ITER", "PAIRINGS", "TIME_PROPOSAL", "TIME_PROPOSALS", "Interpolation", "Laplacian", "LRSchedule",
     "Method", "Pairing", "TimeProposalName",
 ]
@@ -33,6 +33,11 @@ LR_SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
 
 #: Variant fitted by default (entropic: a stochastic model of cells, with ``sigma="auto"`` in ``tj.fit``).
 METHOD: Method = "eam"
+#: Variant of :class:`~trajinfer.ActionMatching` built without arguments. The estimator also takes
+#: paths given by a function, whose diffusion coefficient nothing in the data identifies, so its
+#: default needs no ``sigma``; :func:`trajinfer.fit` and the command line, which see the cells and
+#: derive ``sigma`` from them, fit :data:`METHOD`.
+ESTIMATOR_METHOD: Method = "am"
 #: Interpolation between snapshots.
 INTERPOLATION: Interpolation = "mixture"
 #: Optimisation budget and network.

@@ -82,7 +82,8 @@ class ActionMatching(EstimatorParams):
     Parameters
     ----------
     method
-        ``"am"``, ``"eam"``, ``"uam"`` or ``"ueam"``.
+        ``"am"`` (default: it needs no ``sigma``), ``"eam"``, ``"uam"`` or ``"ueam"``.
+        :func:`trajinfer.fit`, which derives ``sigma`` from the cells, fits ``"eam"`` by default.
     sigma
         Diffusion coefficient in the user's units of x per sqrt(time) (required for ``eam`` and
         ``ueam``): a float or a callable ``σ(t)`` of a tensor of user times.
@@ -213,7 +214,7 @@ class ActionMatching(EstimatorParams):
 
     def __init__(
         self,
-        method: str = "am",
+        method: str = defaults.ESTIMATOR_METHOD,
         *,
         sigma: SigmaLike = None,
         cost: str | KineticCost = "quadratic",
