@@ -9,9 +9,9 @@ round that also writes any missing bytecode caches).
   inside the child process.
 - ``import trajinfer`` after torch: the same child imports torch first, then times
   ``import trajinfer`` alone, so the figure is what trajinfer adds to torch.
-- ``import sklearn.base`` after torch: the scikit-learn base class that ``ActionMatching``
-  inherits, measured the same way in a child of its own (the share of the figure above that
-  scikit-learn accounts for).
+- ``import sklearn.base`` after torch: scikit-learn's estimator base, measured the same way in
+  a child of its own: what ``import trajinfer`` would cost if ``ActionMatching`` inherited it
+  (it implements scikit-learn's parameter contract itself instead).
 - ``python -c "import torch"`` and ``python -m trajinfer --help``: user + system CPU time of
   the whole child process (``getrusage(RUSAGE_CHILDREN)``), interpreter start included; their
   difference, taken round by round, is what the command line costs beyond torch.
@@ -137,8 +137,9 @@ def markdown(payload: dict[str, Any]) -> str:
         "difference, round by round.\n\n"
         + table + "\n\n"
         + f"`import trajinfer` costs {C.fmt(trajinfer['cpu_median'], 2)} s of CPU beyond torch: it {verdict} the "
-        f"target of {payload['target_cpu_s']:g} s. scikit-learn's `sklearn.base` alone, which `ActionMatching` "
-        f"inherits, costs {C.fmt(sklearn['cpu_median'], 2)} s after torch (it loads SciPy and pandas). "
+        f"target of {payload['target_cpu_s']:g} s. scikit-learn's `sklearn.base`, which `ActionMatching` does "
+        f"not inherit (it implements scikit-learn's parameter contract itself), would cost {C.fmt(sklearn['cpu_median'], 2)} s "
+        "after torch (it loads SciPy and pandas). "
         f"Of the watched libraries, `import trajinfer` loads: {loaded}.\n"
     )
 
