@@ -1,4 +1,5 @@
-"""Checks a fitted model runs on itself: is the loss settled, are the velocities of the data's size?
+"""Checks a fitted model runs on itself: is the loss settled, are the velocities of the data's size,
+does it move its own first snapshot toward its last?
 
 After every fit :class:`~trajinfer.ActionMatching` stores the result of :func:`fit_diagnostics`
 in ``diagnostics_`` and logs one summary line; when a check fails it also warns
@@ -14,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .paths import MarginalPath
+from . import metrics
+from .paths import MarginalPath, SnapshotPath
 
 if TYPE_CHECKING:
     from .estimator import ActionMatching
 
-__all__ = ["FitWarning", "SPEED_FACTOR", "fit_diagnostics", "report_fit"]
+__all__ = ["FitWarning", "SPEED_FACTOR", "fit_diagnostics", "report_fit", "transport_check"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +30,26 @@ logger = logging.getLogger(__name__)
 SPEED_FACTOR = 10.0
 #: A loss whose last tenth still moves by more than this fraction of its scale is not settled.
 DRIFT_FRACTION = 0.1
+#: Cells of the first and last snapshots compared by the transport check, and its Euler steps.
+TRANSPORT_CELLS, TRANSPORT_STEPS = 200, 50
+
+
+def transport_check(model: ActionMatching, path: SnapshotPath, generator: torch.Generator) -> dict[str, float]:
+    """W1 from the first snapshot's cells, simulated to the last time point, to the last
+    snapshot, beside W1 from those cells left where they are (subsamples of ``TRANSPORT_CELLS``).
+
+    On its own training data a fitted model beats not moving by a wide margin; a model that
+    does not (``transport_ratio`` ≥ 1) has learned something other than the data's motion.
+    """
+    first, last = path.snapshot(0), path.snapshot(path.n_times - 1)
+    first = first[torch.randperm(len(first), generator=generator, device=first.device)[:TRANSPORT_CELLS]].cpu().numpy()
+    last = last[torch.randperm(len(last), generator=generator, device=last.device)[:TRANSPORT_CELLS]].cpu().numpy()
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
+    traj = model.simulate(first, path.t_range[0], path.t_range[1], n_steps=TRANSPORT_STEPS, seed=seed, progress=False)
+    pushed, weights = traj.at(path.t_range[1])
+    moved = metrics.w1(pushed, last, wa=weights) if np.isfinite(pushed).all() else float("inf")
+    still = metrics.w1(first, last)
+    return {"transport_w1": moved, "no_move_w1": still, "transport_ratio": moved / max(still, 1e-12)}
 
 
 class FitWarning(RuntimeWarning):
@@ -62,8 +84,10 @@ def fit_diagnostics(
         of the mean loss between the last two twentieths of the fit, over the loss scale);
         ``score`` (:meth:`~trajinfer.ActionMatching.score` on fresh samples of the training
         path); ``kinetic_energy`` (½E|v|² of the learned velocity on fresh samples, internal
-        time) and ``kinetic_ratio`` (over ``loss_scale``); ``fit_time``; ``warnings`` (a list of
-        messages naming what to change).
+        time) and ``kinetic_ratio`` (over ``loss_scale``); ``fit_time``; on a
+        :class:`~trajinfer.SnapshotPath` also ``transport_w1``, ``no_move_w1`` and
+        ``transport_ratio`` (:func:`transport_check`); ``warnings`` (a list of messages naming what
+        to change).
     """
     losses = np.asarray(model.loss_curve_, dtype=float)
     tail = max(1, len(losses) // 20)
@@ -86,6 +110,8 @@ def fit_diagnostics(
         "fit_time": float(model.fit_time_),
         "warnings": [],
     }
+    if isinstance(path, SnapshotPath):
+        report.update(transport_check(model, path, generator))
     notes = report["warnings"]
     if status != "ok":
         notes.append("the fit diverged and was stopped; the weights from before the divergence are kept")
@@ -94,6 +120,12 @@ def fit_diagnostics(
             f"the learned velocities carry {report['kinetic_ratio']:.3g} times the kinetic energy of moving the data "
             "between its time points: cells will be pushed far from the data. Use interpolation='ot', a lower lr, "
             "or more smoothing"
+        )
+    if report.get("transport_ratio", 0.0) >= 1.0:
+        notes.append(
+            f"simulated from the first time point, the cells end farther from the last snapshot (W1 "
+            f"{report['transport_w1']:.3g}) than cells that do not move (W1 {report['no_move_w1']:.3g}): the model has not "
+            "learned the data's motion. Try another interpolation, a lower lr or more iterations"
         )
     if report["loss_drift"] > DRIFT_FRACTION:
         notes.append(
@@ -106,9 +138,11 @@ def fit_diagnostics(
 def report_fit(model: ActionMatching) -> None:
     """Log the one-line summary of a fit and warn if its diagnostics failed."""
     d = model.diagnostics_
+    transport = (f"; first snapshot pushed to the last: W1 {d['transport_ratio']:.2f} x not moving"
+                 if "transport_ratio" in d else "")
     logger.info(
-        "Fitted %s in %.1f s: %d iterations, final loss %.4g, score %.4g on fresh samples, kinetic energy %.3g x the data's.",
-        model.method, d["fit_time"], model.n_iter_, d["final_loss"], d["score"], d["kinetic_ratio"],
+        "Fitted %s in %.1f s: %d iterations, final loss %.4g, score %.4g on fresh samples, kinetic energy %.3g x the data's%s.",
+        model.method, d["fit_time"], model.n_iter_, d["final_loss"], d["score"], d["kinetic_ratio"], transport,
     )
     for note in d["warnings"]:
         logger.warning("Fit check: %s.", note)
