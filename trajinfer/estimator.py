@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from . import _defaults as defaults
 from ._acceleration import training_network
-from ._params import EstimatorParams, not_fitted_error
+from .params import EstimatorParams, not_fitted_error
 from ._checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from ._defaults import LAPLACIANS as LAPLACIAN_CHOICES
 from ._defaults import LR_SCHEDULES, METHODS, TIME_PROPOSALS

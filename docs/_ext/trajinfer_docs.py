@@ -94,6 +94,7 @@ API_MODULES = [
         "What ``model.diagnostics_`` holds and when a fit warns.", section="internals",
     ),
     ModuleSpec("trajinfer.training", "trajinfer.training: the optimisation loop", section="internals"),
+    ModuleSpec("trajinfer.params", "trajinfer.params: scikit-learn's estimator contract", section="internals"),
     ModuleSpec("trajinfer.persistence", "trajinfer.persistence: model files", section="internals"),
     ModuleSpec("trajinfer.losses", "trajinfer.losses: the objectives", section="internals"),
     ModuleSpec("trajinfer.time_sampling", "trajinfer.time_sampling: time proposals", section="internals"),
@@ -670,12 +671,18 @@ def _skip_member(app: Any, what: str, name: str, obj: Any, skip: bool, options: 
 
 
 def _public_bases(app: Any, name: str, obj: Any, options: Any, bases: list) -> None:
-    """Show the public ancestors instead of private base classes (``_Baseline`` -> its bases)."""
+    """Show the public ancestors instead of private base classes (``_Baseline`` or a class of a
+    private module such as ``trajinfer._params`` -> its public bases)."""
     del app, name, obj, options
+
+    def private(cls: type) -> bool:
+        parts = [cls.__name__, *getattr(cls, "__module__", "").split(".")]
+        return any(part.startswith("_") and part != "__main__" for part in parts if part != "builtins")
+
     expanded: list = []
     for base in bases:
-        if getattr(base, "__name__", "").startswith("_"):
-            expanded.extend(b for b in base.__mro__[1:] if not b.__name__.startswith("_") and b is not object)
+        if isinstance(base, type) and private(base):
+            expanded.extend(b for b in base.__mro__[1:] if not private(b) and b is not object)
         else:
             expanded.append(base)
     bases[:] = list(dict.fromkeys(expanded)) or [object]
