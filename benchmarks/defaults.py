@@ -144,19 +144,25 @@ def stage_three(ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [*({**c, "laplacian": "hutchinson"} for c in ranked[:2]), {**ranked[0], "seed": 1}]
 
 
-def speed(sets: dict[str, tuple[Any, str, list[Any] | None]], out: Path, argv: list[str] | None) -> dict[str, Any]:
-    """Time of one default ``tj.fit`` per data set: CPU seconds of this one-thread process (what
-    the fit costs, whatever else the machine runs) and wall seconds."""
+def speed(sets: dict[str, tuple[Any, str, list[Any] | None]], out: Path, argv: list[str] | None, repeats: int) -> dict[str, Any]:
+    """Time of one default ``tj.fit`` per data set, ``repeats`` times: CPU seconds of this
+    one-thread process (what the fit costs) and wall seconds; the table gives the median and
+    the range (the machine's speed varies from run to run)."""
     rows = []
     tj.fit(sets[next(iter(sets))][0], sets[next(iter(sets))][1], n_iter=5, progress=False)  # one-off imports in torch.optim
     for name, (adata, key, _) in sets.items():
-        cpu, wall = time.process_time(), time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = tj.fit(adata, key, progress=False)
-        rows.append({"data": name, "n_cells": adata.n_obs, "dim": int(model.dim_), "cpu_s": time.process_time() - cpu,
-                     "wall_s": time.perf_counter() - wall, "training_s": model.fit_time_, "n_iter": model.n_iter_})
-        print(f"[speed] {name}: {rows[-1]['cpu_s']:.1f} CPU s, {rows[-1]['wall_s']:.1f} wall s", flush=True)
+        runs = []
+        for _ in range(repeats):
+            cpu, wall = time.process_time(), time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = tj.fit(adata, key, progress=False)
+            runs.append({"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall, "training_s": model.fit_time_})
+            print(f"[speed] {name}: {runs[-1]['cpu_s']:.1f} CPU s, {runs[-1]['wall_s']:.1f} wall s", flush=True)
+        cpu = [r["cpu_s"] for r in runs]
+        rows.append({"data": name, "n_cells": adata.n_obs, "dim": int(model.dim_), "cpu_s": float(np.median(cpu)),
+                     "cpu_min_s": min(cpu), "cpu_max_s": max(cpu), "wall_s": float(np.median([r["wall_s"] for r in runs])),
+                     "n_iter": model.n_iter_, "runs": runs})
     prov = C.provenance(argv=argv)
     md = "\n".join([
         "# Speed of the default fit", "", C.provenance_md(prov), "",
@@ -164,9 +170,10 @@ def speed(sets: dict[str, tuple[Any, str, list[Any] | None]], out: Path, argv: l
         f"{defaults.N_ITER} iterations, {defaults.HIDDEN_DIMS} network, Laplacian exact up to "
         f"{EXACT_LAPLACIAN_MAX_DIM['training']} dimensions), one thread. *CPU s*: CPU time of the "
         "process over the whole call (what the fit costs on one thread); *wall s*: elapsed time on this shared "
-        "machine (longer when other jobs run).", "",
-        C.md_table(["data", "cells", "dimensions", "CPU s", "wall s"],
-                   [[r["data"], r["n_cells"], r["dim"], C.fmt(r["cpu_s"], 1), C.fmt(r["wall_s"], 1)] for r in rows]), ""])
+        "machine (longer when other jobs run). Median and range over the repeats.", "",
+        C.md_table(["data", "cells", "dimensions", "CPU s (median)", "CPU s (min–max)", "wall s (median)", "repeats"],
+                   [[r["data"], r["n_cells"], r["dim"], C.fmt(r["cpu_s"], 1), f"{r['cpu_min_s']:.1f}–{r['cpu_max_s']:.1f}",
+                     C.fmt(r["wall_s"], 1), len(r["runs"])] for r in rows]), ""])
     C.write_json(out / "defaults_speed.json", {"provenance": prov, "rows": rows})
     C.write_text(out / "defaults_speed.md", md)
     return {"rows": rows}
@@ -213,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="which candidates to fit; 'defaults': the row of tj.fit's defaults as they are now")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--speed", action="store_true", help="time one default fit per data set (defaults_speed.md)")
+    parser.add_argument("--repeats", type=int, default=3, help="fits per data set of --speed")
     parser.add_argument("--report", action="store_true", help="rewrite defaults.md from defaults.json (marking today's defaults)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -224,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return payload
     sets = {name: load(name, args.data) for name in args.datasets.split(",")}
     if args.speed:
-        return speed(sets, args.out, argv)
+        return speed(sets, args.out, argv, args.repeats)
     out_json = args.out / "defaults.json"
     payload = json.loads(out_json.read_text()) if out_json.exists() and not args.quick else {"rows": []}
     payload["provenance"] = C.provenance(argv=argv)
