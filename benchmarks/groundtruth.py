@@ -57,6 +57,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "64x3 batch 2048": {"hidden_dims": (64, 64, 64), "batch_size": 2048},
     "32x3 batch 2048": {"hidden_dims": (32, 32, 32), "batch_size": 2048},
     "4000 it": {"n_iter": 4000},
+    "EMA 0.99": {"ema_decay": 0.99},
+    "no EMA": {"ema_decay": None},
+    "inner potential": {"potential": "inner"},
+    "residual potential": {"potential": "residual"},
 }
 
 
