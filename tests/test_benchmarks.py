@@ -208,3 +208,20 @@ def test_gpu_script_without_a_gpu_runs_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(gpu, "resolve_device", lambda name: __import__("torch").device("cpu"))
     assert gpu.main(["--out", str(tmp_path)]) is None
     assert "No GPU found" in capsys.readouterr().out and not (tmp_path / "gpu.json").exists()
+
+
+def test_groundtruth_quick(tmp_path):
+    groundtruth = _load("groundtruth")
+    groundtruth.main(["--quick", "--problems", "ou3-eam,growth-uam", "--configs", "defaults,lr 3e-3", "--seeds", "2",
+                      "--out", str(tmp_path)])
+    payload = json.loads((tmp_path / "groundtruth.json").read_text())
+    _check_provenance(payload)
+    assert [(r["problem"], r["config"], len(r["runs"])) for r in payload["rows"]] == [
+        ("ou3-eam", "defaults", 2), ("ou3-eam", "lr 3e-3", 1), ("growth-uam", "defaults", 2), ("growth-uam", "lr 3e-3", 1)]
+    for row in payload["rows"]:
+        for run in row["runs"]:
+            assert {"all", "start", "end", "wall_s", "cpu_s"} <= set(run) and run["all"] > 0
+    variance = groundtruth.main(["--quick", "--variance", "--out", str(tmp_path)])
+    assert set(variance["variance"]) == {"quasi-uniform", "uniform"}
+    assert all(v >= 0 for v in variance["variance"]["uniform"].values())
+    assert "share of the total" in (tmp_path / "groundtruth_variance.md").read_text()
