@@ -43,6 +43,7 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -239,13 +240,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     payload["default"] = defaults_name()
     done = {r["name"] for r in payload["rows"]}
 
-    def run(candidates: list[dict[str, Any]]) -> None:
+    def run(candidates: list[dict[str, Any]], name: Callable[[dict[str, Any]], str] = name_of) -> None:
         for candidate in candidates:
-            if name_of(candidate) in done:
+            if name(candidate) in done:
                 continue
-            print(f"[defaults] {name_of(candidate)}", flush=True)
-            payload["rows"].append(evaluate(candidate, sets, args.quick))
-            done.add(name_of(candidate))
+            print(f"[defaults] {name(candidate)}", flush=True)
+            payload["rows"].append(evaluate(candidate, sets, args.quick, name=name(candidate)))
+            done.add(name(candidate))
             C.write_json(out_json, payload)
             C.write_text(args.out / "defaults.md", markdown(payload))
 
@@ -259,12 +260,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run(stage_two(best) if not args.quick else stage_two(best)[:1])
     if args.stage in ("one", "both"):
         run([c for c in first_stage if c not in default_path])
-    if args.stage in ("defaults", "both") and defaults_name() not in done:
-        print(f"[defaults] {defaults_name()}", flush=True)
-        payload["rows"].append(evaluate({}, sets, args.quick, name=defaults_name()))
-        done.add(defaults_name())
-        C.write_json(out_json, payload)
-        C.write_text(args.out / "defaults.md", markdown(payload))
+    if args.stage in ("defaults", "both"):
+        run([{}], name=lambda _: defaults_name())
     if args.stage in ("three", "both"):
         scored = [r for r in payload["rows"] if r["name"] in {name_of(c) for c in default_path}]
         run(stage_three([r["candidate"] for r in sorted(scored, key=lambda r: r["mean_ratio"])]))

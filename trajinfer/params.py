@@ -2,8 +2,8 @@
 
 ``get_params``/``set_params`` read the constructor's signature (every argument is stored under
 its own name), ``repr`` shows the parameters that differ from their defaults, and the dunder
-hooks scikit-learn calls (``__sklearn_tags__``, ``__sklearn_is_fitted__``) import it only when
-scikit-learn itself asks. ``sklearn.base.clone`` and ``sklearn.utils.validation.check_is_fitted``
+hook scikit-learn calls (``__sklearn_tags__``) imports it only when scikit-learn itself asks
+(``check_is_fitted`` reads the fitted attributes, ending in ``_``, as for any estimator). ``sklearn.base.clone`` and ``sklearn.utils.validation.check_is_fitted``
 work on these estimators as on any other. Importing ``sklearn.base`` costs more than a second
 of CPU (it loads SciPy and pandas), which ``import trajinfer`` does not pay.
 """
@@ -57,9 +57,6 @@ class EstimatorParams:
             if not same:
                 changed.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(changed)})"
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return any(name.endswith("_") and not name.startswith("__") for name in vars(self))
 
     def __sklearn_tags__(self) -> Any:
         from sklearn.utils import Tags, TargetTags

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,12 +13,10 @@ from sklearn.neighbors import KNeighborsClassifier
 from ..estimator import ActionMatching
 from ._push import simulate_cells
 from ._record import cells_at, fit_record
-from ._support import OFF_SUPPORT_WARN_FRACTION, OffSupportWarning, SupportIndex, check_support
+from ._support import OFF_SUPPORT_WARN_FRACTION, SupportIndex, check_support, warn_off_support
 from ._utils import group_table, obs_column
 
 __all__ = ["FateResult", "fate"]
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -98,12 +94,11 @@ def fate(
         weights += traj.weights[-1] / n_repeats
         off_support += check_support(traj.X[-1], support, warn=False).off_support_fraction / n_repeats
     if off_support > OFF_SUPPORT_WARN_FRACTION:
-        message = (
+        warn_off_support(
             f"{100 * off_support:.0f}% of the cells pushed from {from_time} to {to_time} landed far from every observed "
-            f"cell of {to_time}: their fate probabilities are extrapolation. Check the fit (model.diagnostics_)."
+            f"cell of {to_time}: their fate probabilities are extrapolation. Check the fit (model.diagnostics_).",
+            stacklevel=3,
         )
-        logger.warning(message)
-        warnings.warn(message, OffSupportWarning, stacklevel=2)
     prob_df = pd.DataFrame(probabilities, index=adata.obs_names[early], columns=classifier.classes_)
     transition = group_table(prob_df, sources, weights, f"{source_key} @ {from_time}", f"{cluster_key} @ {to_time}")
     return FateResult(probabilities=prob_df, transition=transition, off_support_fraction=off_support)

@@ -11,6 +11,7 @@ from sklearn.neighbors import NearestNeighbors
 
 __all__ = [
     "OFF_SUPPORT_FACTOR", "OFF_SUPPORT_WARN_FRACTION", "OffSupportWarning", "SupportCheck", "SupportIndex", "check_support",
+    "warn_off_support",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,11 +90,17 @@ def check_support(
     ratio = index.ratio(pushed)
     fraction = float(np.mean(ratio > OFF_SUPPORT_FACTOR)) if len(ratio) else 0.0
     if warn and fraction > OFF_SUPPORT_WARN_FRACTION:
-        message = (
+        warn_off_support(
             f"{100 * fraction:.0f}% of the {what} landed more than {OFF_SUPPORT_FACTOR:g} typical neighbour distances "
             "from every observed cell: results for them are extrapolation. Check the fit (model.diagnostics_), try "
-            "interpolation='ot', or simulate over a shorter time."
+            "interpolation='ot', or simulate over a shorter time.",
+            stacklevel=4,
         )
-        logger.warning(message)
-        warnings.warn(message, OffSupportWarning, stacklevel=3)
     return SupportCheck(ratio=ratio, off_support_fraction=fraction)
+
+
+def warn_off_support(message: str, *, stacklevel: int) -> None:
+    """Log ``message`` and warn with it as an :class:`OffSupportWarning` (``stacklevel`` as for
+    :func:`warnings.warn`, counted from this function)."""
+    logger.warning(message)
+    warnings.warn(message, OffSupportWarning, stacklevel=stacklevel)
