@@ -1,4 +1,4 @@
-"""Petals benchmark (MIOFlow's branching-and-merging synthetic data), trajinfer eAM vs MIOFlow.
+"""Petals benchmark (MIOFlow's branching-and-merging synthetic data), trajinfer eAM vs MIOFlow (and TorchCFM, ``--loo``).
 
 For 5, 10 and 15 time steps (``tj.datasets.petals``), fit on all time points, simulate from the
 t_0 cells to every later time and compare with the data there by W1 (EMD, Euclidean ground
@@ -18,8 +18,9 @@ of 100 epochs; the fit times of both are in the tables.
 
 ``--loo`` runs the leave-one-time-point-out protocol at 5 time points instead: for k = 1, 2, 3 fit
 without time point k, push the cells of k−1 to the time of k and compare with the cells of k (and
-with the independent draw), for trajinfer and MIOFlow (which takes the rank of each time label as
-its time, so its push ends halfway between the ranks of k−1 and k+1).
+with the independent draw), for trajinfer, MIOFlow (which takes the rank of each time label as
+its time, so its push ends halfway between the ranks of k−1 and k+1) and TorchCFM's OT-CFM and
+SF2M (package defaults, the same protocol as ``benchmarks/eb.py --loo``).
 
 Usage::
 
@@ -224,9 +225,13 @@ def mioflow_row(snaps: list[np.ndarray], held: list[np.ndarray], n_times: int, a
     return rec
 
 
+PEERS = (("mioflow", "MIOFlow", False), ("otcfm", "TorchCFM OT-CFM", False), ("sf2m", "TorchCFM SF2M", True))
+
+
 def loo(args, quick: bool, prov: dict[str, Any]) -> dict[str, Any]:
-    """Leave one time point out at 5 time points: trajinfer (tj.fit defaults) and MIOFlow."""
-    from peers import fit_mioflow
+    """Leave one time point out at 5 time points: trajinfer (tj.fit defaults), MIOFlow and
+    TorchCFM's OT-CFM and SF2M, each with its package defaults."""
+    import peers
 
     n_times = 5
     adata = tj.datasets.petals(n_times=n_times, n_per_time=args.n_per_time, noise=0.1, seed=0)
@@ -234,27 +239,37 @@ def loo(args, quick: bool, prov: dict[str, Any]) -> dict[str, Any]:
     snaps = [X[t == k] for k in range(n_times)]
     other = tj.datasets.petals(n_times=n_times, n_per_time=args.n_per_time, noise=0.1, seed=1)
     held = [np.asarray(other.X, dtype=np.float64)[other.obs["time"].to_numpy() == k] for k in range(n_times)]
-    rows: dict[str, dict[str, Any]] = {"trajinfer eAM, defaults": {}, "MIOFlow": {}}
+    trajinfer_row = "trajinfer eAM, defaults"
+    rows: dict[str, dict[str, Any]] = {trajinfer_row: {}, **{name: {} for _, name, _ in PEERS}}
+
+    def record(name: str, k: int, pieces: list[np.ndarray], fit_seconds: float) -> None:
+        rows[name][k] = {"w1": float(np.mean([tj.metrics.w1(p, snaps[k]) for p in pieces])),
+                         "w1_independent": float(np.mean([tj.metrics.w1(p, held[k]) for p in pieces])), "fit_seconds": fit_seconds}
+        print(f"[loo] k={k}: {name} {rows[name][k]['w1']:.3f} (fit {fit_seconds:.0f} s)", flush=True)
+
     for k in range(1, n_times - 1):
         keep = [j for j in range(n_times) if j != k]
-        Xk, tk = np.concatenate([snaps[j] for j in keep]), np.concatenate([np.full(len(snaps[j]), float(j)) for j in keep])
+        train = [snaps[j] for j in keep]
+        n = len(snaps[k - 1])
+        Xk, tk = np.concatenate(train), np.concatenate([np.full(len(snaps[j]), float(j)) for j in keep])
         rec: dict[str, Any] = {}
         with C.measure(rec):
             model = tj.fit(tj_adata(Xk, tk), "time", n_iter=args.n_iter, lr=args.lr, interpolation=args.interpolation,
                            smoothing=args.smoothing, progress=False, device="cpu")
         out = model.simulate(np.tile(snaps[k - 1], (args.repeats, 1)), k - 1, k, n_steps=50, seed=k, progress=False).X[-1]
-        n = len(snaps[k - 1])
-        pieces = [out[r * n:(r + 1) * n].astype(np.float64) for r in range(args.repeats)]
-        rows["trajinfer eAM, defaults"][k] = {
-            "w1": float(np.mean([tj.metrics.w1(p, snaps[k]) for p in pieces])),
-            "w1_independent": float(np.mean([tj.metrics.w1(p, held[k]) for p in pieces])), "fit_seconds": rec["fit_seconds"]}
-        rec = {}
-        with C.measure(rec):
-            mf = fit_mioflow([snaps[j] for j in keep], list(range(len(keep))), n_epochs=args.mioflow_epochs, seed=0)
-        pushed, _ = mf.push(snaps[k - 1], k - 1, k - 0.5)
-        rows["MIOFlow"][k] = {"w1": tj.metrics.w1(pushed, snaps[k]), "w1_independent": tj.metrics.w1(pushed, held[k]),
-                              "fit_seconds": rec["fit_seconds"]}
-        print(f"[loo] k={k}: eAM {rows['trajinfer eAM, defaults'][k]['w1']:.3f}, MIOFlow {rows['MIOFlow'][k]['w1']:.3f}", flush=True)
+        record(trajinfer_row, k, [out[r * n:(r + 1) * n].astype(np.float64) for r in range(args.repeats)], rec["fit_seconds"])
+        for key, name, stochastic in PEERS:
+            # MIOFlow takes the rank of each time label as its time: with k held out its push ends
+            # halfway between the ranks of k−1 and k+1; TorchCFM takes the labels themselves
+            rec = {}
+            with C.measure(rec):
+                if key == "mioflow":
+                    peer = peers.fit_mioflow(train, list(range(len(keep))), n_epochs=args.mioflow_epochs, seed=0)
+                else:
+                    peer = getattr(peers, f"fit_{key}")(train, keep, seed=0, **({"n_iter": 20} if quick else {}))
+            copies = args.repeats if stochastic else 1
+            pushed, _ = peer.push(np.tile(snaps[k - 1], (copies, 1)), k - 1, k - 0.5 if key == "mioflow" else k, seed=k)
+            record(name, k, [np.asarray(pushed[r * n:(r + 1) * n], dtype=np.float64) for r in range(copies)], rec["fit_seconds"])
     ks = list(range(1, n_times - 1))
     no_move = {k: tj.metrics.w1(snaps[k - 1], snaps[k]) for k in ks}
     floor = {k: tj.metrics.w1(snaps[k], held[k]) for k in ks}
@@ -267,7 +282,8 @@ def loo(args, quick: bool, prov: dict[str, Any]) -> dict[str, Any]:
     md = "\n".join(["# Petals, leave one time point out (5 time points)", "", C.provenance_md(prov), "",
                     "Fit without time point k, push the cells of k−1 to k; W1 to the cells of k / to an independent draw. "
                     f"trajinfer: `tj.fit` defaults (eAM, interpolation {args.interpolation}, {args.n_iter} iterations, lr {args.lr}), "
-                    f"{args.repeats} stochastic repeats; MIOFlow: {args.mioflow_epochs} epochs. One CPU thread.", "",
+                    f"{args.repeats} stochastic repeats (SF2M too); MIOFlow: {args.mioflow_epochs} epochs; TorchCFM: the adapter's "
+                    "package defaults (benchmarks/peers). One CPU thread, one fit at a time.", "",
                     C.md_table(["method", *[f"k={k}" for k in ks], "mean (cells)", "fit s"], table), ""])
     payload = {"provenance": prov, "rows": rows, "no_move": no_move, "floor": floor, "n_iter": args.n_iter, "repeats": args.repeats}
     args.out.mkdir(parents=True, exist_ok=True)

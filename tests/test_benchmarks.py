@@ -101,6 +101,18 @@ def test_petals_quick(tmp_path):
     assert "independent draw" in (tmp_path / "petals.md").read_text()
 
 
+def test_petals_loo_quick_has_every_peer(tmp_path):
+    pytest.importorskip("mioflow")
+    pytest.importorskip("torchcfm")
+    petals = _load("petals")
+    payload = petals.main(["--loo", "--quick", "--out", str(tmp_path)])
+    _check_provenance(payload)
+    assert set(payload["rows"]) == {"trajinfer eAM, defaults", "MIOFlow", "TorchCFM OT-CFM", "TorchCFM SF2M"}
+    for row in payload["rows"].values():
+        assert sorted(row) == [1, 2, 3] and all(r["w1"] > 0 and r["w1_independent"] > 0 for r in row.values())
+    assert "TorchCFM SF2M" in (tmp_path / "petals_loo.md").read_text()
+
+
 def test_speed_quick(tmp_path):
     speed = _load("speed")
     speed.main(["--quick", "--out", str(tmp_path)])
