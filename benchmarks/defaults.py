@@ -206,14 +206,33 @@ def markdown(payload: dict[str, Any]) -> str:
             baselines.append(f"{d}: no move {' '.join(C.fmt(x) for x in entry['no_move'])}")
     return (
         "# Choosing the defaults: leave-one-time-point-out W1 on training data\n\n"
-        + C.provenance_md(payload["provenance"]) + "\n\n"
-        + "eAM, seed 0, one CPU thread. Each cell of the W1 columns lists the held-out time points in order; "
-        "the ratio columns divide the mean over them by the no-move mean. Rows sorted by the mean ratio over the "
-        "three data sets; the **default** row is `tj.fit` called with no setting. Rows that name no `laplacian` "
-        "were fitted when `laplacian=\"auto\"` meant the exact Laplacian up to 16 dimensions (the embryoid body's 5, "
-        "petals' 2) and Hutchinson's estimate above (dyngen's 50).\n\n"
+        + C.provenance_md(payload["provenance"]) + " Rows are added run by run; the command above is the last one.\n\n"
+        + "eAM, seed 0 unless a row names another, one CPU thread. Each cell of the W1 columns lists the held-out time "
+        "points in order; the ratio columns divide the mean over them by the no-move mean. Rows sorted by the mean "
+        "ratio over the three data sets; the **default** row is `tj.fit` called with no setting. Rows with "
+        "`laplacian=auto` use today's rule (exact up to 2 dimensions, Hutchinson's estimate above); rows that name no "
+        "`laplacian` were fitted when `laplacian=\"auto\"` meant the exact Laplacian up to 16 dimensions (the "
+        "embryoid body's 5, petals' 2) and Hutchinson's estimate above (dyngen's 50).\n\n"
         + C.md_table(header, table) + "\n\n" + "; ".join(baselines) + ".\n"
+        + seed_summary(payload["rows"])
     )
+
+
+def seed_summary(rows: list[dict[str, Any]]) -> str:
+    """Mean ratio of each setting fitted with more than one seed: the seed-to-seed spread that a
+    difference between settings is read against."""
+    groups: dict[str, dict[int, float]] = {}
+    for r in rows:
+        # the default row (no setting passed) is today's defaults written out
+        candidate = r["candidate"] or {**base(), "laplacian": "auto"}
+        setting = {k: v for k, v in candidate.items() if k != "seed"}
+        groups.setdefault(name_of(setting), {})[int(candidate.get("seed", 0))] = r["mean_ratio"]
+    lines = [f"| {name} | {' '.join(C.fmt(seeds[s]) for s in sorted(seeds))} | {C.fmt(float(np.mean(list(seeds.values()))))} |"
+             for name, seeds in sorted(groups.items(), key=lambda g: np.mean(list(g[1].values()))) if len(seeds) > 1]
+    if not lines:
+        return ""
+    return ("\nSettings fitted with several seeds (mean ratio per seed, in seed order, and their mean):\n\n"
+            "| setting | mean ratio by seed | mean |\n|---|---|---|\n" + "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

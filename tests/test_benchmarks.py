@@ -237,3 +237,14 @@ def test_groundtruth_quick(tmp_path):
     assert set(variance["variance"]) == {"quasi-uniform", "uniform"}
     assert all(v >= 0 for v in variance["variance"]["uniform"].values())
     assert "share of the total" in (tmp_path / "groundtruth_variance.md").read_text()
+
+
+def test_defaults_selection_quick(tmp_path):
+    defaults_bench = _load("defaults")
+    payload = defaults_bench.main(["--quick", "--datasets", "petals", "--out", str(tmp_path)])
+    _check_provenance(payload)
+    names = [r["name"] for r in payload["rows"]]
+    assert payload["default"] in names and len(names) == len(set(names))
+    assert all(np.isfinite(r["mean_ratio"]) and r["data"]["petals"]["ratio"] > 0 for r in payload["rows"])
+    md = (tmp_path / "defaults.md").read_text()
+    assert "**default**" in md and "mean ratio by seed" in md  # the seed replicate of stage three
