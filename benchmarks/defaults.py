@@ -133,13 +133,15 @@ def stage_one() -> list[dict[str, Any]]:
 
 
 def stage_two(best: dict[str, Any]) -> list[dict[str, Any]]:
-    """Smaller budgets and a smaller network at the best setting of stage one, with today's
-    Laplacian rule (``laplacian="auto"``, named so that these rows are told apart from those
-    fitted under the earlier rule); the budgets and the best setting again with seed 1, so
-    that a difference can be read against the seed-to-seed spread."""
+    """Smaller budgets, a smaller network and narrower networks on larger batches at the best
+    setting of stage one, with today's Laplacian rule (``laplacian="auto"``, named so that these
+    rows are told apart from those fitted under the earlier rule); the budgets and the best
+    setting again with seed 1, so that a difference can be read against the seed-to-seed spread."""
     best = {**best, "laplacian": "auto"}
     budgets = [{**best, "n_iter": 1000}, {**best, "n_iter": 750}]
-    return [{**best, "hidden_dims": [64, 64, 64]}, *budgets, *({**c, "seed": 1} for c in budgets), {**best, "seed": 1}]
+    # narrower networks on larger batches: on the ground-truth benchmark they reach lower errors in less time
+    batches = [{**best, "hidden_dims": [width] * 3, "batch_size": batch} for width, batch in ((64, 1024), (32, 1024), (32, 2048))]
+    return [{**best, "hidden_dims": [64, 64, 64]}, *budgets, *({**c, "seed": 1} for c in budgets), {**best, "seed": 1}, *batches]
 
 
 def stage_three(ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -56,6 +56,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "batch 1024": {"batch_size": 1024},
     "64x3 batch 2048": {"hidden_dims": (64, 64, 64), "batch_size": 2048},
     "32x3 batch 2048": {"hidden_dims": (32, 32, 32), "batch_size": 2048},
+    "32x3 batch 1024": {"hidden_dims": (32, 32, 32), "batch_size": 1024},
+    "32x3 batch 2048 lr 3e-3": {"hidden_dims": (32, 32, 32), "batch_size": 2048, "lr": 3e-3},
     "4000 it": {"n_iter": 4000},
     "EMA 0.99": {"ema_decay": 0.99},
     "no EMA": {"ema_decay": None},

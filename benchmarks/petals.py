@@ -241,6 +241,10 @@ def loo(args, quick: bool, prov: dict[str, Any]) -> dict[str, Any]:
     held = [np.asarray(other.X, dtype=np.float64)[other.obs["time"].to_numpy() == k] for k in range(n_times)]
     trajinfer_row = "trajinfer eAM, defaults"
     rows: dict[str, dict[str, Any]] = {trajinfer_row: {}, **{name: {} for _, name, _ in PEERS}}
+    # the peers' rows do not depend on trajinfer's settings: read them from an earlier petals_loo.json
+    earlier = json.loads(args.reuse_peers.read_text()).get("rows", {}) if args.reuse_peers else {}
+    reused = {name: {int(k): v for k, v in earlier[name].items()} for _, name, _ in PEERS if name in earlier}
+    rows.update(reused)
 
     def record(name: str, k: int, pieces: list[np.ndarray], fit_seconds: float) -> None:
         rows[name][k] = {"w1": float(np.mean([tj.metrics.w1(p, snaps[k]) for p in pieces])),
@@ -259,6 +263,8 @@ def loo(args, quick: bool, prov: dict[str, Any]) -> dict[str, Any]:
         out = model.simulate(np.tile(snaps[k - 1], (args.repeats, 1)), k - 1, k, n_steps=50, seed=k, progress=False).X[-1]
         record(trajinfer_row, k, [out[r * n:(r + 1) * n].astype(np.float64) for r in range(args.repeats)], rec["fit_seconds"])
         for key, name, stochastic in PEERS:
+            if name in reused:
+                continue
             # MIOFlow takes the rank of each time label as its time: with k held out its push ends
             # halfway between the ranks of k−1 and k+1; TorchCFM takes the labels themselves
             rec = {}
@@ -283,7 +289,8 @@ def loo(args, quick: bool, prov: dict[str, Any]) -> dict[str, Any]:
                     "Fit without time point k, push the cells of k−1 to k; W1 to the cells of k / to an independent draw. "
                     f"trajinfer: `tj.fit` defaults (eAM, interpolation {args.interpolation}, {args.n_iter} iterations, lr {args.lr}), "
                     f"{args.repeats} stochastic repeats (SF2M too); MIOFlow: {args.mioflow_epochs} epochs; TorchCFM: the adapter's "
-                    "package defaults (benchmarks/peers). One CPU thread, one fit at a time.", "",
+                    "package defaults (benchmarks/peers). One CPU thread, one fit at a time."
+                    + (f" The peers' rows were read from the earlier run in {args.reuse_peers}." if reused else ""), "",
                     C.md_table(["method", *[f"k={k}" for k in ks], "mean (cells)", "fit s"], table), ""])
     payload = {"provenance": prov, "rows": rows, "no_move": no_move, "floor": floor, "n_iter": args.n_iter, "repeats": args.repeats}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -333,7 +340,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--smoothing", default="auto", help="snapshot kernel width (data units) or 'auto'")
     parser.add_argument("--loo", action="store_true", help="leave-one-time-point-out protocol at 5 time points (petals_loo.md/json)")
     parser.add_argument("--reuse-peers", type=Path, default=None, metavar="JSON",
-                        help="read MIOFlow's rows from an earlier petals.json (same time points and cells) instead of refitting")
+                        help="read the peers' rows from an earlier petals.json (or petals_loo.json with --loo; same time points "
+                             "and cells) instead of refitting")
     parser.add_argument("--part", action="store_true", help="write petals_part_<n_times>.json only (parallel processes; combine with --merge)")
     parser.add_argument("--merge", action="store_true", help="combine petals_part_*.json in --out into petals.json/.md/.png")
     parser.add_argument("--threads", type=int, default=1)
@@ -348,7 +356,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.smoothing = float(args.smoothing)
     args.mioflow_epochs = args.mioflow_epochs or (2 if quick else 100)
     args.repeats = args.repeats or (2 if quick else 20)
-    args.earlier_runs = json.loads(args.reuse_peers.read_text())["runs"] if args.reuse_peers else []
+    earlier = json.loads(args.reuse_peers.read_text()) if args.reuse_peers else {}
+    args.earlier_runs = earlier.get("runs", [])
     n_times_list = [3] if quick and args.n_times == "5,10,15" else [int(x) for x in args.n_times.split(",")]
     prov = C.provenance({"mode": "quick" if quick else "full"}, argv, f"benchmarks/{Path(__file__).name}")
     print(C.provenance_md(prov), flush=True)

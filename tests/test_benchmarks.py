@@ -111,6 +111,10 @@ def test_petals_loo_quick_has_every_peer(tmp_path):
     for row in payload["rows"].values():
         assert sorted(row) == [1, 2, 3] and all(r["w1"] > 0 and r["w1_independent"] > 0 for r in row.values())
     assert "TorchCFM SF2M" in (tmp_path / "petals_loo.md").read_text()
+    again = petals.main(["--loo", "--quick", "--reuse-peers", str(tmp_path / "petals_loo.json"), "--out", str(tmp_path / "again")])
+    first = json.loads((tmp_path / "petals_loo.json").read_text())["rows"]
+    assert {k: v for k, v in again["rows"].items() if k != "trajinfer eAM, defaults"} == {
+        name: {int(k): v for k, v in row.items()} for name, row in first.items() if name != "trajinfer eAM, defaults"}
 
 
 def test_speed_quick(tmp_path):
