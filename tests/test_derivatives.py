@@ -13,6 +13,7 @@ from trajinfer.derivatives import (
     exact_laplacian,
     hutchinson_laplacian,
     potential_derivatives,
+    rademacher_probes,
     resolve_laplacian,
 )
 from trajinfer.networks import MLPPotential
@@ -242,3 +243,42 @@ def test_exact_laplacian_fallback_without_graph(points, monkeypatch):
     _without_batched_grads(monkeypatch)
     derivs = potential_derivatives(net, x, t, time_derivative=False, laplacian="exact", create_graph=False)
     np.testing.assert_allclose(derivs.laplacian.numpy(), trace.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("activation", ["silu", "tanh", "softplus"])
+def test_probed_derivatives_match_nested_autograd(activation):
+    # the written-out gradient and probe are the same numbers as nested autograd with the same
+    # probes, and so are their parameter gradients (float64: agreement to rounding)
+    torch.manual_seed(0)
+    net = MLPPotential(4, (16, 8, 8), activation).double()
+    net.set_input_normalization(torch.randn(4).double(), torch.rand(4).double() + 0.5)
+    x, t = torch.randn(9, 4, dtype=torch.float64), torch.rand(9, dtype=torch.float64)
+    probes = rademacher_probes(3, x)
+    value, grad, d_t, lap = net.probed_derivatives(x, t, probes)
+    xr, tr = x.clone().requires_grad_(True), t.clone().requires_grad_(True)
+    ref_value = net(xr, tr)
+    ref_grad, ref_dt = torch.autograd.grad(ref_value.sum(), (xr, tr), create_graph=True)
+    hvp = torch.autograd.grad(ref_grad, xr, grad_outputs=probes, is_grads_batched=True, create_graph=True)[0]
+    ref_lap = (hvp * probes).sum(-1).mean(0)
+    for ours, ref in ((value, ref_value), (grad, ref_grad), (d_t, ref_dt), (lap, ref_lap)):
+        torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    params = list(net.parameters())
+
+    def param_grads(g, dt, lp):
+        loss = (0.5 * (g**2).sum(-1) + dt + 0.3 * lp).sum()
+        return torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
+
+    for ours, ref in zip(param_grads(grad, d_t, lap), param_grads(ref_grad, ref_dt, ref_lap)):
+        torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_hutchinson_training_derivatives_are_the_written_out_ones():
+    # potential_derivatives routes a built-in MLP's Hutchinson estimate through
+    # probed_derivatives with the probes autograd would draw from the same generator
+    net = MLPPotential(3, (16, 16), "silu")
+    x, t = torch.randn(32, 3), torch.rand(32)
+    ours = potential_derivatives(net, x, t, laplacian="hutchinson", generator=torch.Generator().manual_seed(5))
+    ref = autograd_derivatives(net, x, t, laplacian="hutchinson", generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(ours.laplacian, ref.laplacian, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-4, atol=1e-6)
+    assert not MLPPotential(3, (16, 16), form="residual").supports_probed_derivatives

@@ -17,16 +17,17 @@ from ._defaults import LAPLACIANS as LAPLACIAN_CHOICES
 
 __all__ = [
     "EXACT_LAPLACIAN_MAX_DIM", "PotentialDerivatives", "autograd_derivatives", "exact_laplacian",
-    "hutchinson_laplacian", "potential_derivatives", "resolve_laplacian",
+    "hutchinson_laplacian", "potential_derivatives", "rademacher_probes", "resolve_laplacian",
 ]
 
 #: Largest dimension in which ``laplacian="auto"`` is exact, by use. In a training step the exact
-#: Laplacian (forward-mode jet) costs about d + 2 forward passes and one Hutchinson probe by nested
-#: autograd about three: with a 128x3 network and 256 samples on one thread the jet is faster up to
-#: 2 dimensions and the probe from 3 on (5-D: 9.6 against 14.6 ms per step), and the probe's noise
-#: averages out over the fit (the Laplacian term carries under 1% of the gradient's noise,
-#: ``benchmarks/results/groundtruth_variance.md``). An evaluated quantity (a likelihood) has no
-#: such averaging, so it stays exact up to 16 dimensions.
+#: Laplacian (forward-mode jet) costs about d + 2 forward passes and one Hutchinson probe about
+#: four (``MLPPotential.probed_derivatives``): with a 128x3 network and 256 samples on one thread
+#: the jet costs about as much as the probe in 2 dimensions (10.0-11.2 against 9.2-9.5 ms per
+#: step), where it is kept for its exact value, and more from 3 on (5-D: 15.1 against
+#: 10.0-10.6 ms); the probe's noise averages out over the fit (the Laplacian term carries under
+#: 1% of the gradient's noise, ``benchmarks/results/groundtruth_variance.md``). An evaluated
+#: quantity (a likelihood) has no such averaging, so it stays exact up to 16 dimensions.
 EXACT_LAPLACIAN_MAX_DIM = {"training": 2, "evaluation": 16}
 
 
@@ -65,14 +66,19 @@ def exact_laplacian(grad: torch.Tensor, x: torch.Tensor, create_graph: bool = Tr
         return torch.stack(diag, dim=1).sum(dim=1)
 
 
+def rademacher_probes(n_probes: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n_probes`` Rademacher directions (entries ±1) for each row of ``x``: shape (n_probes, *x.shape)."""
+    if n_probes < 1:
+        raise ValueError(f"n_probes must be at least 1, got {n_probes}.")
+    return torch.randint(0, 2, (n_probes, *x.shape), generator=generator, device=x.device).to(x.dtype) * 2 - 1
+
+
 def hutchinson_laplacian(
     grad: torch.Tensor, x: torch.Tensor, n_probes: int = 1, generator: torch.Generator | None = None,
     create_graph: bool = True,
 ) -> torch.Tensor:
     """Unbiased Hutchinson estimate ``mean_k ε_kᵀ H ε_k`` with Rademacher probes ``ε_k``."""
-    if n_probes < 1:
-        raise ValueError(f"n_probes must be at least 1, got {n_probes}.")
-    probes = torch.randint(0, 2, (n_probes, *grad.shape), generator=generator, device=x.device).to(x.dtype) * 2 - 1
+    probes = rademacher_probes(n_probes, x, generator)
     if n_probes == 1:  # one plain backward pass: batching it (vmap) costs a tenth of a training step more
         hvp = torch.autograd.grad(grad, x, grad_outputs=probes[0], create_graph=create_graph)[0]
         return (hvp * probes[0]).sum(dim=-1)
@@ -113,13 +119,20 @@ def potential_derivatives(
     Notes
     -----
     Built-in MLP potentials with an exact Laplacian use their forward-mode
-    :meth:`~trajinfer.networks.MLPPotential.jet` (about 2.5x faster than nested autograd in
-    5 dimensions); everything else uses reverse-mode autograd, which is cheaper when no
-    Laplacian is needed.
+    :meth:`~trajinfer.networks.MLPPotential.jet`, and with Hutchinson's estimate their
+    :meth:`~trajinfer.networks.MLPPotential.probed_derivatives` (the same numbers as nested
+    autograd with the same probes, in first-order operations: a training step about 12%
+    cheaper); everything else uses reverse-mode autograd, which is cheaper when no Laplacian is
+    needed.
     """
     if laplacian == "exact" and getattr(potential, "supports_jet", False):
         with torch.set_grad_enabled(create_graph):
             value, grad_x, grad_t, lap = potential.jet(x, t, laplacian=laplacian == "exact")
+        return PotentialDerivatives(value=value, grad=grad_x, time_derivative=grad_t if time_derivative else None, laplacian=lap)
+    if laplacian == "hutchinson" and getattr(potential, "supports_probed_derivatives", False):
+        probes = rademacher_probes(n_probes, x, generator)
+        with torch.set_grad_enabled(create_graph):
+            value, grad_x, grad_t, lap = potential.probed_derivatives(x, t, probes)
         return PotentialDerivatives(value=value, grad=grad_x, time_derivative=grad_t if time_derivative else None, laplacian=lap)
     return autograd_derivatives(
         potential, x, t, time_derivative=time_derivative, laplacian=laplacian, n_probes=n_probes,
