@@ -152,25 +152,42 @@ def stage_three(ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [*({**c, "laplacian": "hutchinson"} for c in ranked[:2]), {**ranked[0], "seed": 1}]
 
 
+def matmul_gflops(seconds: float = 0.5) -> float:
+    """The machine's speed now: one-thread GFLOP/s of the network's own matrix product (256×128
+    by 128×128, float32), the operation that carries most of a training step."""
+    a, b = torch.randn(256, 128), torch.randn(128, 128)
+    for _ in range(20):
+        a @ b
+    n, start = 0, time.process_time()
+    while time.process_time() - start < seconds:
+        for _ in range(50):
+            a @ b
+        n += 50
+    return 2 * 256 * 128 * 128 * n / (time.process_time() - start) / 1e9
+
+
 def speed(sets: dict[str, tuple[Any, str, list[Any] | None]], out: Path, argv: list[str] | None, repeats: int) -> dict[str, Any]:
     """Time of one default ``tj.fit`` per data set, ``repeats`` times: CPU seconds of this
     one-thread process (what the fit costs) and wall seconds; the table gives the median and
-    the range (the machine's speed varies from run to run)."""
+    the range. The machine's speed varies from run to run (its neighbours' load), so each fit
+    is preceded by a measurement of its matrix-product throughput, reported beside it."""
     rows = []
     tj.fit(sets[next(iter(sets))][0], sets[next(iter(sets))][1], n_iter=5, progress=False)  # one-off imports in torch.optim
     for name, (adata, key, _) in sets.items():
         runs = []
         for _ in range(repeats):
+            gflops = matmul_gflops()
             cpu, wall = time.process_time(), time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model = tj.fit(adata, key, progress=False)
-            runs.append({"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall, "training_s": model.fit_time_})
-            print(f"[speed] {name}: {runs[-1]['cpu_s']:.1f} CPU s, {runs[-1]['wall_s']:.1f} wall s", flush=True)
+            runs.append({"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall, "training_s": model.fit_time_,
+                         "matmul_gflops": gflops})
+            print(f"[speed] {name}: {runs[-1]['cpu_s']:.1f} CPU s, {runs[-1]['wall_s']:.1f} wall s, machine {gflops:.0f} GFLOP/s", flush=True)
         cpu = [r["cpu_s"] for r in runs]
         rows.append({"data": name, "n_cells": adata.n_obs, "dim": int(model.dim_), "cpu_s": float(np.median(cpu)),
                      "cpu_min_s": min(cpu), "cpu_max_s": max(cpu), "wall_s": float(np.median([r["wall_s"] for r in runs])),
-                     "n_iter": model.n_iter_, "runs": runs})
+                     "n_iter": model.n_iter_, "matmul_gflops": float(np.median([r["matmul_gflops"] for r in runs])), "runs": runs})
     prov = C.provenance(argv=argv)
     md = "\n".join([
         "# Speed of the default fit", "", C.provenance_md(prov), "",
@@ -178,10 +195,13 @@ def speed(sets: dict[str, tuple[Any, str, list[Any] | None]], out: Path, argv: l
         f"{defaults.N_ITER} iterations, {defaults.HIDDEN_DIMS} network, Laplacian exact up to "
         f"{EXACT_LAPLACIAN_MAX_DIM['training']} dimensions), one thread. *CPU s*: CPU time of the "
         "process over the whole call (what the fit costs on one thread); *wall s*: elapsed time on this shared "
-        "machine (longer when other jobs run). Median and range over the repeats.", "",
-        C.md_table(["data", "cells", "dimensions", "CPU s (median)", "CPU s (min–max)", "wall s (median)", "repeats"],
+        "machine (longer when other jobs run). Median and range over the repeats. *machine GFLOP/s*: one-thread "
+        "throughput of the network's 256×128 by 128×128 matrix product measured before each fit (median): this "
+        "shared machine's speed changes with its neighbours' load, and the fit's CPU time with it.", "",
+        C.md_table(["data", "cells", "dimensions", "CPU s (median)", "CPU s (min–max)", "wall s (median)", "repeats",
+                    "machine GFLOP/s"],
                    [[r["data"], r["n_cells"], r["dim"], C.fmt(r["cpu_s"], 1), f"{r['cpu_min_s']:.1f}–{r['cpu_max_s']:.1f}",
-                     C.fmt(r["wall_s"], 1), len(r["runs"])] for r in rows]), ""])
+                     C.fmt(r["wall_s"], 1), len(r["runs"]), C.fmt(r["matmul_gflops"], 0)] for r in rows]), ""])
     C.write_json(out / "defaults_speed.json", {"provenance": prov, "rows": rows})
     C.write_text(out / "defaults_speed.md", md)
     return {"rows": rows}

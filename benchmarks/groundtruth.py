@@ -246,9 +246,9 @@ def profile_markdown(p: dict[str, Any], prov: dict[str, Any]) -> str:
         "# Profile of one training step (eAM, 3-D OU, defaults)\n\n" + C.provenance_md(prov) + "\n\n"
         + f"{p['n_iter']} iterations under `torch.profiler`: {p['self_cpu_ms_per_iteration']:.1f} ms of self CPU time per "
         f"iteration, **{100 * p['matrix_fraction']:.0f}% in matrix products** (mm, addmm, bmm, matmul, linear); the rest is "
-        "element-wise work of the nested backward passes (the gradient of the action, one Hutchinson probe of its "
-        "Laplacian, and the backward pass through both: the activation's first, second and third derivatives), "
-        "sampling and the optimiser. Each operation costs several microseconds however small, so the hundreds of small operations of a step "
+        "element-wise work of the written-out gradient of the action and its Hutchinson probe (the activation's first "
+        "and second derivatives, the probe's tangents; `MLPPotential.probed_derivatives`), of the backward pass "
+        "through them, of sampling and of the optimiser. Each operation costs several microseconds however small, so the hundreds of small operations of a step "
         "weigh as much as its matrix products.\n\n" + C.md_table(["operation", "share of self CPU", "calls per iteration"], rows) + "\n"
     )
 

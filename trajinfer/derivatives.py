@@ -67,7 +67,7 @@ def exact_laplacian(grad: torch.Tensor, x: torch.Tensor, create_graph: bool = Tr
 
 
 def rademacher_probes(n_probes: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n_probes`` Rademacher directions (entries ±1) for each row of ``x``: shape (n_probes, *x.shape)."""
+    """``n_probes`` Rademacher directions (entries ±1) for each row of ``x``, of shape ``(n_probes, *x.shape)``."""
     if n_probes < 1:
         raise ValueError(f"n_probes must be at least 1, got {n_probes}.")
     return torch.randint(0, 2, (n_probes, *x.shape), generator=generator, device=x.device).to(x.dtype) * 2 - 1
