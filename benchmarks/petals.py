@@ -106,7 +106,7 @@ def run_one(n_times: int, args, quick: bool) -> dict[str, Any]:
     print(f"  n_times={n_times} eAM fit {rec['fit_seconds']:.0f} s W1 {[round(r['w1'], 3) for r in rec['per_t']]}", flush=True)
 
     # MIOFlow (its rows do not depend on trajinfer's settings: --reuse-peers reads them back)
-    earlier = next((r for r in args.earlier_runs if r["n_times"] == n_times and r["n_per_time"] == args.n_per_time), None)
+    earlier = next((r for r in args.earlier.get("runs", []) if r["n_times"] == n_times and r["n_per_time"] == args.n_per_time), None)
     if earlier is not None and "per_t" in earlier["methods"].get("MIOFlow", {}):
         rec = {**earlier["methods"]["MIOFlow"], "reused_from": str(args.reuse_peers)}
     else:
@@ -242,7 +242,7 @@ def loo(args, quick: bool, prov: dict[str, Any]) -> dict[str, Any]:
     trajinfer_row = "trajinfer eAM, defaults"
     rows: dict[str, dict[str, Any]] = {trajinfer_row: {}, **{name: {} for _, name, _ in PEERS}}
     # the peers' rows do not depend on trajinfer's settings: read them from an earlier petals_loo.json
-    earlier = json.loads(args.reuse_peers.read_text()).get("rows", {}) if args.reuse_peers else {}
+    earlier = args.earlier.get("rows", {})
     reused = {name: {int(k): v for k, v in earlier[name].items()} for _, name, _ in PEERS if name in earlier}
     rows.update(reused)
 
@@ -356,8 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.smoothing = float(args.smoothing)
     args.mioflow_epochs = args.mioflow_epochs or (2 if quick else 100)
     args.repeats = args.repeats or (2 if quick else 20)
-    earlier = json.loads(args.reuse_peers.read_text()) if args.reuse_peers else {}
-    args.earlier_runs = earlier.get("runs", [])
+    args.earlier = json.loads(args.reuse_peers.read_text()) if args.reuse_peers else {}  # petals.json or petals_loo.json
     n_times_list = [3] if quick and args.n_times == "5,10,15" else [int(x) for x in args.n_times.split(",")]
     prov = C.provenance({"mode": "quick" if quick else "full"}, argv, f"benchmarks/{Path(__file__).name}")
     print(C.provenance_md(prov), flush=True)

@@ -127,17 +127,17 @@ def potential_derivatives(
     """
     if laplacian == "exact" and getattr(potential, "supports_jet", False):
         with torch.set_grad_enabled(create_graph):
-            value, grad_x, grad_t, lap = potential.jet(x, t, laplacian=laplacian == "exact")
-        return PotentialDerivatives(value=value, grad=grad_x, time_derivative=grad_t if time_derivative else None, laplacian=lap)
-    if laplacian == "hutchinson" and getattr(potential, "supports_probed_derivatives", False):
+            value, grad_x, grad_t, lap = potential.jet(x, t, laplacian=True)
+    elif laplacian == "hutchinson" and getattr(potential, "supports_probed_derivatives", False):
         probes = rademacher_probes(n_probes, x, generator)
         with torch.set_grad_enabled(create_graph):
             value, grad_x, grad_t, lap = potential.probed_derivatives(x, t, probes)
-        return PotentialDerivatives(value=value, grad=grad_x, time_derivative=grad_t if time_derivative else None, laplacian=lap)
-    return autograd_derivatives(
-        potential, x, t, time_derivative=time_derivative, laplacian=laplacian, n_probes=n_probes,
-        generator=generator, create_graph=create_graph,
-    )
+    else:
+        return autograd_derivatives(
+            potential, x, t, time_derivative=time_derivative, laplacian=laplacian, n_probes=n_probes,
+            generator=generator, create_graph=create_graph,
+        )
+    return PotentialDerivatives(value=value, grad=grad_x, time_derivative=grad_t if time_derivative else None, laplacian=lap)
 
 
 def autograd_derivatives(

@@ -161,6 +161,16 @@ class MLPPotential(StandardizedInput):
         """Whether :meth:`jet` can be used (the activation has closed-form derivatives)."""
         return all(type(m) in _ACTIVATION_JETS for m in self.net if not isinstance(m, nn.Linear))
 
+    def _first_layer(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pre-activations ``a_0`` (B, H) of the first layer and their derivatives with respect to
+        ``x`` (H, d; the same for every sample) and to ``t`` (B, H)."""
+        d = x.shape[1]
+        first = self.net[0]
+        a = first(torch.cat([self.standardize(x), self.time_features(t)], dim=1))
+        w_x = first.weight[:, :d] / self.scale[None, :]
+        w_t = self.time_features.derivative(t) @ first.weight[:, d:].T
+        return a, w_x, w_t
+
     @property
     def supports_probed_derivatives(self) -> bool:
         """Whether :meth:`probed_derivatives` can be used (scalar ``"mlp"`` form, closed-form
@@ -192,11 +202,8 @@ class MLPPotential(StandardizedInput):
         value (B,), grad (B, d), time_derivative (B,), laplacian estimate (B,): the mean of the P
         quadratic forms.
         """
-        d = x.shape[1]
         layers = list(self.net)
-        first = layers[0]
-        a = first(torch.cat([self.standardize(x), self.time_features(t)], dim=1))
-        w_x = first.weight[:, :d] / self.scale[None, :]  # (H, d): ∂a_0/∂x, the same for every sample
+        a, w_x, w_t = self._first_layer(x, t)
         tangent = probes @ w_x.T  # (P, B, H): ȧ_0 along each probe
         first_tangent = tangent
         saved = []  # (φ', φ'', ȧ) of each hidden layer
@@ -213,7 +220,6 @@ class MLPPotential(StandardizedInput):
             delta = d1 * g
             dot = d2 * tangent * g if g_dot is None else d1 * g_dot + d2 * tangent * g
         grad = delta @ w_x
-        w_t = self.time_features.derivative(t) @ first.weight[:, d:].T  # (B, H): ∂a_0/∂t
         return a[:, 0], grad, (delta * w_t).sum(dim=1), (dot * first_tangent).sum(dim=-1).mean(dim=0)
 
     def jet(self, x: torch.Tensor, t: torch.Tensor, laplacian: bool = True) -> tuple[torch.Tensor, ...]:
@@ -231,12 +237,9 @@ class MLPPotential(StandardizedInput):
         """
         n, d = x.shape
         layers = list(self.net)
-        first = layers[0]
-        a = first(torch.cat([self.standardize(x), self.time_features(t)], dim=1))
+        a, w_x, w_t = self._first_layer(x, t)
         # J[b, k, j] = d a_j / d (x, t)_k, laid out so a linear layer is one matmul J @ W^T
-        w_x = (first.weight[:, :d] / self.scale[None, :]).T  # (d, H), the same for every sample
-        w_t = self.time_features.derivative(t) @ first.weight[:, d:].T  # (B, H)
-        J = torch.cat([w_x.expand(n, *w_x.shape), w_t[:, None, :]], dim=1)  # (B, d + 1, H)
+        J = torch.cat([w_x.T.expand(n, d, w_x.shape[0]), w_t[:, None, :]], dim=1)  # (B, d + 1, H)
         L = torch.zeros_like(a) if laplacian else None
         for layer in layers[1:]:
             if isinstance(layer, nn.Linear):
