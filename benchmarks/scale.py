@@ -5,8 +5,8 @@ point a unit Gaussian cloud whose mean drifts by 1.5 per time unit along a fixed
 For each size (10^4, 10^5, 10^6 cells) a fresh process
 
 - builds the :class:`~trajinfer.SnapshotPath` (the data live on the device once),
-- fits eAM (sigma 0.1, MLP 256×3, batch 256, Hutchinson Laplacian with one probe, as chosen
-  automatically in 50 dimensions) for a few iterations: the median time per iteration after
+- fits eAM (sigma 0.1, the default network and batch size, Hutchinson's Laplacian with one
+  probe, as chosen automatically in 50 dimensions) for a few iterations: the median time per iteration after
   warm-up is taken between the first draws of consecutive iterations (a thin path wrapper
   stamps them), and the memory the fit needs on top of the data is the peak resident set size
   during the fit minus the resident size before it (the kernel's peak counter is reset first);
@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 import trajinfer as tj  # noqa: E402
+from trajinfer import _defaults as defaults  # noqa: E402
 from trajinfer.derivatives import autograd_derivatives  # noqa: E402
 from trajinfer.networks import MLPPotential  # noqa: E402
 from trajinfer.paths import MarginalPath  # noqa: E402
@@ -76,7 +77,7 @@ class Config:
     jet_batch: int
 
 
-FULL = Config(sizes=(10_000, 100_000, 1_000_000), hidden=(256, 256, 256), batch=256, warmup=3, timed=15,
+FULL = Config(sizes=(10_000, 100_000, 1_000_000), hidden=defaults.HIDDEN_DIMS, batch=defaults.BATCH_SIZE, warmup=3, timed=15,
               sim_steps=2, chunk=100_000, jet_reps=15,
               jet_hiddens=((64, 64), (128, 128, 128), (256, 256, 256)), jet_batch=256)
 QUICK = Config(sizes=(1_000, 10_000), hidden=(64, 64), batch=128, warmup=1, timed=4, sim_steps=1, chunk=5_000, jet_reps=3,

@@ -23,8 +23,11 @@ POTENTIAL_FORMS = ("mlp", "residual", "inner")
 
 
 def _silu_derivatives(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # with h = aσ and q = σ(1 − σ): h' = σ + a q and h'' = q (2 + a − 2h), in few elementwise operations
     sig = torch.sigmoid(a)
-    return a * sig, sig * (1 + a * (1 - sig)), sig * (1 - sig) * (2 + a * (1 - 2 * sig))
+    h = a * sig
+    q = sig * (1 - sig)
+    return h, torch.addcmul(sig, a, q), q * (2 + a - 2 * h)
 
 
 def _softplus_derivatives(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
