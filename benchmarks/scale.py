@@ -7,7 +7,7 @@ For each size (10^4, 10^5, 10^6 cells) a fresh process
 - builds the :class:`~trajinfer.SnapshotPath` (the data live on the device once),
 - fits eAM (sigma 0.1, the default network and batch size, Hutchinson's Laplacian with one
   probe, as chosen automatically in 50 dimensions) for a few iterations: the median time per iteration after
-  warm-up is taken between the first draws of consecutive iterations (a thin path wrapper
+  warm-up is taken between the minibatch draws of consecutive iterations (a thin path wrapper
   stamps them), and the memory the fit needs on top of the data is the peak resident set size
   during the fit minus the resident size before it (the kernel's peak counter is reset first);
 - simulates all ``n`` cells (SDE, chunks of 100,000) for a few steps; the time for a full
@@ -127,16 +127,16 @@ def synthetic_cells(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 class TimedPath(MarginalPath):
-    """Delegates to a path and stamps the first draw of every fit iteration.
+    """Delegates to a path and stamps every fit iteration.
 
-    The fit draws once to set the input normalisation, then three times per iteration
-    (``x_0``, ``x_1``, ``x_tau``), so draws 1, 4, 7, ... open the iterations.
+    Each iteration of the fit draws its minibatch with one :meth:`sample_triplet` call (other
+    draws, such as the input normalisation's, go through :meth:`sample`), so the stamps are
+    the iterations' starts.
     """
 
     def __init__(self, inner: MarginalPath):
         self.inner = inner
         self.dim, self.t_range = inner.dim, inner.t_range
-        self.draws = 0
         self.stamps: list[float] = []
 
     def to(self, device: torch.device) -> TimedPath:
@@ -145,10 +145,11 @@ class TimedPath(MarginalPath):
         return self
 
     def sample(self, tau: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.draws % 3 == 1:
-            self.stamps.append(time.perf_counter())
-        self.draws += 1
         return self.inner.sample(tau, generator)
+
+    def sample_triplet(self, tau: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        self.stamps.append(time.perf_counter())
+        return self.inner.sample_triplet(tau, generator)
 
     def mass(self, tau: torch.Tensor) -> torch.Tensor:
         return self.inner.mass(tau)

@@ -10,7 +10,9 @@ potential (128, 128, 128)) + backward + Adam step on a Gaussian path ``q_t = N(t
   custom modules — measured by hiding the jet behind a wrapper module;
 - ``naive loop``: exact, ``d`` separate backward passes (reference implementation written here,
   swapped in for ``trajinfer.derivatives.exact_laplacian`` in this process only);
-- ``hutchinson``: one Rademacher probe (unbiased, noisy).
+- ``hutchinson``: one Rademacher probe (unbiased, noisy), by the written-out backward pass and
+  its directional derivative of ``MLPPotential.probed_derivatives`` (what ``potential_derivatives``
+  uses for built-in MLPs).
 
 iterations/s: median over timed steps after warm-up, for batch sizes × dimensions. Times are
 CPU (process) seconds of this single-threaded process (``time.process_time``), so that a shared,
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                "variants": {"jet": "exact, forward-mode jet (library default for MLPPotential)",
                             "autograd": "exact, batched reverse-mode autograd (library fallback for custom modules)",
                             "naive loop": "exact, d separate backward passes (reference, benchmark-only)",
-                            "hutchinson": "Hutchinson, 1 Rademacher probe (library)"},
+                            "hutchinson": "Hutchinson, 1 Rademacher probe (library: the written-out probe of MLPPotential)"},
                "cuda": "run" if torch.cuda.is_available() else "not run: no GPU",
                "iterations_per_second": ips, "time_to_accuracy": tta}
     args.out.mkdir(parents=True, exist_ok=True)

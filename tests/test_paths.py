@@ -316,3 +316,22 @@ def test_pairing_auto_uses_full_plans_only_when_small():
     assert abs(x.var(0).mean() - 0.125) < 0.015
     with pytest.raises(ValueError, match="Unknown pairing"):
         SnapshotPath([rng.normal(size=(5, 1))] * 2, [0, 1], interpolation="ot", pairing="global")
+
+
+@pytest.mark.parametrize("interpolation", ["ot", "mixture"])
+def test_minibatch_pairing_solves_assignments_for_interior_rows_only(monkeypatch, interpolation):
+    # A loss minibatch is one sampling call: B rows at τ = 0, B at τ = 1 and B interior ones.
+    # Rows on a snapshot are plain draws of its cells; only the interior rows enter the
+    # per-interval assignment problems (whose exact solution costs about n³ in their size).
+    rng = np.random.default_rng(25)
+    snaps = [rng.normal(size=(40, 2)) + 3 * k for k in range(4)]
+    path = SnapshotPath(snaps, [0, 1, 2, 3], interpolation=interpolation, pairing="minibatch")
+    sizes = []
+    plan = path._plan
+    monkeypatch.setattr(path, "_plan", lambda a, b, k: sizes.append(len(a)) or plan(a, b, k))
+    tau = torch.rand(60, generator=_gen(26)) * 0.98 + 0.01
+    x0, x1, xt = path.sample_triplet(tau, _gen(27))
+    assert sum(sizes) == 60
+    for x, snap in ((x0, snaps[0]), (x1, snaps[-1])):  # the boundary rows are cells of the first and last snapshot
+        gaps = np.abs(x.numpy()[:, None, :] - snap[None].astype(np.float32)).max(axis=2).min(axis=1)
+        assert gaps.max() < 1e-6

@@ -381,8 +381,14 @@ class SnapshotPath(MarginalPath):
         else:
             source = torch.empty(k.shape[0], self.dim, device=self.device)
             target = torch.empty_like(source)
-            for interval in torch.unique(k).tolist():
-                rows = torch.nonzero(k == interval).flatten()
+            # a time on a snapshot (the boundary terms' rows) is a plain draw of its cells: pairing
+            # them would only make each minibatch's assignment problem larger
+            on_snapshot = (lam == 0) | (lam == 1)
+            if bool(on_snapshot.any()):
+                rows = torch.nonzero(on_snapshot).flatten()
+                source[rows] = target[rows] = self._draw(k[rows] + (lam[rows] == 1).long(), generator)
+            for interval in torch.unique(k[~on_snapshot]).tolist():
+                rows = torch.nonzero((k == interval) & ~on_snapshot).flatten()
                 source[rows] = self._draw(torch.full_like(rows, interval), generator)
                 drawn = self._draw(torch.full_like(rows, interval + 1), generator)
                 target[rows] = drawn[self._pair(source[rows], drawn, interval, generator)]
