@@ -64,6 +64,24 @@ def package_version(name: str) -> str | None:
         return None
 
 
+def matmul_gflops(seconds: float = 0.5) -> float:
+    """The machine's speed now: GFLOP/s of a 256×128 by 128×128 float32 matrix product (a
+    128-wide layer on a minibatch of 256, what carries most of a training step) on torch's
+    current threads. This shared machine's speed changes with its neighbours' load, and every
+    timing with it: results record this beside their times."""
+    import torch
+
+    a, b = torch.randn(256, 128), torch.randn(128, 128)
+    for _ in range(20):
+        a @ b
+    n, start = 0, time.process_time()
+    while time.process_time() - start < seconds:
+        for _ in range(50):
+            a @ b
+        n += 50
+    return 2 * 256 * 128 * 128 * n / (time.process_time() - start) / 1e9
+
+
 def provenance(extra: dict[str, Any] | None = None, argv: Sequence[str] | None = None, script: str | None = None) -> dict[str, Any]:
     import torch
 
@@ -82,6 +100,7 @@ def provenance(extra: dict[str, Any] | None = None, argv: Sequence[str] | None =
             "torch_threads": torch.get_num_threads(),
             "load_average_at_start": load,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "matmul_gflops_at_start": matmul_gflops(),
         },
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -212,7 +231,10 @@ def provenance_md(prov: dict[str, Any]) -> str:
         f"Command: `{prov['command']}`  \n"
         f"Date: {prov['date']}; git commit {prov['git_commit']}; torch {prov['torch']}; "
         f"{m['cpu_cores']} CPU cores ({m['processor']}), torch threads {m['torch_threads']}, "
-        f"load average at start {m['load_average_at_start']}; GPU: {m['cuda'] or 'none'}."
+        f"load average at start {m['load_average_at_start']}"
+        + (f", one 256×128·128×128 matrix product at {m['matmul_gflops_at_start']:.0f} GFLOP/s"
+           if m.get("matmul_gflops_at_start") else "")
+        + f"; GPU: {m['cuda'] or 'none'}."
     )
 
 

@@ -167,20 +167,6 @@ def stage_four(best: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**best, "lr": 2e-2}, {**best, "ema_decay": 0.995}, *cheaper, *({**c, "seed": 1} for c in cheaper)]
 
 
-def matmul_gflops(seconds: float = 0.5) -> float:
-    """The machine's speed now: one-thread GFLOP/s of the network's own matrix product (256×128
-    by 128×128, float32), the operation that carries most of a training step."""
-    a, b = torch.randn(256, 128), torch.randn(128, 128)
-    for _ in range(20):
-        a @ b
-    n, start = 0, time.process_time()
-    while time.process_time() - start < seconds:
-        for _ in range(50):
-            a @ b
-        n += 50
-    return 2 * 256 * 128 * 128 * n / (time.process_time() - start) / 1e9
-
-
 def speed(sets: dict[str, tuple[Any, str, list[Any] | None]], out: Path, argv: list[str] | None, repeats: int) -> dict[str, Any]:
     """Time of one default ``tj.fit`` per data set, ``repeats`` times: CPU seconds of this
     one-thread process (what the fit costs) and wall seconds; the table gives the median and
@@ -191,7 +177,7 @@ def speed(sets: dict[str, tuple[Any, str, list[Any] | None]], out: Path, argv: l
     for name, (adata, key, _) in sets.items():
         runs = []
         for _ in range(repeats):
-            gflops = matmul_gflops()
+            gflops = C.matmul_gflops()
             cpu, wall = time.process_time(), time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
