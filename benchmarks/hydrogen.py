@@ -72,6 +72,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 import trajinfer as tj  # noqa: E402
+from trajinfer._defaults import TIME_PROPOSAL, TIME_PROPOSALS  # noqa: E402
 from trajinfer.quantum import (  # noqa: E402
     PAPER_AVERAGE_MMD,
     HydrogenPath,
@@ -114,6 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--am-iter", type=int, default=None, help="override the AM iterations")
     parser.add_argument("--am-lr", type=float, default=None, help="override the AM learning rate")
     parser.add_argument("--am-batch-size", type=int, default=None, help="override the AM batch size")
+    parser.add_argument("--am-time-proposal", choices=TIME_PROPOSALS, default=None,
+                        help="override the AM time proposal (a probe; default: the estimator's)")
     parser.add_argument("--score-iter", type=int, default=None, help="override the score-matching iterations")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="torch device for the networks")
@@ -262,6 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg["am_batch_size"] = args.am_batch_size
     if args.score_iter is not None:
         cfg["score_iter"] = args.score_iter
+    cfg["am_time_proposal"] = args.am_time_proposal or TIME_PROPOSAL
     if args.out is None:
         out = Path(tempfile.gettempdir()) / "trajinfer_hydrogen_quick" if args.quick else REPO_ROOT / "benchmarks" / "results"
     else:
@@ -304,8 +308,8 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     est = tj.ActionMatching(
         method="am", potential="residual", hidden_dims=tuple(cfg["hidden_dims"]), activation="silu",
-        n_iter=cfg["am_iter"], batch_size=cfg["am_batch_size"], lr=cfg["am_lr"], ema_decay=cfg["am_ema"], device=args.device,
-        seed=args.seed, progress=False,
+        n_iter=cfg["am_iter"], batch_size=cfg["am_batch_size"], lr=cfg["am_lr"], ema_decay=cfg["am_ema"],
+        time_proposal=cfg["am_time_proposal"], device=args.device, seed=args.seed, progress=False,
     ).fit(path)
     clock.log(f"AM fitted: {cfg['am_iter']} iterations in {est.fit_time_:.0f}s")
     if args.save_model is not None:
