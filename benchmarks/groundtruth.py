@@ -254,7 +254,7 @@ def profile_markdown(p: dict[str, Any], prov: dict[str, Any]) -> str:
 
 
 def markdown(payload: dict[str, Any]) -> str:
-    header = ["problem", "setting", "seeds", "rel. error (all)", "start", "end", "fit s", "CPU s"]
+    header = ["problem", "setting", "seeds", "rel. error (all)", "start", "end", "fit s", "CPU s", "commit"]
     rows = []
     for r in payload["rows"]:
         runs = r["runs"]
@@ -262,13 +262,15 @@ def markdown(payload: dict[str, Any]) -> str:
         pct = lambda k: C.pm(100 * agg[k][0], 100 * agg[k][1] if len(runs) > 1 else None, 2) + "%"  # noqa: E731
         cpu = [x["cpu_s"] for x in runs if "cpu_s" in x]
         rows.append([r["problem"], r["config"], len(runs), pct("all"), pct("start"), pct("end"), C.fmt(agg["wall_s"][0], 1),
-                     C.fmt(np.mean(cpu), 1) if cpu else "–"])
+                     C.fmt(np.mean(cpu), 1) if cpu else "–", r.get("git_commit", "–")[:7]])
     return (
         "# Ground truth: relative error of the learned field against wall time\n\n"
         + C.provenance_md(payload["provenance"]) + "\n\n"
         + "Relative RMS error of the learned field on 4,000 fresh samples (mean ± std over seeds for the defaults). "
         "`start`/`end`: the first/last 5% of the time range. One CPU thread; *fit s* is elapsed time on a shared "
-        "machine, *CPU s* the process's CPU time over the fit (– where not recorded).\n\n"
+        "machine, *CPU s* the process's CPU time over the fit (– where not recorded). A run replaces and adds "
+        "rows and keeps the others: the header names the latest run, *commit* the code each row was fitted with "
+        "(– for rows from runs before it was recorded).\n\n"
         + C.md_table(header, rows) + "\n"
     )
 
@@ -307,7 +309,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name, config in configs.items():
             seeds = range(args.seeds) if name == "defaults" else range(1)
             runs = [fit(problem, config, seed, args.quick) for seed in seeds]
-            row = {"problem": problem.name, "config": name, "settings": config, "runs": runs}
+            row = {"problem": problem.name, "config": name, "settings": config, "runs": runs,
+                   "git_commit": payload["provenance"]["git_commit"]}
             same = [i for i, r in enumerate(payload["rows"]) if (r["problem"], r["config"]) == (problem.name, name)]
             if same:
                 payload["rows"][same[0]] = row

@@ -92,14 +92,16 @@ from trajinfer.quantum import (  # noqa: E402
 CONFIGS = {
     "full": {
         "t_end": 14_000.0, "n_steps": 1000, "n_samples": 5000, "substeps": 1,
-        "am_iter": 40000, "am_batch_size": 512, "am_lr": 3e-4, "am_ema": 0.9999, "am_sim_steps": 50, "am_sim_method": "rk4",
+        "am_iter": 40000, "am_batch_size": 512, "am_lr": 3e-4, "am_ema": 0.9999, "am_time_proposal": TIME_PROPOSAL,
+        "am_sim_steps": 50, "am_sim_method": "rk4",
         "score_iter": 600, "score_batch_size": 256, "score_lr": 1e-3,
         "hidden_dims": [256] * 5, "ald_steps": [10.0, 20.0, 30.0, 50.0, 100.0],
         "ald_select_samples": 1000, "ald_network_samples": 1000, "n_inner": 5,
     },
     "quick": {
         "t_end": 14_000.0, "n_steps": 100, "n_samples": 200, "substeps": 2,
-        "am_iter": 30, "am_batch_size": 64, "am_lr": 1e-3, "am_ema": 0.999, "am_sim_steps": 10, "am_sim_method": "rk4",
+        "am_iter": 30, "am_batch_size": 64, "am_lr": 1e-3, "am_ema": 0.999, "am_time_proposal": TIME_PROPOSAL,
+        "am_sim_steps": 10, "am_sim_method": "rk4",
         "score_iter": 20, "score_batch_size": 64, "score_lr": 1e-3,
         "hidden_dims": [64] * 2, "ald_steps": [10.0, 30.0],
         "ald_select_samples": 100, "ald_network_samples": 100, "n_inner": 5,
@@ -257,15 +259,9 @@ def main(argv: list[str] | None = None) -> dict:
         return seed_table(args.seed_table, args.out or REPO_ROOT / "benchmarks" / "results")
     mode = "quick" if args.quick else "full"
     cfg = dict(CONFIGS[mode])
-    if args.am_iter is not None:
-        cfg["am_iter"] = args.am_iter
-    if args.am_lr is not None:
-        cfg["am_lr"] = args.am_lr
-    if args.am_batch_size is not None:
-        cfg["am_batch_size"] = args.am_batch_size
-    if args.score_iter is not None:
-        cfg["score_iter"] = args.score_iter
-    cfg["am_time_proposal"] = args.am_time_proposal or TIME_PROPOSAL
+    for key in ("am_iter", "am_lr", "am_batch_size", "am_time_proposal", "score_iter"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
     if args.out is None:
         out = Path(tempfile.gettempdir()) / "trajinfer_hydrogen_quick" if args.quick else REPO_ROOT / "benchmarks" / "results"
     else:
