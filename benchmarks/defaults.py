@@ -23,7 +23,7 @@ speed target of the default fit (a learning rate above the grid on fewer iterati
 iterations, two hidden layers, a shorter weight average), with a second seed each. The diffusion
 coefficient is left at ``sigma="auto"``: it is a modelling assumption the snapshots do not
 identify. (Larger budgets and wider networks cost more than the speed targets allow: 1500
-iterations of a 128×3 network take about 21 s on one thread, ``defaults_speed.md``.) The score
+iterations of a 128×3 network take about 18 s on one idle thread, ``defaults_speed.md``.) The score
 of a candidate on a data set is its mean W1 over the held-out time points divided by the no-move
 W1 there; candidates are ranked by that ratio averaged over the three data sets. Every candidate is fitted with ``method="eam"``
 (``sigma="auto"``) and seed 0; the table shows the fit time too (one CPU thread).
