@@ -50,9 +50,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "previous defaults (256x3; 2000 it; lr 1e-3; uniform t)": {
         "hidden_dims": (256, 256, 256), "n_iter": 2000, "lr": 1e-3, "time_proposal": "uniform",
     },
+    "lr 1e-2 (the default on snapshots)": {"lr": 1e-2},
+    "lr 5e-3": {"lr": 5e-3},
     "uniform t": {"time_proposal": "uniform"},
     "lr 1e-3": {"lr": 1e-3},
-    "lr 3e-3": {"lr": 3e-3},
     "batch 1024": {"batch_size": 1024},
     "64x3 batch 2048": {"hidden_dims": (64, 64, 64), "batch_size": 2048},
     "32x3 batch 2048": {"hidden_dims": (32, 32, 32), "batch_size": 2048},

@@ -131,6 +131,8 @@ class Interval(Constraint):
         Which bounds belong to the range: ``"left"``, ``"right"``, ``"both"`` or ``"neither"``.
     allows_none
         Whether ``None`` is accepted too.
+    names
+        Names accepted besides the numbers (such as ``"auto"``).
     """
 
     kind: type
@@ -138,11 +140,14 @@ class Interval(Constraint):
     high: float | None = None
     closed: Literal["left", "right", "both", "neither"] = "left"
     allows_none: bool = False
+    names: tuple[str, ...] = ()
 
     def accepts_type(self, value: Any) -> bool:
-        return _is_number(value, self.kind)
+        return _is_number(value, self.kind) or (bool(self.names) and isinstance(value, str))
 
     def accepts(self, value: Any) -> bool:
+        if isinstance(value, str):
+            return value in self.names
         low_in, high_in = self.closed in ("left", "both"), self.closed in ("right", "both")
         above = value >= self.low if low_in else value > self.low
         below = self.high is None or (value <= self.high if high_in else value < self.high)
@@ -160,7 +165,7 @@ class Interval(Constraint):
             text = f"a non-negative {noun}"
         else:
             text = f"{article} {noun} {'>=' if low_in else '>'} {self.low}"
-        return text + (" or None" if self.allows_none else "")
+        return text + "".join(f" or {name!r}" for name in self.names) + (" or None" if self.allows_none else "")
 
 
 @dataclass(frozen=True)

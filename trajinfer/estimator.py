@@ -95,8 +95,13 @@ class ActionMatching(EstimatorParams):
         time ``tau`` in [0, 1].
     hidden_dims, activation
         Architecture of the built-in potentials.
-    n_iter, batch_size, lr, weight_decay
+    n_iter, batch_size, weight_decay
         Optimisation budget and Adam settings.
+    lr
+        Adam learning rate. ``"auto"``: 1e-2 on a :class:`~trajinfer.SnapshotPath` (the best
+        rate by leave-one-time-point-out W1 on snapshots, ``benchmarks/results/defaults.md``) and
+        3e-3 on every other path (a function or interpolant drawing fresh exact samples, the best
+        rate on the ground-truth benchmark, ``groundtruth.md``).
     lr_schedule
         ``"cosine"`` (decay to 1% of ``lr``) or ``"constant"``.
     grad_clip
@@ -180,6 +185,8 @@ class ActionMatching(EstimatorParams):
         Wall-clock seconds of the last fit.
     device_ : torch.device
         Device the model lives on.
+    lr_ : float
+        Learning rate of the last fit (``lr`` with ``"auto"`` resolved for its path).
     diagnostics_ : dict
         Checks of the last fit on its own path (:func:`trajinfer.diagnostics.fit_diagnostics`):
         status, final loss, score on fresh samples, kinetic energy against the data's, and
@@ -198,7 +205,7 @@ class ActionMatching(EstimatorParams):
         "activation": Options(tuple(_ACTIVATIONS)),
         "n_iter": Interval(Integral, 1),
         "batch_size": Interval(Integral, 2),
-        "lr": Interval(Real, 0, closed="neither"),
+        "lr": Interval(Real, 0, closed="neither", names=("auto",)),
         "weight_decay": Interval(Real, 0),
         "lr_schedule": Options(LR_SCHEDULES),
         "grad_clip": Interval(Real, 0, closed="neither", allows_none=True),
@@ -223,7 +230,7 @@ class ActionMatching(EstimatorParams):
         activation: str = "silu",
         n_iter: int = defaults.N_ITER,
         batch_size: int = defaults.BATCH_SIZE,
-        lr: float = defaults.LR,
+        lr: float | str = "auto",
         weight_decay: float = 0.0,
         lr_schedule: str = "cosine",
         grad_clip: float | None = 1.0,
@@ -315,6 +322,10 @@ class ActionMatching(EstimatorParams):
         path.to(device)
         generator = torch_generator(seed, device)
         self._set_domain(device=device, dim=path.dim, t_range=path.t_range)
+        if self.lr == "auto":
+            self.lr_ = defaults.LR if isinstance(path, SnapshotPath) else defaults.LR_SAMPLED
+        else:
+            self.lr_ = float(self.lr)
 
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             # seeded global RNG: network init and callable paths that draw from torch's
@@ -378,7 +389,7 @@ class ActionMatching(EstimatorParams):
             save_checkpoint(checkpoint, state, done, setup, context)
 
         hint = (
-            f"Lower the learning rate (lr={self.lr}), use a smaller sigma (sigma={self.sigma}) or a bounded "
+            f"Lower the learning rate (lr={self.lr_:g}), use a smaller sigma (sigma={self.sigma}) or a bounded "
             f"path (interpolation='ot'), or standardise the data (data scale: its spread is {spread:.3g})."
         )
         try:
@@ -401,7 +412,7 @@ class ActionMatching(EstimatorParams):
 
     def _optimizer_settings(self) -> OptimizerSettings:
         return OptimizerSettings(
-            lr=self.lr, weight_decay=self.weight_decay, lr_schedule=self.lr_schedule, warmup=0,
+            lr=self.lr_, weight_decay=self.weight_decay, lr_schedule=self.lr_schedule, warmup=0,
             grad_clip=self.grad_clip, ema_decay=self.ema_decay,
         )
 
