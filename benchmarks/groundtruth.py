@@ -51,7 +51,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "hidden_dims": (256, 256, 256), "n_iter": 2000, "lr": 1e-3, "time_proposal": "uniform",
     },
     "lr 1e-2 (the default on snapshots)": {"lr": 1e-2},
-    "lr 3e-3": {"lr": 3e-3},
+    "lr 5e-3": {"lr": 5e-3},
     "uniform t": {"time_proposal": "uniform"},
     "lr 1e-3": {"lr": 1e-3},
     "batch 1024": {"batch_size": 1024},

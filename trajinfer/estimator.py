@@ -100,7 +100,7 @@ class ActionMatching(EstimatorParams):
     lr
         Adam learning rate. ``"auto"``: 1e-2 on a :class:`~trajinfer.SnapshotPath` (the best
         rate by leave-one-time-point-out W1 on snapshots, ``benchmarks/results/defaults.md``) and
-        5e-3 on every other path (a function or interpolant drawing fresh exact samples, the best
+        3e-3 on every other path (a function or interpolant drawing fresh exact samples, the best
         rate on the ground-truth benchmark, ``groundtruth.md``).
     lr_schedule
         ``"cosine"`` (decay to 1% of ``lr``) or ``"constant"``.
