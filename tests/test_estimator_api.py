@@ -133,7 +133,6 @@ def test_bad_prediction_inputs_name_the_fix(fitted, X):
         (dict(potential="resnet"), "Unknown potential 'resnet'"),
         (dict(batch_size=1), "batch_size must be an integer >= 2"),
         (dict(lr=0.0), "lr must be a positive number"),
-        (dict(lr="fast"), "lr must be a positive number or 'auto', got 'fast'"),
         (dict(lr_schedule="step"), r"Unknown lr_schedule 'step'; choose one of \('cosine', 'constant'\)"),
         (dict(ema_decay=1.5), r"ema_decay must be a number in \(0, 1\) or None"),
         (dict(laplacian="trace"), "Unknown laplacian 'trace'"),

@@ -203,8 +203,8 @@ def test_saved_model_holds_nothing_of_this_machine(tmp_path):
 @pytest.mark.parametrize(
     "params,error,match",
     [
-        (dict(lr="0.1"), TypeError, r"lr must be a positive number, got '0\.1' of type str"),
-        (dict(lr=-1e-3), ValueError, r"lr must be a positive number, got -0\.001"),
+        (dict(lr="0.1"), TypeError, r"lr must be a positive number or 'auto', got '0\.1' of type str"),
+        (dict(lr=-1e-3), ValueError, r"lr must be a positive number or 'auto', got -0\.001"),
         (dict(hidden_dims=(0,)), ValueError, r"hidden_dims must be a non-empty sequence of positive integers, got \(0,\)"),
         (dict(hidden_dims=(-4,)), ValueError, r"hidden_dims must be .*, got \(-4,\)"),
         (dict(hidden_dims=()), ValueError, r"hidden_dims must be a non-empty sequence"),

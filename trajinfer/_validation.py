@@ -143,7 +143,7 @@ class Interval(Constraint):
     names: tuple[str, ...] = ()
 
     def accepts_type(self, value: Any) -> bool:
-        return _is_number(value, self.kind) or (bool(self.names) and isinstance(value, str))
+        return _is_number(value, self.kind) or (isinstance(value, str) and value in self.names)
 
     def accepts(self, value: Any) -> bool:
         if isinstance(value, str):

@@ -59,7 +59,8 @@ def embryoid_body(
     -------
     anndata.AnnData
         ``X`` the raw PCs (float32); ``obsm["X_pca"]`` (float32, ``n_comps`` columns),
-        ``obsm["X_pca_raw"]`` (the raw PCs); ``obsm["velocity_pca"]`` / ``obsm["velocity_pca_raw"]``
+        ``obsm["X_pca_raw"]`` (the raw PCs); the file's velocities as ``obsm["reference_velocity_pca"]`` /
+        ``obsm["reference_velocity_pca_raw"]`` (named apart from ``velocity_pca``, where a fit writes its own)
         and ``obsm["X_phate"]`` when the file has them; ``obs["time"]`` (float label 0 .. 4),
         ``obs["day"]`` (ordered categorical of day ranges), ``obs["eb_index"]`` (row in the full
         file), ``obs["split"]`` (split files); the scaler in ``uns["embryoid_body"]``.
@@ -264,8 +265,8 @@ def _build(
     adata.obsm["X_pca_raw"] = X
     if all("v" in part for part in kept):
         V = np.concatenate([part["v"] for part in kept]).astype(np.float64)
-        adata.obsm["velocity_pca_raw"] = V
-        adata.obsm["velocity_pca"] = (V / scale)[:, :n_comps].astype(np.float32)
+        adata.obsm["reference_velocity_pca_raw"] = V
+        adata.obsm["reference_velocity_pca"] = (V / scale)[:, :n_comps].astype(np.float32)
     if all("phate" in part for part in kept):
         adata.obsm["X_phate"] = np.concatenate([part["phate"] for part in kept]).astype(np.float32)
     adata.uns["embryoid_body"] = info
