@@ -389,7 +389,7 @@ class ActionMatching(EstimatorParams):
             save_checkpoint(checkpoint, state, done, setup, context)
 
         hint = (
-            f"Lower the learning rate (lr={self.lr_:g}), use a smaller sigma (sigma={self.sigma}) or a bounded "
+            f"Lower the learning rate (lr={self.lr_}), use a smaller sigma (sigma={self.sigma}) or a bounded "
             f"path (interpolation='ot'), or standardise the data (data scale: its spread is {spread:.3g})."
         )
         try:
