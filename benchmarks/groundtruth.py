@@ -51,8 +51,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "previous defaults (256x3; 2000 it; lr 1e-3; uniform t)": {
         "hidden_dims": (256, 256, 256), "n_iter": 2000, "lr": 1e-3, "time_proposal": "uniform",
     },
-    "lr 1e-2 (the default on snapshots)": {"lr": 1e-2},
-    "lr 5e-3": {"lr": 5e-3},
+    "4 time frequencies (the default on snapshots)": {"time_frequencies": 4},
+    "no time frequencies": {"time_frequencies": 0},
+    "lr 1e-2 (the default on snapshots)": {"lr": 1e-2, "time_frequencies": 4},
+    "lr 5e-3": {"lr": 5e-3, "time_frequencies": 4},
     "uniform t": {"time_proposal": "uniform"},
     "lr 1e-3": {"lr": 1e-3},
     "batch 1024": {"batch_size": 1024},
@@ -69,7 +71,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 # settings fitted with every seed of --seeds (the others with seed 0 only)
-SEEDED = ("defaults", "lr 1e-2 (the default on snapshots)", "lr 5e-3")
+SEEDED = ("defaults", "4 time frequencies (the default on snapshots)", "lr 1e-2 (the default on snapshots)", "lr 5e-3")
 
 
 class Problem:

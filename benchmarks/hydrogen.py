@@ -93,6 +93,7 @@ CONFIGS = {
     "full": {
         "t_end": 14_000.0, "n_steps": 1000, "n_samples": 5000, "substeps": 1,
         "am_iter": 40000, "am_batch_size": 512, "am_lr": 3e-4, "am_ema": 0.9999, "am_time_proposal": TIME_PROPOSAL,
+        "am_time_frequencies": 4,
         "am_sim_steps": 50, "am_sim_method": "rk4",
         "score_iter": 600, "score_batch_size": 256, "score_lr": 1e-3,
         "hidden_dims": [256] * 5, "ald_steps": [10.0, 20.0, 30.0, 50.0, 100.0],
@@ -101,6 +102,7 @@ CONFIGS = {
     "quick": {
         "t_end": 14_000.0, "n_steps": 100, "n_samples": 200, "substeps": 2,
         "am_iter": 30, "am_batch_size": 64, "am_lr": 1e-3, "am_ema": 0.999, "am_time_proposal": TIME_PROPOSAL,
+        "am_time_frequencies": 4,
         "am_sim_steps": 10, "am_sim_method": "rk4",
         "score_iter": 20, "score_batch_size": 64, "score_lr": 1e-3,
         "hidden_dims": [64] * 2, "ald_steps": [10.0, 30.0],
@@ -305,7 +307,8 @@ def main(argv: list[str] | None = None) -> dict:
     est = tj.ActionMatching(
         method="am", potential="residual", hidden_dims=tuple(cfg["hidden_dims"]), activation="silu",
         n_iter=cfg["am_iter"], batch_size=cfg["am_batch_size"], lr=cfg["am_lr"], ema_decay=cfg["am_ema"],
-        time_proposal=cfg["am_time_proposal"], device=args.device, seed=args.seed, progress=False,
+        time_proposal=cfg["am_time_proposal"], time_frequencies=cfg["am_time_frequencies"], device=args.device,
+        seed=args.seed, progress=False,
     ).fit(path)
     clock.log(f"AM fitted: {cfg['am_iter']} iterations in {est.fit_time_:.0f}s")
     if args.save_model is not None:
@@ -425,7 +428,8 @@ def main(argv: list[str] | None = None) -> dict:
         "",
         rows_table(results, velocity_errors),
         "",
-        f"- AM: `ActionMatching(potential='residual', hidden_dims={tuple(cfg['hidden_dims'])}, activation='silu')`, "
+        f"- AM: `ActionMatching(potential='residual', hidden_dims={tuple(cfg['hidden_dims'])}, activation='silu', "
+        f"time_frequencies={cfg['am_time_frequencies']})`, "
         f"{cfg['am_iter']} iterations, batch {cfg['am_batch_size']}, lr {cfg['am_lr']} with a cosine schedule, weight average "
         f"decay {cfg['am_ema']} (the paper: 100k iterations, batch 1000, lr 1e-4, average decay 0.9999); "
         f"simulated with {cfg['am_sim_method']} over {cfg['am_sim_steps']} steps.",

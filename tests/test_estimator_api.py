@@ -133,6 +133,7 @@ def test_bad_prediction_inputs_name_the_fix(fitted, X):
         (dict(potential="resnet"), "Unknown potential 'resnet'"),
         (dict(batch_size=1), "batch_size must be an integer >= 2"),
         (dict(lr=0.0), "lr must be a positive number"),
+        (dict(time_frequencies=-1), "time_frequencies must be a non-negative integer or 'auto', got -1"),
         (dict(lr_schedule="step"), r"Unknown lr_schedule 'step'; choose one of \('cosine', 'constant'\)"),
         (dict(ema_decay=1.5), r"ema_decay must be a number in \(0, 1\) or None"),
         (dict(laplacian="trace"), "Unknown laplacian 'trace'"),
@@ -146,16 +147,22 @@ def test_bad_parameters_raise_at_fit(params, match):
         est.fit(_snapshots())
 
 
-def test_auto_learning_rate_depends_on_the_path():
-    """``lr="auto"`` is the snapshot rate on snapshots and the sampled-path rate on a function;
-    a number is used as given."""
+def test_auto_settings_depend_on_the_path():
+    """``lr="auto"`` and ``time_frequencies="auto"`` take the snapshot values on snapshots and
+    the sampled-path values on a function; numbers are used as given."""
     from trajinfer import _defaults
 
     est = tj.ActionMatching(**FAST)
-    assert est.lr == "auto" and est.fit(_snapshots()).lr_ == _defaults.LR
-    assert est.fit(lambda t: torch.randn(t.shape[0], 2) + t[:, None]).lr_ == _defaults.LR_SAMPLED
-    assert _defaults.LR_SAMPLED < _defaults.LR
-    assert tj.ActionMatching(**{**FAST, "lr": 5e-3}).fit(_snapshots()).lr_ == 5e-3
+    assert est.lr == "auto" and est.time_frequencies == "auto"
+    est.fit(_snapshots())
+    assert est.lr_ == _defaults.LR and est.time_frequencies_ == _defaults.TIME_FREQUENCIES
+    assert est.potential_.config["n_time_frequencies"] == _defaults.TIME_FREQUENCIES
+    est.fit(lambda t: torch.randn(t.shape[0], 2) + t[:, None])
+    assert est.lr_ == _defaults.LR_SAMPLED and est.time_frequencies_ == _defaults.TIME_FREQUENCIES_SAMPLED
+    assert est.potential_.config["n_time_frequencies"] == _defaults.TIME_FREQUENCIES_SAMPLED
+    assert _defaults.LR_SAMPLED < _defaults.LR and _defaults.TIME_FREQUENCIES_SAMPLED < _defaults.TIME_FREQUENCIES
+    given = tj.ActionMatching(**{**FAST, "lr": 5e-3, "time_frequencies": 0}).fit(_snapshots())
+    assert given.lr_ == 5e-3 and given.potential_.config["n_time_frequencies"] == 0
 
 
 def test_bad_fit_arguments():

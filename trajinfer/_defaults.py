@@ -13,7 +13,7 @@ from typing import Literal, get_args
 
 __all__ = [
     "BATCH_SIZE", "ESTIMATOR_METHOD", "HIDDEN_DIMS", "INTERPOLATION", "INTERPOLATIONS", "LAPLACIANS", "LR", "LR_SAMPLED", "LR_SCHEDULES", "METHOD",
-    "METHODS", "N_ITER", "PAIRINGS", "TIME_PROPOSAL", "TIME_PROPOSALS", "Interpolation", "Laplacian", "LRSchedule",
+    "METHODS", "N_ITER", "PAIRINGS", "TIME_FREQUENCIES", "TIME_FREQUENCIES_SAMPLED", "TIME_PROPOSAL", "TIME_PROPOSALS", "Interpolation", "Laplacian", "LRSchedule",
     "Method", "Pairing", "TimeProposalName",
 ]
 
@@ -51,6 +51,11 @@ LR = 1e-2
 #: on the ground-truth benchmark (``groundtruth.md``: mean error over its ten problems 3.9%,
 #: against 4.2% at 5e-3 and 5.2% at 1e-2).
 LR_SAMPLED = 3e-3
+#: Sine/cosine pairs of the built-in potentials' time embedding with ``time_frequencies="auto"``:
+#: on snapshots, the embedding the snapshot defaults were chosen with; on every other path, fewer
+#: (``groundtruth.md``).
+TIME_FREQUENCIES = 4
+TIME_FREQUENCIES_SAMPLED = 1
 HIDDEN_DIMS: tuple[int, ...] = (128, 128, 128)
 #: Times of the loss's integral: a randomly shifted low-discrepancy sequence.
 TIME_PROPOSAL: TimeProposalName = "quasi-uniform"

@@ -61,7 +61,7 @@ SigmaLike = float | Callable[[torch.Tensor], torch.Tensor] | None
 
 # parameters that change the training trajectory: a checkpoint resumes only under the same values
 _RESUME_PARAMS = (
-    "method", "hidden_dims", "activation", "batch_size", "lr", "weight_decay", "lr_schedule", "grad_clip",
+    "method", "hidden_dims", "activation", "time_frequencies", "batch_size", "lr", "weight_decay", "lr_schedule", "grad_clip",
     "ema_decay", "laplacian", "n_probes", "time_proposal", "grad_accumulation", "growth_scale",
 )
 
@@ -95,6 +95,11 @@ class ActionMatching(EstimatorParams):
         time ``tau`` in [0, 1].
     hidden_dims, activation
         Architecture of the built-in potentials.
+    time_frequencies
+        Sine/cosine pairs of the built-in potentials' time embedding ``[t, sin(πkt), cos(πkt)]``,
+        ``k = 1..time_frequencies``. ``"auto"``: 4 on a :class:`~trajinfer.SnapshotPath` (the
+        snapshot defaults were chosen with it, ``defaults.md``) and 1 on every other path,
+        where fewer time features fit less of the gradient's noise (``groundtruth.md``).
     n_iter, batch_size, weight_decay
         Optimisation budget and Adam settings.
     lr
@@ -187,6 +192,8 @@ class ActionMatching(EstimatorParams):
         Device the model lives on.
     lr_ : float
         Learning rate of the last fit (``lr`` with ``"auto"`` resolved for its path).
+    time_frequencies_ : int
+        Time-embedding frequencies of the last fit's built-in potential (``"auto"`` resolved).
     diagnostics_ : dict
         Checks of the last fit on its own path (:func:`trajinfer.diagnostics.fit_diagnostics`):
         status, final loss, score on fresh samples, kinetic energy against the data's, and
@@ -203,6 +210,7 @@ class ActionMatching(EstimatorParams):
         "method": Options(METHODS),
         "hidden_dims": PositiveIntegers(),
         "activation": Options(tuple(_ACTIVATIONS)),
+        "time_frequencies": Interval(Integral, 0, names=("auto",)),
         "n_iter": Interval(Integral, 1),
         "batch_size": Interval(Integral, 2),
         "lr": Interval(Real, 0, closed="neither", names=("auto",)),
@@ -228,6 +236,7 @@ class ActionMatching(EstimatorParams):
         potential: str | nn.Module = "mlp",
         hidden_dims: Sequence[int] = defaults.HIDDEN_DIMS,
         activation: str = "silu",
+        time_frequencies: int | str = "auto",
         n_iter: int = defaults.N_ITER,
         batch_size: int = defaults.BATCH_SIZE,
         lr: float | str = "auto",
@@ -257,6 +266,7 @@ class ActionMatching(EstimatorParams):
         self.potential = potential
         self.hidden_dims = hidden_dims
         self.activation = activation
+        self.time_frequencies = time_frequencies
         self.n_iter = n_iter
         self.batch_size = batch_size
         self.lr = lr
@@ -322,10 +332,15 @@ class ActionMatching(EstimatorParams):
         path.to(device)
         generator = torch_generator(seed, device)
         self._set_domain(device=device, dim=path.dim, t_range=path.t_range)
+        snapshots = isinstance(path, SnapshotPath)
         if self.lr == "auto":
-            self.lr_ = defaults.LR if isinstance(path, SnapshotPath) else defaults.LR_SAMPLED
+            self.lr_ = defaults.LR if snapshots else defaults.LR_SAMPLED
         else:
             self.lr_ = float(self.lr)
+        if self.time_frequencies == "auto":
+            self.time_frequencies_ = defaults.TIME_FREQUENCIES if snapshots else defaults.TIME_FREQUENCIES_SAMPLED
+        else:
+            self.time_frequencies_ = int(self.time_frequencies)
 
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             # seeded global RNG: network init and callable paths that draw from torch's
@@ -503,7 +518,9 @@ class ActionMatching(EstimatorParams):
     def _build_potential(self, path: MarginalPath, generator: torch.Generator) -> nn.Module:
         if isinstance(self.potential, nn.Module):
             return copy.deepcopy(self.potential)
-        network = MLPPotential(self.dim_, self.hidden_dims, self.activation, form=self.potential)
+        network = MLPPotential(
+            self.dim_, self.hidden_dims, self.activation, form=self.potential, n_time_frequencies=self.time_frequencies_,
+        )
         with torch.no_grad():
             probe = path.sample(torch.rand(2048, generator=generator, device=path.device), generator)
             network.set_input_normalization(probe.mean(0), probe.std(0))
