@@ -56,7 +56,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "no time frequencies": {"time_frequencies": 0},
     "lr 1e-2 (the default on snapshots)": EARLIER,
     "lr 5e-3": {"lr": 5e-3, "time_frequencies": 4},
-    "lr 1e-2, one time frequency": {"lr": 1e-2, "time_frequencies": 1},
+    "lr 1e-2 and one time frequency": {"lr": 1e-2, "time_frequencies": 1},
     # the alternatives below vary one thing from the earlier defaults, lr 1e-2 and four time frequencies
     **{name: {**EARLIER, **change} for name, change in {
         "uniform t": {"time_proposal": "uniform"},
