@@ -132,6 +132,11 @@ def base() -> dict[str, Any]:
             "hidden_dims": list(defaults.HIDDEN_DIMS)}
 
 
+def with_seed_one(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The candidates, then each again with seed 1 (to read differences against the seed spread)."""
+    return [*candidates, *({**c, "seed": 1} for c in candidates)]
+
+
 def stage_one() -> list[dict[str, Any]]:
     """The learning rate of each interpolation (the default interpolation first)."""
     order = [defaults.INTERPOLATION, *(i for i in INTERPOLATIONS if i != defaults.INTERPOLATION)]
@@ -147,7 +152,7 @@ def stage_two(best: dict[str, Any]) -> list[dict[str, Any]]:
     budgets = [{**best, "n_iter": 1000}, {**best, "n_iter": 750}]
     # narrower networks on larger batches: on the ground-truth benchmark they reach lower errors in less time
     batches = [{**best, "hidden_dims": [width] * 3, "batch_size": batch} for width, batch in ((64, 1024), (32, 1024), (32, 2048))]
-    return [{**best, "hidden_dims": [64, 64, 64]}, *budgets, *({**c, "seed": 1} for c in budgets), {**best, "seed": 1}, *batches]
+    return [{**best, "hidden_dims": [64, 64, 64]}, *with_seed_one(budgets), {**best, "seed": 1}, *batches]
 
 
 def stage_three(ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -168,7 +173,7 @@ def stage_four(best: dict[str, Any]) -> list[dict[str, Any]]:
     best = {**best, "laplacian": "auto"}
     cheaper = [{**best, "lr": 2e-2, "n_iter": 1000}, {**best, "n_iter": 1250}, {**best, "hidden_dims": [128, 128]},
                {**best, "n_iter": 1000, "ema_decay": 0.995}]
-    return [{**best, "lr": 2e-2}, {**best, "ema_decay": 0.995}, *cheaper, *({**c, "seed": 1} for c in cheaper)]
+    return [{**best, "lr": 2e-2}, {**best, "ema_decay": 0.995}, *with_seed_one(cheaper)]
 
 
 def stage_five(best: dict[str, Any]) -> list[dict[str, Any]]:
@@ -176,16 +181,14 @@ def stage_five(best: dict[str, Any]) -> list[dict[str, Any]]:
     the ground-truth benchmark (``groundtruth.md``) 3e-3 beats 1e-2 in 3 and in 20 dimensions,
     so a lower rate is taken if on snapshots it ties within the seed-to-seed spread."""
     best = {**best, "laplacian": "auto"}
-    lower = [{**best, "lr": lr} for lr in (3e-3, 5e-3)]
-    return [*lower, *({**c, "seed": 1} for c in lower)]
+    return with_seed_one([{**best, "lr": lr} for lr in (3e-3, 5e-3)])
 
 
 def stage_six(best: dict[str, Any]) -> list[dict[str, Any]]:
     """Fewer time frequencies in the potential's time embedding (1 and none instead of 4), with
     two seeds each: on the ground-truth benchmark they fit less of the gradient's noise."""
     best = {**best, "laplacian": "auto"}
-    fewer = [{**best, "time_frequencies": k} for k in (1, 0)]
-    return [*fewer, *({**c, "seed": 1} for c in fewer)]
+    return with_seed_one([{**best, "time_frequencies": k} for k in (1, 0)])
 
 
 def speed(sets: dict[str, tuple[Any, str, list[Any] | None]], out: Path, argv: list[str] | None, repeats: int) -> dict[str, Any]:

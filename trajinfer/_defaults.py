@@ -53,9 +53,9 @@ LR = 1e-2
 LR_SAMPLED = 3e-3
 #: Sine/cosine pairs of the built-in potentials' time embedding with ``time_frequencies="auto"``:
 #: on snapshots, the embedding the snapshot defaults and benchmarks were run with (one pair and
-#: none tie with it by leave-one-time-point-out W1 within the seed spread, ``defaults.md``); on every other path one, which fits less of the
-#: gradient's noise (``groundtruth.md``: mean error over its ten problems 2.5%, against 3.9% with
-#: four and 2.6% with none).
+#: none tie with it by leave-one-time-point-out W1 within the seed spread, ``defaults.md``); on
+#: every other path one, which fits less of the gradient's noise (``groundtruth.md``: mean error
+#: over its ten problems 2.5%, against 3.9% with four and 2.6% with none).
 TIME_FREQUENCIES = 4
 TIME_FREQUENCIES_SAMPLED = 1
 HIDDEN_DIMS: tuple[int, ...] = (128, 128, 128)

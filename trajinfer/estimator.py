@@ -333,14 +333,13 @@ class ActionMatching(EstimatorParams):
         generator = torch_generator(seed, device)
         self._set_domain(device=device, dim=path.dim, t_range=path.t_range)
         snapshots = isinstance(path, SnapshotPath)
-        if self.lr == "auto":
-            self.lr_ = defaults.LR if snapshots else defaults.LR_SAMPLED
-        else:
-            self.lr_ = float(self.lr)
-        if self.time_frequencies == "auto":
-            self.time_frequencies_ = defaults.TIME_FREQUENCIES if snapshots else defaults.TIME_FREQUENCIES_SAMPLED
-        else:
-            self.time_frequencies_ = int(self.time_frequencies)
+
+        def resolved(value: Any, on_snapshots: Any, elsewhere: Any) -> Any:
+            """A setting's value, with ``"auto"`` replaced by its default for this kind of path."""
+            return (on_snapshots if snapshots else elsewhere) if value == "auto" else value
+
+        self.lr_ = float(resolved(self.lr, defaults.LR, defaults.LR_SAMPLED))
+        self.time_frequencies_ = int(resolved(self.time_frequencies, defaults.TIME_FREQUENCIES, defaults.TIME_FREQUENCIES_SAMPLED))
 
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             # seeded global RNG: network init and callable paths that draw from torch's
