@@ -57,10 +57,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "lr 1e-2 (the default on snapshots)": EARLIER,
     "lr 5e-3": {"lr": 5e-3, "time_frequencies": 4},
     "lr 1e-2 and one time frequency": {"lr": 1e-2, "time_frequencies": 1},
+    "lr 1e-3": {"lr": 1e-3},
+    "batch 512 and 1000 iterations": {"batch_size": 512, "n_iter": 1000},
+    "batch 1024 and 600 iterations": {"batch_size": 1024, "n_iter": 600},
+    "3000 iterations": {"n_iter": 3000},
     # the alternatives below vary one thing from the earlier defaults, lr 1e-2 and four time frequencies
     **{name: {**EARLIER, **change} for name, change in {
         "uniform t": {"time_proposal": "uniform"},
-        "lr 1e-3": {"lr": 1e-3},
         "batch 1024": {"batch_size": 1024},
         "64x3 batch 2048": {"hidden_dims": (64, 64, 64), "batch_size": 2048},
         "32x3 batch 2048": {"hidden_dims": (32, 32, 32), "batch_size": 2048},

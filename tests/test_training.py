@@ -105,3 +105,26 @@ def test_absurd_learning_rate_raises_with_finite_weights():
         model.fit(tj.SnapshotPath(drifting_clouds(), CLOUD_TIMES))
     assert 0 < model.n_iter_ < 50
     assert all(torch.isfinite(p).all() for p in model.potential_.parameters())
+
+
+@pytest.mark.parametrize(("lr", "converged"), [(1e-1, True), (1e-4, False)])
+def test_gradient_signal_tells_noise_around_a_minimum_from_an_unfinished_descent(lr, converged):
+    # loss ½|w − c|² with Gaussian gradient noise of unit total variance, from w = 0 with
+    # |c| = 3: at lr 1e-1 Adam reaches c in about 30 of the 500 steps and the last tenth's
+    # gradients are noise (signal ~ 1, a chi-square over its mean: below 3 with near certainty);
+    # at lr 1e-4 the weights move by at most 0.05, so every gradient is ≈ w − c ≈ −c plus noise
+    # and the 50 summed gradients give a signal near 50 · 9 / (9 + 1) = 45
+    torch.manual_seed(0)
+    net = nn.Linear(10, 1, bias=False)
+    nn.init.zeros_(net.weight)
+    centre = torch.full((1, 10), 3.0 / math.sqrt(10))
+    loop = TrainingLoop(net, OptimizerSettings(lr=lr, ema_decay=None, grad_clip=None), n_iter=500, progress=False)
+
+    def step(it: int) -> torch.Tensor:
+        residual = net.weight - centre
+        loss = 0.5 * (residual**2).sum() + (net.weight * torch.randn(1, 10)).sum() / math.sqrt(10)
+        loss.backward()
+        return 0.5 * (residual.detach() ** 2).sum()
+
+    loop.run(step)
+    assert (loop.gradient_signal < 3.0) if converged else (loop.gradient_signal > 30.0)

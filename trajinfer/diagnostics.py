@@ -21,7 +21,7 @@ from .paths import MarginalPath, SnapshotPath
 if TYPE_CHECKING:
     from .estimator import ActionMatching
 
-__all__ = ["FitWarning", "SPEED_FACTOR", "fit_diagnostics", "report_fit", "transport_check"]
+__all__ = ["FitWarning", "SIGNAL_LIMIT", "SPEED_FACTOR", "fit_diagnostics", "report_fit", "transport_check"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 SPEED_FACTOR = 10.0
 #: A loss whose last tenth still moves by more than this fraction of its scale is not settled.
 DRIFT_FRACTION = 0.1
+#: A gradient signal (:class:`~trajinfer.training.TrainingLoop`) above this over the last tenth of
+#: the fit says the gradients still pointed one way when the learning rate had decayed: the fit
+#: ended before it converged. Noise around a minimum gives about 1.
+SIGNAL_LIMIT = 2.5
 #: Cells of the first and last snapshots compared by the transport check, and its Euler steps.
 TRANSPORT_CELLS, TRANSPORT_STEPS = 200, 50
 
@@ -58,7 +62,7 @@ class FitWarning(RuntimeWarning):
 
 def fit_diagnostics(
     model: ActionMatching, path: MarginalPath, *, loss_scale: float, generator: torch.Generator, status: str = "ok",
-    n_samples: int = 2048,
+    gradient_signal: float = float("nan"), n_samples: int = 2048,
 ) -> dict[str, Any]:
     """Diagnostics of a fitted model on its training path.
 
@@ -74,6 +78,9 @@ def fit_diagnostics(
         Random generator for the fresh samples.
     status
         ``"ok"`` or ``"diverged"`` (a stopped fit).
+    gradient_signal
+        The training loop's gradient signal over the last tenth of the fit
+        (:class:`~trajinfer.training.TrainingLoop`; NaN if unknown).
     n_samples
         Fresh samples of the path for the score and the velocity check.
 
@@ -82,6 +89,8 @@ def fit_diagnostics(
     dict
         ``status``; ``final_loss`` (mean of the last 5% of iterations); ``loss_drift`` (change
         of the mean loss between the last two twentieths of the fit, over the loss scale);
+        ``gradient_signal`` (as passed: about 1 when the last gradients were noise around a
+        minimum, large when they still pointed one way);
         ``score`` (:meth:`~trajinfer.ActionMatching.score` on fresh samples of the training
         path); ``kinetic_energy`` (½E|v|² of the learned velocity on fresh samples, internal
         time) and ``kinetic_ratio`` (over ``loss_scale``); ``fit_time``; on a
@@ -104,6 +113,7 @@ def fit_diagnostics(
         "status": status,
         "final_loss": final,
         "loss_drift": abs(final - previous) / scale,
+        "gradient_signal": float(gradient_signal),
         "score": score,
         "kinetic_energy": kinetic,
         "kinetic_ratio": kinetic / max(loss_scale, 1e-12),
@@ -127,6 +137,12 @@ def fit_diagnostics(
             f"{report['transport_w1']:.3g}) than cells that do not move (W1 {report['no_move_w1']:.3g}): the model has not "
             "learned the data's motion. Try another interpolation, a lower lr or more iterations"
         )
+    if report["gradient_signal"] > SIGNAL_LIMIT:
+        notes.append(
+            f"the fit ended before it converged: over its last tenth the gradients still pointed one way (gradient "
+            f"signal {report['gradient_signal']:.3g}, against about 1 for noise around a minimum). Raise lr "
+            f"(lr={model.lr_:g}) or n_iter (n_iter={model.n_iter_})"
+        )
     if report["loss_drift"] > DRIFT_FRACTION:
         notes.append(
             f"the loss still moved by {100 * report['loss_drift']:.0f}% of its size over the last tenth of the fit: "
@@ -146,4 +162,4 @@ def report_fit(model: ActionMatching) -> None:
     )
     for note in d["warnings"]:
         logger.warning("Fit check: %s.", note)
-        warnings.warn(f"trajinfer fit check: {note}.", FitWarning, stacklevel=3)
+        warnings.warn(f"trajinfer fit check: {note}.", FitWarning, stacklevel=4)

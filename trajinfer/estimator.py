@@ -419,7 +419,9 @@ class ActionMatching(EstimatorParams):
             raise
         loop.finalize()
         self._finish(network, loop.losses, elapsed)
-        self.diagnostics_ = fit_diagnostics(self, path, loss_scale=loss_scale, generator=generator)
+        self.diagnostics_ = fit_diagnostics(
+            self, path, loss_scale=loss_scale, generator=generator, gradient_signal=loop.gradient_signal,
+        )
         if context.is_main:
             report_fit(self)
         return self

@@ -24,6 +24,12 @@ when
 A copy is taken only while the current loss is within ``HEALTHY_FACTOR`` times the reference
 scale of the early median, so the weights left behind after a stop come from a healthy part of
 the fit and predict velocities of the early fit's size, never overflowing ones.
+
+Convergence. Over the last ``SIGNAL_FRACTION`` of the iterations the loop sums the (clipped)
+gradients ``g_k`` and their squared norms, and reports the *gradient signal*
+``|Σ g_k|² / Σ |g_k|²``: about 1 when the gradients are only minibatch noise around a minimum,
+and up to the number of iterations summed when they keep pointing one way, i.e. when the fit
+ended (its learning rate decayed) before it reached a minimum.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ RUNAWAY_WINDOW = 25
 RUNAWAY_FACTOR = 100.0
 RUNAWAY_FLOOR = 1e-2
 HEALTHY_FACTOR = 10.0
+SIGNAL_FRACTION = 0.1
 
 
 class DivergenceError(FloatingPointError):
@@ -164,6 +171,10 @@ class TrainingLoop:
         Moving average of the parameters (``None`` without one).
     losses
         Loss of every iteration, filled as the fit runs.
+    gradient_signal
+        ``|Σ g|² / Σ |g|²`` over the gradients of the last ``SIGNAL_FRACTION`` of the fit (NaN
+        until that part has run): about 1 for noise around a minimum, large for a fit that
+        stopped before reaching one.
     """
 
     network: nn.Module
@@ -177,6 +188,7 @@ class TrainingLoop:
     scheduler: torch.optim.lr_scheduler.LambdaLR = field(init=False)
     ema: list[torch.Tensor] | None = field(init=False)
     losses: np.ndarray = field(init=False)
+    gradient_signal: float = field(init=False, default=math.nan)
 
     def __post_init__(self) -> None:
         self.params = [p for p in self.network.parameters() if p.requires_grad]
@@ -187,6 +199,9 @@ class TrainingLoop:
         self._snapshot: _Snapshot | None = None
         self._before_step: _Snapshot | None = None
         self._early: tuple[float, float] | None = None
+        self._signal_start = self.n_iter - max(1, int(SIGNAL_FRACTION * self.n_iter))
+        self._gradient_sum: list[torch.Tensor] | None = None
+        self._gradient_square: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ running
     def run(
@@ -250,6 +265,8 @@ class TrainingLoop:
                 self._diverged(it, "runaway loss", runaway, hint, bar, False)
             if it % self.snapshot_every == 0 and self._healthy(it):
                 self._snapshot = self._copy_state(it, self._snapshot)
+            if it >= self._signal_start:
+                self._accumulate_gradient(grad_norm, max_norm)
             self._before_step = self._copy_state(it, self._before_step)
             self.optimizer.step()
             self.scheduler.step()
@@ -261,7 +278,19 @@ class TrainingLoop:
             if checkpoint is not None and checkpoint_every and ((it + 1) % checkpoint_every == 0 or it + 1 == self.n_iter):
                 checkpoint(it + 1)
         bar.close()
+        if self._gradient_sum is not None:
+            total = sum(float(g.double().pow(2).sum()) for g in self._gradient_sum)
+            self.gradient_signal = total / max(float(self._gradient_square), 1e-300)
         return time.perf_counter() - start
+
+    def _accumulate_gradient(self, grad_norm: torch.Tensor, max_norm: float) -> None:
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        if self._gradient_sum is None:
+            self._gradient_sum = [g.detach().clone() for g in grads]
+        else:
+            torch._foreach_add_(self._gradient_sum, [g.detach() for g in grads])
+        square = torch.clamp(grad_norm.detach().double(), max=max_norm) ** 2
+        self._gradient_square = square if self._gradient_square is None else self._gradient_square + square
 
     def _update_ema(self, it: int) -> None:
         if self.ema is None:
