@@ -278,9 +278,9 @@ class TrainingLoop:
             if checkpoint is not None and checkpoint_every and ((it + 1) % checkpoint_every == 0 or it + 1 == self.n_iter):
                 checkpoint(it + 1)
         bar.close()
-        if self._gradient_sum is not None:
+        if self._gradient_sum is not None and float(self._gradient_square) > 0:
             total = sum(float(g.double().pow(2).sum()) for g in self._gradient_sum)
-            self.gradient_signal = total / max(float(self._gradient_square), 1e-300)
+            self.gradient_signal = total / float(self._gradient_square)
         return time.perf_counter() - start
 
     def _accumulate_gradient(self, grad_norm: torch.Tensor, max_norm: float) -> None:
