@@ -157,8 +157,10 @@ def report_fit(model: ActionMatching) -> None:
     transport = (f"; first snapshot pushed to the last: W1 {d['transport_ratio']:.2f} x not moving"
                  if "transport_ratio" in d else "")
     logger.info(
-        "Fitted %s in %.1f s: %d iterations, final loss %.4g, score %.4g on fresh samples, kinetic energy %.3g x the data's%s.",
-        model.method, d["fit_time"], model.n_iter_, d["final_loss"], d["score"], d["kinetic_ratio"], transport,
+        "Fitted %s in %.1f s: %d iterations, final loss %.4g, score %.4g on fresh samples, gradient signal %.2f "
+        "(about 1 when converged), kinetic energy %.3g x the data's%s.",
+        model.method, d["fit_time"], model.n_iter_, d["final_loss"], d["score"], d.get("gradient_signal", float("nan")),
+        d["kinetic_ratio"], transport,
     )
     for note in d["warnings"]:
         logger.warning("Fit check: %s.", note)
