@@ -56,7 +56,8 @@ def one_step(val: list[np.ndarray], test: list[np.ndarray], interpolation: str, 
     bws = [EB.bandwidth(t) for t in test]
     per_k = EB.evaluate(EB.am_push(model, 10 if quick else 100), test, 2 if quick else 10, bws, metric_repeats=1)
     no_move = [tj.metrics.w1(test[k - 1], test[k]) for k in range(1, len(test))]
-    return {"w1": [r["w1"] for r in per_k], "no_move": no_move, "fit_s": model.fit_time_}
+    return {"w1": [r["w1"] for r in per_k], "no_move": no_move, "fit_s": model.fit_time_,
+            "gradient_signal": [model.diagnostics_["gradient_signal"]], "fit_warnings": model.diagnostics_["warnings"]}
 
 
 def leave_one_out(entry: tuple[Any, str, list[Any] | None], interpolation: str, lr: float, quick: bool) -> dict[str, Any]:
@@ -65,22 +66,29 @@ def leave_one_out(entry: tuple[Any, str, list[Any] | None], interpolation: str, 
     if quick:
         params["n_iter"] = 20
     table = tj.tl.holdout(adata, key, held_out=held_out, **params)
-    return {"w1": table["w1_model"].tolist(), "no_move": table["w1_no_move"].tolist(), "fit_s": float(table["fit_time"].mean())}
+    return {"w1": table["w1_model"].tolist(), "no_move": table["w1_no_move"].tolist(), "fit_s": float(table["fit_time"].mean()),
+            "gradient_signal": table["gradient_signal"].tolist(), "fit_warnings": [w for w in table["fit_warnings"] if w]}
 
 
 def markdown(payload: dict[str, Any]) -> str:
-    header = ["protocol", "lr", "mixture W1", "OT W1", "mixture / OT", "no move", "mixture / no move", "within 10%"]
+    header = ["protocol", "lr", "mixture W1", "OT W1", "mixture / OT", "no move", "mixture / no move", "within 10%",
+              "gradient signal (mixture, OT)", "fit check"]
     rows = []
     for r in payload["rows"]:
         mix, ot = np.mean(r["mixture"]["w1"]), np.mean(r["ot"]["w1"])
         still = np.mean(r["mixture"]["no_move"])
+        signals = [C.fmt(max(r[i]["gradient_signal"]), 2) if "gradient_signal" in r[i] else "–" for i in INTERPOLATIONS]
+        warned = [i for i in INTERPOLATIONS if r[i].get("fit_warnings")]
         rows.append([r["protocol"], f"{r['lr']:.0e}", C.fmt(mix), C.fmt(ot), C.fmt(mix / ot), C.fmt(still),
-                     C.fmt(mix / still), "yes" if mix <= WITHIN * ot else "**no**"])
+                     C.fmt(mix / still), "yes" if mix <= WITHIN * ot else "**no**", ", ".join(signals),
+                     ("warns: " + ", ".join(warned)) if warned else "quiet"])
     return (
         "# Mixture against OT interpolation across learning rates\n\n" + C.provenance_md(payload["provenance"]) + "\n\n"
         "eAM with `tj.fit`'s defaults but the learning rate, seed 0, one CPU thread. W1: mean over the time points "
         "of each protocol (one-step on the embryoid body's test split; leave-one-time-point-out on training data "
-        "elsewhere). *within 10%*: the mixture's W1 is at most 1.1× the OT path's.\n\n"
+        "elsewhere). *within 10%*: the mixture's W1 is at most 1.1× the OT path's. *gradient signal*: the largest "
+        "over the protocol's fits (about 1 when a fit converged; `diagnostics_`); *fit check*: whether a fit of "
+        "that path raised a `FitWarning`.\n\n"
         + C.md_table(header, rows) + "\n"
     )
 

@@ -65,7 +65,10 @@ def holdout(
     -------
     pandas.DataFrame
         One row per held-out label: ``held_out``, ``time``, ``from``, ``w1_model``,
-        ``w1_no_move``, ``w1_interpolation``, ``n_cells``, ``fit_time``.
+        ``w1_no_move``, ``w1_interpolation``, ``n_cells``, ``fit_time``, and the fit's own checks
+        (:attr:`~trajinfer.ActionMatching.diagnostics_`): ``gradient_signal`` (about 1 when the
+        fit converged) and ``fit_warnings`` (its fit-check messages joined by ``" | "``; empty
+        when every check passed).
     """
     labels = time_labels(adata, time_key)
     order = list(labels.mapping)
@@ -108,6 +111,8 @@ def holdout(
             "w1_no_move": _w1(source, target, rng, max_cells),
             "w1_interpolation": _w1(interpolated, target, rng, max_cells),
             "n_cells": int(len(target)), "fit_time": fit_time,
+            "gradient_signal": model.diagnostics_.get("gradient_signal", float("nan")),
+            "fit_warnings": " | ".join(model.diagnostics_.get("warnings", [])),
         })
         logger.info("Held out %s: W1 %.4g (no move %.4g).", label, rows[-1]["w1_model"], rows[-1]["w1_no_move"])
     return pd.DataFrame(rows)
