@@ -23,7 +23,8 @@ def test_holdout_table_beats_no_move():
     adata = _course()
     table = tj.tl.holdout(adata, "day", method="eam", n_iter=300, hidden_dims=(32, 32), progress=False)
     assert list(table["held_out"]) == [1.0, 2.0]
-    assert {"w1_model", "w1_no_move", "w1_interpolation", "n_cells", "fit_time"} <= set(table.columns)
+    assert {"w1_model", "w1_no_move", "w1_interpolation", "n_cells", "fit_time", "gradient_signal", "fit_warnings"} <= set(table.columns)
+    assert np.isfinite(table["gradient_signal"]).all() and table["fit_warnings"].map(lambda w: isinstance(w, str)).all()
     # the clouds move 1.58 per step; a model that learned the motion lands near the held-out cloud
     assert (table["w1_model"] < 0.4 * table["w1_no_move"]).all()
     assert (table["w1_interpolation"] < 0.4 * table["w1_no_move"]).all()

@@ -1,5 +1,6 @@
-"""Checks a fitted model runs on itself: is the loss settled, are the velocities of the data's size,
-does it move its own first snapshot toward its last?
+"""Checks a fitted model runs on itself: is the loss settled, did the fit converge (or did its
+gradients still point one way at the end), are the velocities of the data's size, does it move
+its own first snapshot toward its last?
 
 After every fit :class:`~trajinfer.ActionMatching` stores the result of :func:`fit_diagnostics`
 in ``diagnostics_`` and logs one summary line; when a check fails it also warns
@@ -32,7 +33,8 @@ SPEED_FACTOR = 10.0
 DRIFT_FRACTION = 0.1
 #: A gradient signal (:class:`~trajinfer.training.TrainingLoop`) above this over the last tenth of
 #: the fit says the gradients still pointed one way when the learning rate had decayed: the fit
-#: ended before it converged. Noise around a minimum gives about 1.
+#: ended before it converged. Noise around a minimum gives about 1 (0.1–1.2 measured on default
+#: fits of the embryoid body, dyngen, petals and the ground-truth paths; 2.7–36 at lr 1e-4).
 SIGNAL_LIMIT = 2.5
 #: Cells of the first and last snapshots compared by the transport check, and its Euler steps.
 TRANSPORT_CELLS, TRANSPORT_STEPS = 200, 50
