@@ -61,6 +61,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "batch 512 and 1000 iterations": {"batch_size": 512, "n_iter": 1000},
     "batch 1024 and 600 iterations": {"batch_size": 1024, "n_iter": 600},
     "3000 iterations": {"n_iter": 3000},
+    "warm-up 100 iterations": {"warmup": 100},
     # the alternatives below vary one thing from the earlier defaults, lr 1e-2 and four time frequencies
     **{name: {**EARLIER, **change} for name, change in {
         "uniform t": {"time_proposal": "uniform"},

@@ -135,6 +135,7 @@ def test_bad_prediction_inputs_name_the_fix(fitted, X):
         (dict(lr=0.0), "lr must be a positive number"),
         (dict(time_frequencies=-1), "time_frequencies must be a non-negative integer or 'auto', got -1"),
         (dict(lr_schedule="step"), r"Unknown lr_schedule 'step'; choose one of \('cosine', 'constant'\)"),
+        (dict(warmup=-5), "warmup must be a non-negative integer, got -5"),
         (dict(ema_decay=1.5), r"ema_decay must be a number in \(0, 1\) or None"),
         (dict(laplacian="trace"), "Unknown laplacian 'trace'"),
         (dict(time_proposal="importance"), "Unknown time_proposal 'importance'"),
@@ -308,10 +309,11 @@ def test_save_load_errors(tmp_path, fitted):
         dict(time_proposal="adaptive", time_weight=lambda tau: 1 + tau, method="eam", sigma=0.2),
         dict(method="eam", sigma=0.2, laplacian="hutchinson", n_probes=2),
         dict(method="ueam", sigma=0.2, lr_schedule="constant", ema_decay=None, grad_clip=None),
+        dict(warmup=10),
         dict(method="am", cost="relativistic", potential="residual"),
         dict(method="eam", sigma=lambda t: 0.1 + 0.05 * t, activation="gelu"),
     ],
-    ids=["adaptive", "time-weight", "adaptive+weight+eam", "hutchinson", "ueam-raw", "relativistic", "sigma(t)-gelu"],
+    ids=["adaptive", "time-weight", "adaptive+weight+eam", "hutchinson", "ueam-raw", "warm-up", "relativistic", "sigma(t)-gelu"],
 )
 def test_options_run_with_finite_loss(params, X):
     est = tj.ActionMatching(seed=0, **{**FAST, "n_iter": 30, **params}).fit(_snapshots())
@@ -353,3 +355,13 @@ def test_simulate_with_equal_start_and_end_time(fitted, X):
         assert "t_start" in str(err) or "t_end" in str(err)
     else:
         np.testing.assert_allclose(traj.X, np.broadcast_to(X, traj.X.shape))
+
+
+def test_warmup_starts_the_learning_rate_from_zero():
+    # the first loss is taken before any step; after it a warmed-up fit has stepped at lr/10
+    # instead of lr, so its second loss differs from the plain fit's while the first agrees
+    plain = tj.ActionMatching(seed=0, **{**FAST, "n_iter": 3}).fit(_snapshots())
+    warm = tj.ActionMatching(seed=0, warmup=10, **{**FAST, "n_iter": 3}).fit(_snapshots())
+    assert warm.loss_curve_[0] == plain.loss_curve_[0]
+    assert warm.loss_curve_[1] != plain.loss_curve_[1]
+    assert warm._optimizer_settings().warmup == 10

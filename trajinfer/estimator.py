@@ -61,8 +61,8 @@ SigmaLike = float | Callable[[torch.Tensor], torch.Tensor] | None
 
 # parameters that change the training trajectory: a checkpoint resumes only under the same values
 _RESUME_PARAMS = (
-    "method", "hidden_dims", "activation", "time_frequencies", "batch_size", "lr", "weight_decay", "lr_schedule", "grad_clip",
-    "ema_decay", "laplacian", "n_probes", "time_proposal", "grad_accumulation", "growth_scale",
+    "method", "hidden_dims", "activation", "time_frequencies", "batch_size", "lr", "weight_decay", "lr_schedule", "warmup",
+    "grad_clip", "ema_decay", "laplacian", "n_probes", "time_proposal", "grad_accumulation", "growth_scale",
 )
 
 
@@ -109,6 +109,9 @@ class ActionMatching(EstimatorParams):
         rate on the ground-truth benchmark, ``groundtruth.md``).
     lr_schedule
         ``"cosine"`` (decay to 1% of ``lr``) or ``"constant"``.
+    warmup
+        Iterations of linear warm-up of the learning rate from 0 to ``lr`` before the schedule
+        (0: none).
     grad_clip
         Maximum gradient norm (``None`` disables clipping).
     ema_decay
@@ -216,6 +219,7 @@ class ActionMatching(EstimatorParams):
         "lr": Interval(Real, 0, closed="neither", names=("auto",)),
         "weight_decay": Interval(Real, 0),
         "lr_schedule": Options(LR_SCHEDULES),
+        "warmup": Interval(Integral, 0),
         "grad_clip": Interval(Real, 0, closed="neither", allows_none=True),
         "ema_decay": Interval(Real, 0, 1, closed="neither", allows_none=True),
         "laplacian": Options(LAPLACIAN_CHOICES),
@@ -242,6 +246,7 @@ class ActionMatching(EstimatorParams):
         lr: float | str = "auto",
         weight_decay: float = 0.0,
         lr_schedule: str = "cosine",
+        warmup: int = 0,
         grad_clip: float | None = 1.0,
         ema_decay: float | None = 0.999,
         laplacian: str = "auto",
@@ -272,6 +277,7 @@ class ActionMatching(EstimatorParams):
         self.lr = lr
         self.weight_decay = weight_decay
         self.lr_schedule = lr_schedule
+        self.warmup = warmup
         self.grad_clip = grad_clip
         self.ema_decay = ema_decay
         self.laplacian = laplacian
@@ -428,7 +434,7 @@ class ActionMatching(EstimatorParams):
 
     def _optimizer_settings(self) -> OptimizerSettings:
         return OptimizerSettings(
-            lr=self.lr_, weight_decay=self.weight_decay, lr_schedule=self.lr_schedule, warmup=0,
+            lr=self.lr_, weight_decay=self.weight_decay, lr_schedule=self.lr_schedule, warmup=self.warmup,
             grad_clip=self.grad_clip, ema_decay=self.ema_decay,
         )
 
