@@ -172,7 +172,8 @@ def fit(problem: Problem, config: dict[str, Any], seed: int, quick: bool) -> dic
     start, cpu = time.perf_counter(), time.process_time()
     model.fit(path)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"wall_s": wall, "cpu_s": cpu, "iterations": model.n_iter_, **errors(model, problem)}
+    return {"wall_s": wall, "cpu_s": cpu, "iterations": model.n_iter_, "gradient_signal": model.diagnostics_["gradient_signal"],
+            **errors(model, problem)}
 
 
 MATRIX_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm"}
@@ -271,21 +272,23 @@ def profile_markdown(p: dict[str, Any], prov: dict[str, Any]) -> str:
 
 
 def markdown(payload: dict[str, Any]) -> str:
-    header = ["problem", "setting", "seeds", "rel. error (all)", "start", "end", "fit s", "CPU s", "commit"]
+    header = ["problem", "setting", "seeds", "rel. error (all)", "start", "end", "fit s", "CPU s", "gradient signal", "commit"]
     rows = []
     for r in payload["rows"]:
         runs = r["runs"]
         agg = {k: (np.mean([x[k] for x in runs]), np.std([x[k] for x in runs])) for k in ("all", "start", "end", "wall_s")}
         pct = lambda k: C.pm(100 * agg[k][0], 100 * agg[k][1] if len(runs) > 1 else None, 2) + "%"  # noqa: E731
         cpu = [x["cpu_s"] for x in runs if "cpu_s" in x]
+        signal = [x["gradient_signal"] for x in runs if "gradient_signal" in x]
         rows.append([r["problem"], r["config"], len(runs), pct("all"), pct("start"), pct("end"), C.fmt(agg["wall_s"][0], 1),
-                     C.fmt(np.mean(cpu), 1) if cpu else "–", r.get("git_commit", "–")[:7]])
+                     C.fmt(np.mean(cpu), 1) if cpu else "–", C.fmt(max(signal), 2) if signal else "–", r.get("git_commit", "–")[:7]])
     return (
         "# Ground truth: relative error of the learned field against wall time\n\n"
         + C.provenance_md(payload["provenance"]) + "\n\n"
         + "Relative RMS error of the learned field on 4,000 fresh samples (mean ± std over seeds for the defaults). "
         "`start`/`end`: the first/last 5% of the time range. One CPU thread; *fit s* is elapsed time on a shared "
-        "machine, *CPU s* the process's CPU time over the fit (– where not recorded). A run replaces and adds "
+        "machine, *CPU s* the process's CPU time over the fit (– where not recorded), *gradient signal* the largest over the "
+        "seeds (about 1 when a fit converged, `diagnostics_`; – where not recorded). A run replaces and adds "
         "rows and keeps the others: the header names the latest run, *commit* the code each row was fitted with "
         "(– for rows from runs before it was recorded).\n\n"
         + C.md_table(header, rows) + "\n"
