@@ -33,8 +33,8 @@ SPEED_FACTOR = 10.0
 DRIFT_FRACTION = 0.1
 #: A gradient signal (:class:`~trajinfer.training.TrainingLoop`) above this over the last tenth of
 #: the fit says the gradients still pointed one way when the learning rate had decayed: the fit
-#: ended before it converged. Noise around a minimum gives about 1 (0.1–1.2 measured on default
-#: fits of the embryoid body, dyngen, petals and the ground-truth paths; 2.7–36 at lr 1e-4).
+#: ended before it converged. Noise around a minimum gives about 1 (at most 1.85 on the snapshot
+#: benchmarks at lr 1e-3 and 1e-2, ``paths_lr.md``; 11–31 on the embryoid body and dyngen at 1e-4).
 SIGNAL_LIMIT = 2.5
 #: Cells of the first and last snapshots compared by the transport check, and its Euler steps.
 TRANSPORT_CELLS, TRANSPORT_STEPS = 200, 50

@@ -111,7 +111,8 @@ class ActionMatching(EstimatorParams):
         ``"cosine"`` (decay to 1% of ``lr``) or ``"constant"``.
     warmup
         Iterations of linear warm-up of the learning rate from 0 to ``lr`` before the schedule
-        (0: none).
+        (0: none; on the ground-truth benchmark 100 iterations tie with none, a mean error of
+        2.56% against 2.57% on seed 0, ``groundtruth.md``).
     grad_clip
         Maximum gradient norm (``None`` disables clipping).
     ema_decay
