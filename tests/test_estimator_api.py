@@ -365,3 +365,12 @@ def test_warmup_starts_the_learning_rate_from_zero():
     assert warm.loss_curve_[0] == plain.loss_curve_[0]
     assert warm.loss_curve_[1] != plain.loss_curve_[1]
     assert warm._optimizer_settings().warmup == 10
+
+
+def test_weight_average_decays_above_the_warmup_give_the_same_fit():
+    # the decay's warm-up (1 + k)/(10 + k) stays below 0.995 for 1,790 iterations (documented)
+    # (over 40 iterations it stays below 0.82): decays above it are the same fit, one below is not
+    fits = [tj.ActionMatching(seed=0, ema_decay=decay, **{**FAST, "n_iter": 40}).fit(_snapshots()) for decay in (0.995, 0.999, 0.5)]
+    X = _snapshots().snapshot(0).numpy()
+    np.testing.assert_array_equal(fits[0].velocity(X, 2.0), fits[1].velocity(X, 2.0))
+    assert not np.array_equal(fits[0].velocity(X, 2.0), fits[2].velocity(X, 2.0))

@@ -117,7 +117,10 @@ class ActionMatching(EstimatorParams):
         Maximum gradient norm (``None`` disables clipping).
     ema_decay
         Decay of the exponential moving average of the weights used for prediction (``None``
-        uses the raw weights). The decay is warmed up as ``min(decay, (1 + k)/(10 + k))``.
+        uses the raw weights). The decay is warmed up as ``min(decay, (1 + k)/(10 + k))`` at
+        iteration ``k``, which stays below 0.995 for the first 1,790 iterations: at the default
+        1500 every decay of 0.995 or more gives the same fit, an average over about the last
+        ninth of the iterations.
     laplacian
         ``"auto"`` (exact up to 2 dimensions, Hutchinson above: the cheaper of the two there),
         ``"exact"``, ``"hutchinson"``.
