@@ -66,7 +66,7 @@ def holdout(
     pandas.DataFrame
         One row per held-out label: ``held_out``, ``time``, ``from``, ``w1_model``,
         ``w1_no_move``, ``w1_interpolation``, ``n_cells``, ``fit_time``, and the fit's own checks
-        (:attr:`~trajinfer.ActionMatching.diagnostics_`): ``gradient_signal`` (about 1 when the
+        (the model's ``diagnostics_``): ``gradient_signal`` (about 1 when the
         fit converged) and ``fit_warnings`` (its fit-check messages joined by ``" | "``; empty
         when every check passed).
     """
