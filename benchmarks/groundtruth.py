@@ -57,6 +57,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "lr 1e-2 (the default on snapshots)": EARLIER,
     "lr 5e-3": {"lr": 5e-3, "time_frequencies": 4},
     "lr 1e-2 and one time frequency": {"lr": 1e-2, "time_frequencies": 1},
+    "lr 5e-3 and one time frequency": {"lr": 5e-3, "time_frequencies": 1},
+    "lr 2e-3": {"lr": 2e-3},
     "lr 1e-3": {"lr": 1e-3},
     "batch 512 and 1000 iterations": {"batch_size": 512, "n_iter": 1000},
     "batch 1024 and 600 iterations": {"batch_size": 1024, "n_iter": 600},
