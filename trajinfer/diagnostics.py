@@ -161,7 +161,7 @@ def report_fit(model: ActionMatching) -> None:
     logger.info(
         "Fitted %s in %.1f s: %d iterations, final loss %.4g, score %.4g on fresh samples, gradient signal %.2f "
         "(about 1 when converged), kinetic energy %.3g x the data's%s.",
-        model.method, d["fit_time"], model.n_iter_, d["final_loss"], d["score"], d.get("gradient_signal", float("nan")),
+        model.method, d["fit_time"], model.n_iter_, d["final_loss"], d["score"], d["gradient_signal"],
         d["kinetic_ratio"], transport,
     )
     for note in d["warnings"]:

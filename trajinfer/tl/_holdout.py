@@ -111,8 +111,8 @@ def holdout(
             "w1_no_move": _w1(source, target, rng, max_cells),
             "w1_interpolation": _w1(interpolated, target, rng, max_cells),
             "n_cells": int(len(target)), "fit_time": fit_time,
-            "gradient_signal": model.diagnostics_.get("gradient_signal", float("nan")),
-            "fit_warnings": " | ".join(model.diagnostics_.get("warnings", [])),
+            "gradient_signal": model.diagnostics_["gradient_signal"],
+            "fit_warnings": " | ".join(model.diagnostics_["warnings"]),
         })
         logger.info("Held out %s: W1 %.4g (no move %.4g).", label, rows[-1]["w1_model"], rows[-1]["w1_no_move"])
     return pd.DataFrame(rows)
