@@ -166,6 +166,28 @@ def test_auto_settings_depend_on_the_path():
     assert given.lr_ == 5e-3 and given.potential_.config["n_time_frequencies"] == 0
 
 
+def test_auto_budget_and_width_depend_on_the_path(monkeypatch):
+    """``n_iter="auto"`` and ``hidden_dims="auto"`` resolve per path like ``lr``; the iteration
+    defaults are patched small here so that the two fits stay quick."""
+    from trajinfer import _defaults
+
+    monkeypatch.setattr(_defaults, "N_ITER", 7)
+    monkeypatch.setattr(_defaults, "N_ITER_SAMPLED", 11)
+    est = tj.ActionMatching(**{**FAST, "n_iter": "auto", "hidden_dims": "auto"})
+    est.fit(_snapshots())
+    assert est.n_iter_ == 7 and est.hidden_dims_ == _defaults.HIDDEN_DIMS
+    assert est.potential_.config["hidden_dims"] == list(_defaults.HIDDEN_DIMS)
+    est.fit(lambda t: torch.randn(t.shape[0], 2) + t[:, None])
+    assert est.n_iter_ == 11 and est.hidden_dims_ == _defaults.HIDDEN_DIMS_SAMPLED
+    assert est.potential_.config["hidden_dims"] == list(_defaults.HIDDEN_DIMS_SAMPLED)
+    assert est.fit(_snapshots(), n_iter=5).n_iter_ == 5
+    given = tj.ActionMatching(**{**FAST, "hidden_dims": np.array([3, 5])}).fit(lambda t: torch.randn(t.shape[0], 2))
+    assert given.hidden_dims_ == (3, 5)
+    assert tj.ActionMatching().get_params()["n_iter"] == "auto"
+    with pytest.raises(TypeError, match="hidden_dims must be a non-empty sequence of positive integers or 'auto'"):
+        tj.ActionMatching(**{**FAST, "hidden_dims": "wide"}).fit(_snapshots())
+
+
 def test_bad_fit_arguments():
     est = tj.ActionMatching(**FAST)
     with pytest.raises(ValueError, match="n_iter must be a positive integer"):

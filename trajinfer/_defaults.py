@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 __all__ = [
-    "BATCH_SIZE", "ESTIMATOR_METHOD", "HIDDEN_DIMS", "INTERPOLATION", "INTERPOLATIONS", "LAPLACIANS", "LR", "LR_SAMPLED", "LR_SCHEDULES", "METHOD",
-    "METHODS", "N_ITER", "PAIRINGS", "TIME_FREQUENCIES", "TIME_FREQUENCIES_SAMPLED", "TIME_PROPOSAL", "TIME_PROPOSALS", "Interpolation", "Laplacian", "LRSchedule",
+    "BATCH_SIZE", "ESTIMATOR_METHOD", "HIDDEN_DIMS", "HIDDEN_DIMS_SAMPLED", "INTERPOLATION", "INTERPOLATIONS", "LAPLACIANS", "LR", "LR_SAMPLED", "LR_SCHEDULES", "METHOD",
+    "METHODS", "N_ITER", "N_ITER_SAMPLED", "PAIRINGS", "TIME_FREQUENCIES", "TIME_FREQUENCIES_SAMPLED", "TIME_PROPOSAL", "TIME_PROPOSALS", "Interpolation", "Laplacian", "LRSchedule",
     "Method", "Pairing", "TimeProposalName",
 ]
 
@@ -40,9 +40,16 @@ METHOD: Method = "eam"
 ESTIMATOR_METHOD: Method = "am"
 #: Interpolation between snapshots.
 INTERPOLATION: Interpolation = "mixture"
-#: Optimisation budget and network.
+#: Optimisation budget and network on snapshots (:func:`trajinfer.fit`, the command line, and
+#: ``"auto"`` on a :class:`~trajinfer.SnapshotPath`), chosen by leave-one-time-point-out W1 and
+#: the speed of the default fit (``defaults.md``, ``defaults_speed.md``).
 N_ITER = 1500
+HIDDEN_DIMS: tuple[int, ...] = (128, 128, 128)
 BATCH_SIZE = 256
+#: Iterations and widths of ``"auto"`` on every other path (fresh exact samples at every step):
+#: the best error per second on the ground-truth benchmark (``groundtruth.md``).
+N_ITER_SAMPLED = 4000
+HIDDEN_DIMS_SAMPLED: tuple[int, ...] = (64, 64, 64)
 #: Learning rate on snapshots (:func:`trajinfer.fit`, the command line, and ``lr="auto"`` on a
 #: :class:`~trajinfer.SnapshotPath`): the best rate by leave-one-time-point-out W1.
 LR = 1e-2
@@ -60,6 +67,5 @@ LR_SAMPLED = 3e-3
 #: over its ten problems 2.5%, against 3.9% with four and 2.6% with none).
 TIME_FREQUENCIES = 4
 TIME_FREQUENCIES_SAMPLED = 1
-HIDDEN_DIMS: tuple[int, ...] = (128, 128, 128)
 #: Times of the loss's integral: a randomly shifted low-discrepancy sequence.
 TIME_PROPOSAL: TimeProposalName = "quasi-uniform"

@@ -189,19 +189,20 @@ class Options(Constraint):
 
 @dataclass(frozen=True)
 class PositiveIntegers(Constraint):
-    """A non-empty sequence of positive integers (layer widths)."""
+    """A non-empty sequence of positive integers (layer widths), or one of ``names`` (such as ``"auto"``)."""
+
+    names: tuple[str, ...] = ()
 
     def accepts_type(self, value: Any) -> bool:
-        return (
-            isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str)
-            and all(_is_number(item, numbers.Integral) for item in value)
-        )
+        if isinstance(value, str):
+            return value in self.names
+        return isinstance(value, (Sequence, np.ndarray)) and all(_is_number(item, numbers.Integral) for item in value)
 
     def accepts(self, value: Any) -> bool:
-        return len(value) > 0 and min(value) >= 1
+        return isinstance(value, str) or (len(value) > 0 and min(value) >= 1)
 
     def describe(self) -> str:
-        return "a non-empty sequence of positive integers"
+        return "a non-empty sequence of positive integers" + "".join(f" or {name!r}" for name in self.names)
 
 
 @dataclass(frozen=True)

@@ -93,15 +93,24 @@ class ActionMatching(EstimatorParams):
         ``"mlp"`` (``s = h(t, x)``), ``"residual"`` (``s = ½|h(t, x) − x|²``), ``"inner"``
         (``s = <h(t, x), x>``) or any module ``(x (B, d), tau (B,)) -> (B,)`` taking internal
         time ``tau`` in [0, 1].
-    hidden_dims, activation
-        Architecture of the built-in potentials.
+    hidden_dims
+        Widths of the built-in potentials' hidden layers. ``"auto"``: (128, 128, 128) on a
+        :class:`~trajinfer.SnapshotPath` (``defaults.md``) and (64, 64, 64) on every other path,
+        where a narrower network's cheaper steps buy more of the iterations such a fit needs
+        (``groundtruth.md``).
+    activation
+        Activation of the built-in potentials.
     time_frequencies
         Sine/cosine pairs of the built-in potentials' time embedding ``[t, sin(πkt), cos(πkt)]``,
         ``k = 1..time_frequencies``. ``"auto"``: 4 on a :class:`~trajinfer.SnapshotPath` (the
         snapshot defaults were chosen with it, ``defaults.md``) and 1 on every other path,
         where fewer time features fit less of the gradient's noise (``groundtruth.md``).
-    n_iter, batch_size, weight_decay
-        Optimisation budget and Adam settings.
+    n_iter
+        Training iterations. ``"auto"``: 1500 on a :class:`~trajinfer.SnapshotPath` and 4000 on
+        every other path, whose fresh samples keep lowering the error with more iterations
+        (``groundtruth.md``).
+    batch_size, weight_decay
+        Minibatch size and Adam's weight decay.
     lr
         Adam learning rate. ``"auto"``: 1e-2 on a :class:`~trajinfer.SnapshotPath` (the best
         rate by leave-one-time-point-out W1 on snapshots, ``benchmarks/results/defaults.md``) and
@@ -118,9 +127,9 @@ class ActionMatching(EstimatorParams):
     ema_decay
         Decay of the exponential moving average of the weights used for prediction (``None``
         uses the raw weights). The decay is warmed up as ``min(decay, (1 + k)/(10 + k))`` at
-        iteration ``k``, which stays below 0.995 for the first 1,790 iterations: at the default
-        1500 every decay of 0.995 or more gives the same fit, an average over about the last
-        ninth of the iterations.
+        iteration ``k``, which stays below 0.995 for the first 1,790 iterations: at the 1500
+        iterations of the snapshot default every decay of 0.995 or more gives the same fit, an
+        average over about the last ninth of the iterations.
     laplacian
         ``"auto"`` (exact up to 2 dimensions, Hutchinson above: the cheaper of the two there),
         ``"exact"``, ``"hutchinson"``.
@@ -199,6 +208,8 @@ class ActionMatching(EstimatorParams):
         Device the model lives on.
     lr_ : float
         Learning rate of the last fit (``lr`` with ``"auto"`` resolved for its path).
+    hidden_dims_ : tuple of int
+        Hidden-layer widths of the last fit's built-in potential (``"auto"`` resolved).
     time_frequencies_ : int
         Time-embedding frequencies of the last fit's built-in potential (``"auto"`` resolved).
     diagnostics_ : dict
@@ -215,10 +226,10 @@ class ActionMatching(EstimatorParams):
     # potential and the settings that depend on one another are checked in _check_params
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "method": Options(METHODS),
-        "hidden_dims": PositiveIntegers(),
+        "hidden_dims": PositiveIntegers(names=("auto",)),
         "activation": Options(tuple(_ACTIVATIONS)),
         "time_frequencies": Interval(Integral, 0, names=("auto",)),
-        "n_iter": Interval(Integral, 1),
+        "n_iter": Interval(Integral, 1, names=("auto",)),
         "batch_size": Interval(Integral, 2),
         "lr": Interval(Real, 0, closed="neither", names=("auto",)),
         "weight_decay": Interval(Real, 0),
@@ -242,10 +253,10 @@ class ActionMatching(EstimatorParams):
         sigma: SigmaLike = None,
         cost: str | KineticCost = "quadratic",
         potential: str | nn.Module = "mlp",
-        hidden_dims: Sequence[int] = defaults.HIDDEN_DIMS,
+        hidden_dims: Sequence[int] | str = "auto",
         activation: str = "silu",
         time_frequencies: int | str = "auto",
-        n_iter: int = defaults.N_ITER,
+        n_iter: int | str = "auto",
         batch_size: int = defaults.BATCH_SIZE,
         lr: float | str = "auto",
         weight_decay: float = 0.0,
@@ -301,7 +312,7 @@ class ActionMatching(EstimatorParams):
         self.growth_scale = growth_scale
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, path: MarginalPath | Callable, n_iter: int | None = None, t_range: tuple[float, float] | None = None) -> ActionMatching:
+    def fit(self, path: MarginalPath | Callable, n_iter: int | str | None = None, t_range: tuple[float, float] | None = None) -> ActionMatching:
         """Fit the action on a marginal path.
 
         Parameters
@@ -346,8 +357,10 @@ class ActionMatching(EstimatorParams):
 
         def resolved(value: Any, on_snapshots: Any, elsewhere: Any) -> Any:
             """A setting's value, with ``"auto"`` replaced by its default for this kind of path."""
-            return (on_snapshots if snapshots else elsewhere) if value == "auto" else value
+            return (on_snapshots if snapshots else elsewhere) if isinstance(value, str) else value
 
+        n_iter = int(resolved(n_iter, defaults.N_ITER, defaults.N_ITER_SAMPLED))
+        self.hidden_dims_ = tuple(resolved(self.hidden_dims, defaults.HIDDEN_DIMS, defaults.HIDDEN_DIMS_SAMPLED))
         self.lr_ = float(resolved(self.lr, defaults.LR, defaults.LR_SAMPLED))
         self.time_frequencies_ = int(resolved(self.time_frequencies, defaults.TIME_FREQUENCIES, defaults.TIME_FREQUENCIES_SAMPLED))
 
@@ -530,7 +543,7 @@ class ActionMatching(EstimatorParams):
         if isinstance(self.potential, nn.Module):
             return copy.deepcopy(self.potential)
         network = MLPPotential(
-            self.dim_, self.hidden_dims, self.activation, form=self.potential, n_time_frequencies=self.time_frequencies_,
+            self.dim_, self.hidden_dims_, self.activation, form=self.potential, n_time_frequencies=self.time_frequencies_,
         )
         with torch.no_grad():
             probe = path.sample(torch.rand(2048, generator=generator, device=path.device), generator)
