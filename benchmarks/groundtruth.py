@@ -276,7 +276,7 @@ def profile_markdown(p: dict[str, Any], prov: dict[str, Any]) -> str:
         "element-wise work of the written-out gradient of the action and its Hutchinson probe (the activation's first "
         "and second derivatives, the probe's tangents; `MLPPotential.probed_derivatives`), of the backward pass "
         "through them, of sampling and of the optimiser. Each operation costs several microseconds however small, so the hundreds of small operations of a step "
-        "weigh as much as its matrix products.\n\n" + C.md_table(["operation", "share of self CPU", "calls per iteration"], rows) + "\n"
+        f"weigh {'as much as' if p['matrix_fraction'] > 0.35 else 'more than'} its matrix products.\n\n" + C.md_table(["operation", "share of self CPU", "calls per iteration"], rows) + "\n"
     )
 
 
