@@ -281,8 +281,8 @@ def test_outputs_numpy_or_tensor_and_per_sample_times(fitted, X):
 @pytest.mark.parametrize(
     "params",
     [dict(method="am"), dict(method="eam", sigma=0.3, potential="residual"), dict(method="am", cost="power"),
-     dict(method="ueam", sigma=0.2, potential="inner")],
-    ids=["am", "eam-residual", "c-am-power", "ueam-inner"],
+     dict(method="ueam", sigma=0.2, potential="inner"), dict(method="am", hidden_dims="auto")],
+    ids=["am", "eam-residual", "c-am-power", "ueam-inner", "auto-widths"],
 )
 def test_save_load_round_trip(tmp_path, X, params):
     est = tj.ActionMatching(seed=1, **{**FAST, **params}).fit(_snapshots())
@@ -293,6 +293,7 @@ def test_save_load_round_trip(tmp_path, X, params):
     assert loaded.get_params(deep=False) | {"cost": None, "device": None} == est.get_params(deep=False) | {"cost": None, "device": None}
     assert type(loaded.cost_) is type(est.cost_)
     assert loaded.t_range_ == est.t_range_ and loaded.dim_ == est.dim_ and loaded.n_iter_ == est.n_iter_
+    assert (loaded.lr_, loaded.time_frequencies_, loaded.hidden_dims_) == (est.lr_, est.time_frequencies_, est.hidden_dims_)
     np.testing.assert_array_equal(loaded.loss_curve_, est.loss_curve_)
     np.testing.assert_array_equal(loaded.velocity(X, 2.5), est.velocity(X, 2.5))
     np.testing.assert_array_equal(loaded.action(X, 1.5), est.action(X, 1.5))

@@ -205,13 +205,13 @@ def test_saved_model_holds_nothing_of_this_machine(tmp_path):
     [
         (dict(lr="0.1"), TypeError, r"lr must be a positive number or 'auto', got '0\.1' of type str"),
         (dict(lr=-1e-3), ValueError, r"lr must be a positive number or 'auto', got -0\.001"),
-        (dict(hidden_dims=(0,)), ValueError, r"hidden_dims must be a non-empty sequence of positive integers, got \(0,\)"),
+        (dict(hidden_dims=(0,)), ValueError, r"hidden_dims must be a non-empty sequence of positive integers or 'auto', got \(0,\)"),
         (dict(hidden_dims=(-4,)), ValueError, r"hidden_dims must be .*, got \(-4,\)"),
         (dict(hidden_dims=()), ValueError, r"hidden_dims must be a non-empty sequence"),
-        (dict(hidden_dims=16), TypeError, r"hidden_dims must be a non-empty sequence of positive integers, got 16 of type int"),
+        (dict(hidden_dims=16), TypeError, r"hidden_dims must be a non-empty sequence of positive integers or 'auto', got 16 of type int"),
         (dict(hidden_dims=(16.0, 16.0)), TypeError, r"hidden_dims must be .*of type tuple"),
-        (dict(n_iter=0), ValueError, r"n_iter must be a positive integer, got 0"),
-        (dict(n_iter=2.5), TypeError, r"n_iter must be a positive integer, got 2\.5 of type float"),
+        (dict(n_iter=0), ValueError, r"n_iter must be a positive integer or 'auto', got 0"),
+        (dict(n_iter=2.5), TypeError, r"n_iter must be a positive integer or 'auto', got 2\.5 of type float"),
         (dict(batch_size=1), ValueError, r"batch_size must be an integer >= 2, got 1"),
         (dict(batch_size="32"), TypeError, r"batch_size must be an integer >= 2, got '32' of type str"),
         (dict(weight_decay=-0.1), ValueError, r"weight_decay must be a non-negative number, got -0\.1"),
@@ -238,7 +238,7 @@ def test_bad_parameters_name_the_parameter_value_and_allowed_values(params, erro
 
 
 def test_fit_and_from_potential_use_the_same_checks():
-    with pytest.raises(TypeError, match=r"n_iter must be a positive integer, got '5' of type str"):
+    with pytest.raises(TypeError, match=r"n_iter must be a positive integer or 'auto', got '5' of type str"):
         tj.ActionMatching(**FAST).fit(_snapshots(), n_iter="5")
 
     class Zero(torch.nn.Module):

@@ -38,6 +38,8 @@ _ZIP_MAGIC = b"PK\x03\x04"
 # parameters that describe the machine or the run rather than the model: never written to a
 # model file, left at their defaults by load (which takes the device as its argument)
 _LOCAL_PARAMS = ("device", "checkpoint_path", "resume")
+# the settings a fit used where its parameters said "auto", kept with the fitted model
+_RESOLVED = ("lr_", "time_frequencies_", "hidden_dims_")
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ def save(estimator: ActionMatching, path: str | Path) -> None:
             "loss_curve_": torch.as_tensor(estimator.loss_curve_),
             "n_iter_": estimator.n_iter_,
             "fit_time_": estimator.fit_time_,
+            **{key: to_plain(getattr(estimator, key)) for key in _RESOLVED if hasattr(estimator, key)},
         },
         "metadata": getattr(estimator, "metadata_", {}),
     }
@@ -195,7 +198,8 @@ def load(path: str | Path, device: str | torch.device = "auto") -> ActionMatchin
     payload = read_payload(path, MODEL)
     params = {key: value for key, value in payload["params"].items() if key not in _LOCAL_PARAMS}
     params["cost"] = resolve_cost(params["cost"])
-    params["hidden_dims"] = tuple(params["hidden_dims"])
+    if not isinstance(params["hidden_dims"], str):  # "auto" stays a name
+        params["hidden_dims"] = tuple(params["hidden_dims"])
     network = build_potential(payload["potential_config"])
     network.load_state_dict(payload["state_dict"])
     fitted = payload["fitted"]
@@ -203,4 +207,7 @@ def load(path: str | Path, device: str | torch.device = "auto") -> ActionMatchin
     est._set_domain(device=resolve_device(device), dim=int(fitted["dim_"]), t_range=tuple(fitted["t_range_"]))
     est._set_fitted(potential=network, loss_curve=fitted["loss_curve_"].numpy(), fit_time=float(fitted["fit_time_"]))
     est.metadata_ = payload.get("metadata", {})
+    for key in _RESOLVED:  # files written before these were recorded lack them
+        if key in fitted:
+            setattr(est, key, tuple(fitted[key]) if key == "hidden_dims_" else fitted[key])
     return est
