@@ -301,9 +301,57 @@ def markdown(payload: dict[str, Any]) -> str:
         "defaults before them and the 64x3 network vary one setting from the defaults before (a 128x3 network and 1500 "
         "iterations; from `uniform t` on, also lr 1e-2 and four time frequencies). A run replaces and adds "
         "rows and keeps the others: the header names the latest run, *commit* the code each row was fitted with "
-        "(– for rows from runs before it was recorded).\n\n"
+        "(– for rows from runs before it was recorded). Figure: `groundtruth.png` (error against CPU s, with the targets).\n\n"
         + C.md_table(header, rows) + "\n"
     )
+
+
+# the targets of the estimator on this benchmark: (relative error, CPU seconds) per problem
+TARGETS = {"ou3-eam": (0.01, 20.0), "ou3-am": (0.02, 20.0), "ou20-eam": (0.03, 60.0), "ou20-am": (0.03, 60.0)}
+HIGHLIGHT = {"defaults": ("tab:red", "*", "defaults"),
+             "128x3 and 1500 iterations (the defaults before)": ("tab:blue", "s", "128×3, 1500 it (before)")}
+
+
+def save_figure(payload: dict[str, Any], path: Path) -> None:
+    """Relative error against CPU seconds, one panel per problem: every setting with a recorded
+    CPU time in grey, the defaults and the defaults before them in colour, the targets dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [p.name for p in problems()]
+    fig, axes = plt.subplots(2, 5, figsize=(16, 6.4), sharex=False)
+    for ax, name in zip(axes.flat, names):
+        for r in (r for r in payload["rows"] if r["problem"] == name):
+            cpu = [x["cpu_s"] for x in r["runs"] if "cpu_s" in x]
+            if not cpu:
+                continue
+            error = 100 * np.mean([x["all"] for x in r["runs"]])
+            color, marker, label = HIGHLIGHT.get(r["config"], ("0.6", "o", None))
+            ax.scatter(np.mean(cpu), error, c=color, marker=marker, s=110 if label else 22, zorder=3 if label else 2,
+                       label=label, edgecolors="none")
+        if name in TARGETS:
+            error, seconds = TARGETS[name]
+            ax.axhline(100 * error, color="k", ls="--", lw=0.8)
+            ax.axvline(seconds, color="k", ls=":", lw=0.8)
+        ax.set_title(name, fontsize=10)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("CPU s of the fit (one thread)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("relative error (%)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], color="0.6", marker="o", ls="none"))
+    labels.append("other settings")
+    handles.append(plt.Line2D([], [], color="k", ls="--", lw=0.8))
+    labels.append("target error (dotted: its time)")
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False)
+    fig.suptitle("Ground truth: error of the learned field against the fit's CPU time")
+    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -316,8 +364,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--fresh", action="store_true", help="start a new table (default: replace and add rows of groundtruth.json)")
     parser.add_argument("--profile", action="store_true", help="write groundtruth_profile.md: where a training step spends its time")
     parser.add_argument("--variance", action="store_true", help="write groundtruth_variance.md: the gradient noise of each loss term")
+    parser.add_argument("--figure", action="store_true", help="redraw groundtruth.png from groundtruth.json without fitting")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.figure:
+        payload = json.loads((args.out / "groundtruth.json").read_text())
+        save_figure(payload, args.out / "groundtruth.png")
+        return payload
     if args.profile:
         prov = C.provenance(argv=argv)
         result = profile(20 if args.quick else 200)
@@ -352,6 +405,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"in {np.mean([r['wall_s'] for r in runs]):.1f} s", flush=True)
             C.write_json(out_json, payload)
             C.write_text(args.out / "groundtruth.md", markdown(payload))
+    save_figure(payload, args.out / "groundtruth.png")
     return payload
 
 

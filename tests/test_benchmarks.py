@@ -238,6 +238,7 @@ def test_groundtruth_quick(tmp_path):
     for row in payload["rows"]:
         for run in row["runs"]:
             assert {"all", "start", "end", "wall_s", "cpu_s"} <= set(run) and run["all"] > 0
+    assert (tmp_path / "groundtruth.png").stat().st_size > 0
     variance = groundtruth.main(["--quick", "--variance", "--out", str(tmp_path)])
     assert set(variance["variance"]) == {"quasi-uniform", "uniform"}
     assert all(v >= 0 for v in variance["variance"]["uniform"].values())
