@@ -113,6 +113,11 @@ class Constraint(ABC):
         return f"{name} must be {self.describe()}, got {value!r}{kind}."
 
 
+def _or_names(names: tuple[str, ...]) -> str:
+    """`` or 'auto'``-style suffix of a constraint's description for the names it accepts."""
+    return "".join(f" or {name!r}" for name in names)
+
+
 def _is_number(value: Any, kind: type) -> bool:
     return isinstance(value, kind) and not isinstance(value, bool)
 
@@ -165,7 +170,7 @@ class Interval(Constraint):
             text = f"a non-negative {noun}"
         else:
             text = f"{article} {noun} {'>=' if low_in else '>'} {self.low}"
-        return text + "".join(f" or {name!r}" for name in self.names) + (" or None" if self.allows_none else "")
+        return text + _or_names(self.names) + (" or None" if self.allows_none else "")
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,7 @@ class PositiveIntegers(Constraint):
         return isinstance(value, str) or (len(value) > 0 and min(value) >= 1)
 
     def describe(self) -> str:
-        return "a non-empty sequence of positive integers" + "".join(f" or {name!r}" for name in self.names)
+        return "a non-empty sequence of positive integers" + _or_names(self.names)
 
 
 @dataclass(frozen=True)
