@@ -12,6 +12,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 from . import metrics
+from ._run import RunConfig
+from .dynamics import Dynamics
 from .estimator import ActionMatching, load
 from .paths import CallablePath, MarginalPath, SnapshotPath
 from .trajectories import Trajectories
@@ -22,7 +24,9 @@ _LAZY_ATTRIBUTES = {"fit": "tl"}
 __all__ = [
     "ActionMatching",
     "CallablePath",
+    "Dynamics",
     "MarginalPath",
+    "RunConfig",
     "SnapshotPath",
     "Trajectories",
     "fit",

@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from ._distributed import DistributedContext
-from ._io import atomic_path
-from .persistence import FileKind, read_payload
+from .persistence import FileKind, read_payload, write_payload
 from .time_sampling import TimeProposal
 
 __all__ = ["CHECKPOINT", "TrainingState", "load_checkpoint", "save_checkpoint"]
@@ -88,8 +87,7 @@ def save_checkpoint(path: Path, state: TrainingState, iteration: int, setup: dic
         "rng": rng,
         "losses": torch.as_tensor(state.losses[:iteration], dtype=torch.float64),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_payload(payload, path)
     logger.debug("Checkpoint written to %s at iteration %d.", path, iteration)
 
 

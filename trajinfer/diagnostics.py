@@ -3,8 +3,8 @@ gradients still point one way at the end), are the velocities of the data's size
 its own first snapshot toward its last?
 
 After every fit :class:`~trajinfer.ActionMatching` stores the result of :func:`fit_diagnostics`
-in ``diagnostics_`` and logs one summary line; when a check fails it also warns
-(:class:`FitWarning`) and says what to change.
+on its :class:`~trajinfer.Dynamics` in ``diagnostics_`` and logs one summary line; when a check
+fails it also warns (:class:`FitWarning`) and says what to change.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from . import metrics
 from .paths import MarginalPath, SnapshotPath
 
 if TYPE_CHECKING:
-    from .estimator import ActionMatching
+    from .dynamics import Dynamics
 
 __all__ = ["FitWarning", "SIGNAL_LIMIT", "SPEED_FACTOR", "fit_diagnostics", "report_fit", "transport_check"]
 
@@ -33,14 +33,14 @@ SPEED_FACTOR = 10.0
 DRIFT_FRACTION = 0.1
 #: A gradient signal (:class:`~trajinfer.training.TrainingLoop`) above this over the last tenth of
 #: the fit says the gradients still pointed one way when the learning rate had decayed: the fit
-#: ended before it converged. Noise around a minimum gives about 1 (at most 1.85 on the snapshot
-#: benchmarks at lr 1e-3 and 1e-2, ``paths_lr.md``; 11–31 on the embryoid body and dyngen at 1e-4).
+#: ended before it converged. Noise around a minimum gives about 1; fits stopped far from a minimum
+#: give tens (the snapshot benchmarks' learning-rate sweep).
 SIGNAL_LIMIT = 2.5
 #: Cells of the first and last snapshots compared by the transport check, and its Euler steps.
 TRANSPORT_CELLS, TRANSPORT_STEPS = 200, 50
 
 
-def transport_check(model: ActionMatching, path: SnapshotPath, generator: torch.Generator) -> dict[str, float]:
+def transport_check(model: Dynamics, path: SnapshotPath, generator: torch.Generator) -> dict[str, float]:
     """W1 from the first snapshot's cells, simulated to the last time point, to the last
     snapshot, beside W1 from those cells left where they are (subsamples of ``TRANSPORT_CELLS``).
 
@@ -63,17 +63,24 @@ class FitWarning(RuntimeWarning):
 
 
 def fit_diagnostics(
-    model: ActionMatching, path: MarginalPath, *, loss_scale: float, generator: torch.Generator, status: str = "ok",
-    gradient_signal: float = float("nan"), n_samples: int = 2048,
+    model: Dynamics, path: MarginalPath, *, losses: np.ndarray, fit_time: float, lr: float, loss_scale: float,
+    generator: torch.Generator, status: str = "ok", gradient_signal: float = float("nan"), n_samples: int = 2048,
+    score_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Diagnostics of a fitted model on its training path.
+    """Diagnostics of fitted dynamics on their training path.
 
     Parameters
     ----------
     model
-        The fitted estimator.
+        The fitted dynamics.
     path
-        The path it was fitted on.
+        The path they were fitted on.
+    losses
+        Loss of every iteration of the fit.
+    fit_time
+        Wall-clock seconds of the fit.
+    lr
+        The fit's learning rate (named in the advice of a failed check).
     loss_scale
         The data's reference kinetic energy (internal time; see the training loop).
     generator
@@ -85,6 +92,8 @@ def fit_diagnostics(
         (:class:`~trajinfer.training.TrainingLoop`; NaN if unknown).
     n_samples
         Fresh samples of the path for the score and the velocity check.
+    score_options
+        Loss settings of :meth:`~trajinfer.Dynamics.score` (batch size, Laplacian, ...).
 
     Returns
     -------
@@ -93,14 +102,14 @@ def fit_diagnostics(
         of the mean loss between the last two twentieths of the fit, over the loss scale);
         ``gradient_signal`` (as passed: about 1 when the last gradients were noise around a
         minimum, large when they still pointed one way);
-        ``score`` (:meth:`~trajinfer.ActionMatching.score` on fresh samples of the training
+        ``score`` (:meth:`~trajinfer.Dynamics.score` on fresh samples of the training
         path); ``kinetic_energy`` (½E|v|² of the learned velocity on fresh samples, internal
         time) and ``kinetic_ratio`` (over ``loss_scale``); ``fit_time``; on a
         :class:`~trajinfer.SnapshotPath` also ``transport_w1``, ``no_move_w1`` and
         ``transport_ratio`` (:func:`transport_check`); ``warnings`` (a list of messages naming what
         to change).
     """
-    losses = np.asarray(model.loss_curve_, dtype=float)
+    losses = np.asarray(losses, dtype=float)
     tail = max(1, len(losses) // 20)
     final = float(np.mean(losses[-tail:])) if len(losses) else float("nan")
     previous = float(np.mean(losses[-2 * tail : -tail])) if len(losses) >= 2 * tail else final
@@ -108,9 +117,10 @@ def fit_diagnostics(
     tau = torch.rand(n_samples, generator=generator, device=path.device)
     with torch.no_grad():
         x = path.sample(tau, generator)
-    velocity, _, _ = model._internal_velocity(x, tau)
+    velocity, _, _ = model.field(x, tau)
     kinetic = 0.5 * float((velocity.double() ** 2).sum(1).mean())
-    score = model.score(path, n_samples=n_samples, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=path.device)))
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=path.device))
+    score = model.score(path, n_samples=n_samples, seed=seed, **(score_options or {}))
     report = {
         "status": status,
         "final_loss": final,
@@ -119,7 +129,7 @@ def fit_diagnostics(
         "score": score,
         "kinetic_energy": kinetic,
         "kinetic_ratio": kinetic / max(loss_scale, 1e-12),
-        "fit_time": float(model.fit_time_),
+        "fit_time": float(fit_time),
         "warnings": [],
     }
     if isinstance(path, SnapshotPath):
@@ -143,7 +153,7 @@ def fit_diagnostics(
         notes.append(
             f"the fit ended before it converged: over its last tenth the gradients still pointed one way (gradient "
             f"signal {report['gradient_signal']:.3g}, against about 1 for noise around a minimum). Raise lr "
-            f"(lr={model.lr_:g}) or n_iter (n_iter={model.n_iter_})"
+            f"(lr={lr:g}) or n_iter (n_iter={len(losses)})"
         )
     if report["loss_drift"] > DRIFT_FRACTION:
         notes.append(
@@ -153,17 +163,16 @@ def fit_diagnostics(
     return report
 
 
-def report_fit(model: ActionMatching) -> None:
-    """Log the one-line summary of a fit and warn if its diagnostics failed."""
-    d = model.diagnostics_
+def report_fit(d: dict[str, Any], *, method: str, n_iter: int) -> None:
+    """Log the one-line summary of a fit from its diagnostics ``d`` and warn if a check failed."""
     transport = (f"; first snapshot pushed to the last: W1 {d['transport_ratio']:.2f} x not moving"
                  if "transport_ratio" in d else "")
     logger.info(
         "Fitted %s in %.1f s: %d iterations, final loss %.4g, score %.4g on fresh samples, gradient signal %.2f "
         "(about 1 when converged), kinetic energy %.3g x the data's%s.",
-        model.method, d["fit_time"], model.n_iter_, d["final_loss"], d["score"], d["gradient_signal"],
+        method, d["fit_time"], n_iter, d["final_loss"], d["score"], d["gradient_signal"],
         d["kinetic_ratio"], transport,
     )
     for note in d["warnings"]:
         logger.warning("Fit check: %s.", note)
-        warnings.warn(f"trajinfer fit check: {note}.", FitWarning, stacklevel=4)
+        warnings.warn(f"trajinfer fit check: {note}.", FitWarning, stacklevel=3)

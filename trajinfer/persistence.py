@@ -1,12 +1,12 @@
-"""Saving and loading fitted models, and the one reader of trajinfer's files.
+"""The one reader and writer of trajinfer's files.
 
-Model files (:meth:`~trajinfer.ActionMatching.save`) and fit checkpoints are ``torch.save``
-archives of tensors and plain Python values, written atomically (see :mod:`trajinfer._io`)
-and read with ``torch.load(..., weights_only=True)``, so reading a file never runs code from
-it. Each file records its format and format version. :func:`read_payload` turns every way a
-file can fail to read (empty, cut short, not written by trajinfer, holding objects other than
-tensors and plain values, written by a newer trajinfer) into a ``ValueError`` that names the
-file, the problem and what to do.
+Model files (:meth:`~trajinfer.ActionMatching.save`, :meth:`~trajinfer.Dynamics.save`) and fit
+checkpoints are ``torch.save`` archives of tensors and plain Python values, written atomically
+by :func:`write_payload` (see :mod:`trajinfer._io`) and read with ``torch.load(...,
+weights_only=True)``, so reading a file never runs code from it. Each file records its format
+and format version. :func:`read_payload` turns every way a file can fail to read (empty, cut
+short, not written by trajinfer, holding objects other than tensors and plain values, written by
+a newer trajinfer) into a ``ValueError`` that names the file, the problem and what to do.
 """
 
 from __future__ import annotations
@@ -15,31 +15,17 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from ._device import resolve_device
-from ._distributed import is_main_process
 from ._io import atomic_path
-from ._random import as_int_seed
-from .costs import resolve_cost
-from .networks import MLPPotential, build_potential
 
-if TYPE_CHECKING:
-    from .estimator import ActionMatching
-
-__all__ = ["MODEL", "FileKind", "load", "read_payload", "save", "to_plain"]
+__all__ = ["FileKind", "read_payload", "to_plain", "write_payload"]
 
 # the first bytes of a zip archive: what every torch.save file starts with
 _ZIP_MAGIC = b"PK\x03\x04"
-
-# parameters that describe the machine or the run rather than the model: never written to a
-# model file, left at their defaults by load (which takes the device as its argument)
-_LOCAL_PARAMS = ("device", "checkpoint_path", "resume")
-# the settings a fit used where its parameters said "auto", kept with the fitted model
-_RESOLVED = ("lr_", "time_frequencies_", "hidden_dims_")
 
 
 @dataclass(frozen=True)
@@ -65,15 +51,6 @@ class FileKind:
     description: str
     remedy: str
     keys: tuple[str, ...]
-
-
-MODEL = FileKind(
-    format="trajinfer.ActionMatching",
-    version=1,
-    description="saved trajinfer ActionMatching model",
-    remedy="Check the path; otherwise save the model again (ActionMatching.save, or 'trajinfer fit --model') or refit it.",
-    keys=("params", "potential_config", "state_dict", "fitted"),
-)
 
 
 def to_plain(value: Any) -> Any:
@@ -146,68 +123,17 @@ def read_payload(path: str | Path, kind: FileKind) -> dict[str, Any]:
     return payload
 
 
-def save(estimator: ActionMatching, path: str | Path) -> None:
-    """Write ``estimator`` to ``path`` atomically (see :meth:`ActionMatching.save`)."""
-    estimator._check_fitted()
-    if estimator.distributed and not is_main_process():
-        return
-    params = estimator.get_params()
-    if not (isinstance(estimator.potential_, MLPPotential) and isinstance(params["potential"], str)):
-        raise TypeError("save() supports the built-in potentials; for a custom module save potential_.state_dict().")
-    if callable(estimator.sigma) or estimator.time_weight is not None:
-        raise TypeError("save() cannot store a callable sigma or time_weight; refit with a constant sigma to save.")
-    saved = {key: to_plain(value) for key, value in params.items() if key not in ("cost", *_LOCAL_PARAMS)}
-    saved["cost"] = estimator.cost_.config()
-    saved["seed"] = None if isinstance(estimator.seed, np.random.Generator) else as_int_seed(estimator.seed)
-    payload = {
-        "format": MODEL.format,
-        "version": MODEL.version,
-        "params": saved,
-        "potential_config": estimator.potential_.config,
-        "state_dict": {key: value.detach().cpu() for key, value in estimator.potential_.state_dict().items()},
-        "fitted": {
-            "dim_": estimator.dim_,
-            "t_range_": list(estimator.t_range_),
-            "loss_curve_": torch.as_tensor(estimator.loss_curve_),
-            "n_iter_": estimator.n_iter_,
-            "fit_time_": estimator.fit_time_,
-            **{key: to_plain(getattr(estimator, key)) for key in _RESOLVED if hasattr(estimator, key)},
-        },
-        "metadata": getattr(estimator, "metadata_", {}),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def load(path: str | Path, device: str | torch.device = "auto") -> ActionMatching:
-    """Load a model saved by :meth:`ActionMatching.save` onto ``device``.
+def write_payload(payload: dict[str, Any], file: str | Path) -> None:
+    """Write ``payload`` to ``file`` atomically with ``torch.save``.
 
     Raises
     ------
-    FileNotFoundError
-        If there is no file at ``path``.
-    ValueError
-        If the file cannot be read as a saved model (see :func:`~trajinfer.persistence.read_payload`); the message
-        names the file, the problem and what to do.
+    OSError
+        If the file cannot be written completely (no space left, a file-size limit, no
+        permission); the message names the file, and a previous file there stays intact.
     """
-    from .estimator import ActionMatching  # the estimator module imports this one
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No saved model at {path}.")
-    payload = read_payload(path, MODEL)
-    params = {key: value for key, value in payload["params"].items() if key not in _LOCAL_PARAMS}
-    params["cost"] = resolve_cost(params["cost"])
-    if not isinstance(params["hidden_dims"], str):  # "auto" stays a name
-        params["hidden_dims"] = tuple(params["hidden_dims"])
-    network = build_potential(payload["potential_config"])
-    network.load_state_dict(payload["state_dict"])
-    fitted = payload["fitted"]
-    est = ActionMatching(device=device, **params)
-    est._set_domain(device=resolve_device(device), dim=int(fitted["dim_"]), t_range=tuple(fitted["t_range_"]))
-    est._set_fitted(potential=network, loss_curve=fitted["loss_curve_"].numpy(), fit_time=float(fitted["fit_time_"]))
-    est.metadata_ = payload.get("metadata", {})
-    for key in _RESOLVED:  # files written before these were recorded lack them
-        if key in fitted:
-            setattr(est, key, tuple(fitted[key]) if key == "hidden_dims_" else fitted[key])
-    return est
+    try:
+        with atomic_path(file) as tmp:
+            torch.save(payload, tmp)
+    except RuntimeError as err:  # torch reports a failed write of its archive as a RuntimeError
+        raise OSError(f"Could not write {file}: {err}. Free disk space or choose another folder.") from err

@@ -112,11 +112,9 @@ TimeProposal = UniformTimeProposal | QuasiUniformTimeProposal | AdaptiveTimeProp
 
 
 def make_time_proposal(name: str) -> TimeProposal:
-    """``"quasi-uniform"``, ``"uniform"`` or ``"adaptive"``."""
+    """The proposal named ``"quasi-uniform"`` or ``"adaptive"`` (:data:`~trajinfer._defaults.TIME_PROPOSALS`)."""
     if name == "quasi-uniform":
         return QuasiUniformTimeProposal()
-    if name == "uniform":
-        return UniformTimeProposal()
     if name == "adaptive":
         return AdaptiveTimeProposal()
     raise ValueError(f"Unknown time_proposal {name!r}; choose one of {TIME_PROPOSALS}.")

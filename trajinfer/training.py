@@ -6,7 +6,7 @@ The Action Matching estimator and every baseline (score matching, flow matching)
 iteration and calls ``backward`` on it.
 
 Divergence handling. Before each optimiser step the loop checks the loss and the gradient
-norm; every ``snapshot_every`` iterations, while the fit is healthy, it keeps a copy of the
+norm; every ``rollback_every`` iterations, while the fit is healthy, it keeps a copy of the
 weights, the moving average and the optimiser state. A fit is stopped, and that copy restored,
 when
 
@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._defaults import LR_SCHEDULES
+from ._defaults import EMA_DECAY, GRAD_CLIP, LR_SCHEDULES
 
 __all__ = ["DivergenceError", "LR_SCHEDULES", "OptimizerSettings", "TrainingLoop", "lr_factor"]
 
@@ -89,8 +89,6 @@ class OptimizerSettings:
         Adam's L2 penalty.
     lr_schedule
         ``"cosine"`` (decay to 1% of ``lr`` over the fit) or ``"constant"``.
-    warmup
-        Iterations of linear warm-up from 0 to ``lr`` (0 for none).
     grad_clip
         Maximum gradient norm (``None`` disables clipping).
     ema_decay
@@ -101,24 +99,20 @@ class OptimizerSettings:
     lr: float = 1e-3
     weight_decay: float = 0.0
     lr_schedule: str = "cosine"
-    warmup: int = 0
-    grad_clip: float | None = 1.0
-    ema_decay: float | None = 0.999
+    grad_clip: float | None = GRAD_CLIP
+    ema_decay: float | None = EMA_DECAY
 
 
 def lr_factor(settings: OptimizerSettings, n_iter: int) -> Callable[[int], float]:
-    """Multiplier of the learning rate at each step: linear warm-up, then the schedule."""
-    warmup = int(settings.warmup)
+    """Multiplier of the learning rate at each step: 1, or a cosine decay from 1 to 0.01."""
     if settings.lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {settings.lr_schedule!r}.")
+    span = max(1, n_iter)
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
         if settings.lr_schedule == "constant":
             return 1.0
-        span = max(1, n_iter - warmup)
-        progress = min(step - warmup, span) / span
+        progress = min(step, span) / span
         return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
@@ -135,7 +129,7 @@ def _adam(params: list[torch.Tensor], **kwargs: float) -> torch.optim.Adam:
 
 
 @dataclass
-class _Snapshot:
+class _Rollback:
     iteration: int
     tensors: list[torch.Tensor]
     scheduler: dict
@@ -157,7 +151,7 @@ class TrainingLoop:
         Show a progress bar (left on screen; silent when the output is not a terminal).
     desc
         Label of the progress bar.
-    snapshot_every
+    rollback_every
         Iterations between copies of the healthy state kept for a rollback.
     loss_scale
         A bound on the size of a well-posed loss (``None`` if unknown), the reference of the
@@ -182,7 +176,7 @@ class TrainingLoop:
     n_iter: int
     progress: bool = True
     desc: str = "fit"
-    snapshot_every: int = 25
+    rollback_every: int = 25
     loss_scale: float | None = None
     optimizer: torch.optim.Optimizer = field(init=False)
     scheduler: torch.optim.lr_scheduler.LambdaLR = field(init=False)
@@ -196,8 +190,8 @@ class TrainingLoop:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(self.settings, self.n_iter))
         self.ema = [p.detach().clone() for p in self.params] if self.settings.ema_decay else None
         self.losses = np.full(self.n_iter, np.nan)
-        self._snapshot: _Snapshot | None = None
-        self._before_step: _Snapshot | None = None
+        self._rollback: _Rollback | None = None
+        self._before_step: _Rollback | None = None
         self._early: tuple[float, float] | None = None
         self._signal_start = self.n_iter - max(1, int(SIGNAL_FRACTION * self.n_iter))
         self._gradient_sum: list[torch.Tensor] | None = None
@@ -263,8 +257,8 @@ class TrainingLoop:
             runaway = self._runaway(it)
             if runaway is not None:
                 self._diverged(it, "runaway loss", runaway, hint, bar, False)
-            if it % self.snapshot_every == 0 and self._healthy(it):
-                self._snapshot = self._copy_state(it, self._snapshot)
+            if it % self.rollback_every == 0 and self._healthy(it):
+                self._rollback = self._copy_state(it, self._rollback)
             if it >= self._signal_start:
                 self._accumulate_gradient(grad_norm, max_norm)
             self._before_step = self._copy_state(it, self._before_step)
@@ -327,17 +321,17 @@ class TrainingLoop:
     def _healthy(self, it: int) -> bool:
         reference = self._reference(it)
         if reference is None:
-            return it == 0 or self._snapshot is None
+            return it == 0 or self._rollback is None
         centre, scale = reference
         return abs(self.losses[it] - centre) <= HEALTHY_FACTOR * scale
 
     # ------------------------------------------------------------ rollback
-    def _copy_state(self, it: int, into: _Snapshot | None) -> _Snapshot:
+    def _copy_state(self, it: int, into: _Rollback | None) -> _Rollback:
         """The weights, moving average and optimiser state about to be stepped at ``it``, copied
         into the buffers of ``into`` when it has them (no allocation once the state exists)."""
         tensors = self._state_tensors()
         if into is None or len(into.tensors) != len(tensors):
-            return _Snapshot(iteration=it, tensors=[t.detach().clone() for t in tensors],
+            return _Rollback(iteration=it, tensors=[t.detach().clone() for t in tensors],
                              scheduler=dict(self.scheduler.state_dict()))
         torch._foreach_copy_(into.tensors, [t.detach() for t in tensors])
         into.iteration, into.scheduler = it, dict(self.scheduler.state_dict())
@@ -350,7 +344,7 @@ class TrainingLoop:
         tensors.extend(b for b in self.network.buffers())
         return tensors
 
-    def _restore(self, snap: _Snapshot | None) -> int:
+    def _restore(self, snap: _Rollback | None) -> int:
         if snap is None:
             return 0
         tensors = self._state_tensors()
@@ -367,8 +361,8 @@ class TrainingLoop:
         return snap.iteration
 
     def _diverged(self, it: int, reason: str, what: str, hint: str, bar: Iterable, previous_step: bool) -> None:
-        kept = self._restore(self._before_step if previous_step else self._snapshot)
-        self.losses = self.losses[: kept + 1] if previous_step or self._snapshot is not None else self.losses[:0]
+        kept = self._restore(self._before_step if previous_step else self._rollback)
+        self.losses = self.losses[: kept + 1] if previous_step or self._rollback is not None else self.losses[:0]
         bar.close()
         raise DivergenceError(
             f"The fit stopped at iteration {it}: {what}. The model keeps the weights of iteration {kept}, "

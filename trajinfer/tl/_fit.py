@@ -11,6 +11,7 @@ from anndata import AnnData
 
 from .. import _defaults as defaults
 from .._distributed import is_main_process
+from .._run import RunConfig, as_run_config
 from ..estimator import ActionMatching
 from ..losses import is_entropic, is_unbalanced
 from ..paths import SnapshotPath
@@ -66,13 +67,14 @@ def fit(
     sigma: float | str | None = "auto",
     interpolation: str = defaults.INTERPOLATION,
     pairing: str = "auto",
-    n_iter: int = defaults.N_ITER,
+    n_iter: int | str = "auto",
     batch_size: int = defaults.BATCH_SIZE,
-    lr: float = defaults.LR,
-    hidden_dims: Sequence[int] = defaults.HIDDEN_DIMS,
+    lr: float | str = "auto",
+    hidden_dims: Sequence[int] | str = "auto",
     device: str = "auto",
     seed: int | np.random.Generator = 0,
     progress: bool = True,
+    run: RunConfig | Mapping[str, Any] | None = None,
     key_added: str = "tj",
     copy: bool = False,
     masses: Any = None,
@@ -111,8 +113,14 @@ def fit(
     pairing
         How ``"ot"`` and ``"sb"`` pair consecutive snapshots: ``"full"`` (one plan between all
         their cells), ``"minibatch"`` or ``"auto"`` (see :class:`~trajinfer.SnapshotPath`).
-    n_iter, batch_size, lr, hidden_dims, device, seed, progress
-        Passed to :class:`~trajinfer.ActionMatching`.
+    n_iter, batch_size, lr, hidden_dims, seed
+        Passed to :class:`~trajinfer.ActionMatching` (``"auto"``: its values on snapshots).
+    device, progress
+        Where the fit runs and whether it shows a progress bar (settings of ``run``).
+    run
+        Other run settings (:class:`~trajinfer.RunConfig`: checkpoints, ``distributed`` under
+        ``torchrun``, ``grad_accumulation``, ``compile``); ``device`` and ``progress`` override
+        its own.
     key_added
         Prefix of the results written to ``adata``.
     copy
@@ -133,9 +141,7 @@ def fit(
     min_cells
         Fewest cells allowed per time point.
     **estimator_params
-        Other :class:`~trajinfer.ActionMatching` parameters (``cost``, ``ema_decay``, ...),
-        including those for long and large fits: ``checkpoint_path``, ``checkpoint_every``,
-        ``resume``, ``distributed`` (under ``torchrun``), ``grad_accumulation``, ``compile``.
+        Other :class:`~trajinfer.ActionMatching` parameters (``cost``, ``ema_decay``, ...).
 
     Returns
     -------
@@ -173,9 +179,10 @@ def fit(
     )
     if is_unbalanced(method):
         estimator_params["growth_scale"] = path.length() if growth_scale == "auto" else growth_scale
+    run = as_run_config(run).replace(device=device, progress=progress)
     model = ActionMatching(
         method=method, sigma=sigma_value if entropic else None, hidden_dims=hidden_dims, n_iter=n_iter,
-        batch_size=batch_size, lr=lr, device=device, seed=seed, progress=progress, **estimator_params,
+        batch_size=batch_size, lr=lr, seed=seed, run=run, **estimator_params,
     ).fit(path)
     target = adata.copy() if copy else adata
     if pending_pca is not None:
@@ -185,7 +192,11 @@ def fit(
     target.obsm[f"{key_added}_velocity"] = velocity.astype(np.float32)
     if is_unbalanced(method):
         target.obs[f"{key_added}_growth"] = batched(model.growth, X, labels.values).astype(np.float32)
-    params = {"method": method, "interpolation": interpolation, "pairing": path.pairing, "n_iter": int(n_iter), "batch_size": int(batch_size), "lr": float(lr), "hidden_dims": np.asarray(hidden_dims), "seed": seed if isinstance(seed, int) else -1}
+    params = {
+        "method": method, "interpolation": interpolation, "pairing": path.pairing, "n_iter": model.n_iter_,
+        "batch_size": int(batch_size), "lr": model.lr_, "hidden_dims": np.asarray(model.hidden_dims_),
+        "seed": seed if isinstance(seed, int) else -1,
+    }
     if sigma_value is not None:
         params["sigma"] = sigma_value
     record = FitRecord(
