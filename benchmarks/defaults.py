@@ -97,8 +97,8 @@ def name_of(candidate: dict[str, Any]) -> str:
 def defaults_name() -> str:
     """Name of the row fitted with every ``tj.fit`` default (no setting passed), saying what they are."""
     exact = EXACT_LAPLACIAN_MAX_DIM["training"]
-    return (f"tj.fit defaults: {defaults.INTERPOLATION}, lr={defaults.LR:g}, n_iter={defaults.N_ITER}, "
-            f"hidden_dims={list(defaults.HIDDEN_DIMS)}, Laplacian exact up to {exact}-D")
+    return (f"tj.fit defaults: {defaults.INTERPOLATION}, lr={defaults.ON_SNAPSHOTS['lr']:g}, n_iter={defaults.ON_SNAPSHOTS['n_iter']}, "
+            f"hidden_dims={list(defaults.ON_SNAPSHOTS['hidden_dims'])}, Laplacian exact up to {exact}-D")
 
 
 def evaluate(candidate: dict[str, Any], sets: dict[str, tuple[Any, str, list[Any] | None]], quick: bool,
@@ -128,8 +128,8 @@ def evaluate(candidate: dict[str, Any], sets: dict[str, tuple[Any, str, list[Any
 
 
 def base() -> dict[str, Any]:
-    return {"interpolation": defaults.INTERPOLATION, "lr": defaults.LR, "n_iter": defaults.N_ITER,
-            "hidden_dims": list(defaults.HIDDEN_DIMS)}
+    return {"interpolation": defaults.INTERPOLATION, "lr": defaults.ON_SNAPSHOTS['lr'], "n_iter": defaults.ON_SNAPSHOTS['n_iter'],
+            "hidden_dims": list(defaults.ON_SNAPSHOTS['hidden_dims'])}
 
 
 def with_seed_one(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -216,8 +216,8 @@ def speed(sets: dict[str, tuple[Any, str, list[Any] | None]], out: Path, argv: l
     prov = C.provenance(argv=argv)
     md = "\n".join([
         "# Speed of the default fit", "", C.provenance_md(prov), "",
-        f"`tj.fit(adata, time_key)` with every default (eAM, {defaults.INTERPOLATION} path, lr {defaults.LR:g}, "
-        f"{defaults.N_ITER} iterations, {defaults.HIDDEN_DIMS} network, Laplacian exact up to "
+        f"`tj.fit(adata, time_key)` with every default (eAM, {defaults.INTERPOLATION} path, lr {defaults.ON_SNAPSHOTS['lr']:g}, "
+        f"{defaults.ON_SNAPSHOTS['n_iter']} iterations, {defaults.ON_SNAPSHOTS['hidden_dims']} network, Laplacian exact up to "
         f"{EXACT_LAPLACIAN_MAX_DIM['training']} dimensions), one thread. *CPU s*: CPU time of the "
         "process over the whole call (what the fit costs on one thread); *wall s*: elapsed time on this shared "
         "machine (longer when other jobs run). Median and range over the repeats. *machine GFLOP/s*: one-thread "

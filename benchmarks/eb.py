@@ -167,7 +167,7 @@ def fit_am(val: list[np.ndarray], method: str, interpolation: str, settings: dic
     path = tj.SnapshotPath(X, t, interpolation=interpolation, sigma=sigma, smoothing=settings.get("smoothing", "auto"))
     if method == "ueam":  # as tj.fit does: the growth length scale is the data's path length
         estimator_settings.setdefault("growth_scale", path.length())
-    model = tj.ActionMatching(method=method, sigma=sigma, seed=seed, progress=False, device="cpu", **estimator_settings)
+    model = tj.ActionMatching(method=method, sigma=sigma, seed=seed, run=tj.RunConfig(progress=False, device="cpu"), **estimator_settings)
     return model.fit(path)
 
 
@@ -288,8 +288,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "sf2m": args.cfm_iters or (10 if quick else 2000)}
     base = {"hidden_dims": (32, 32) if quick else (128, 128, 128), "n_iter": n_iter, "batch_size": 64 if quick else 256, "lr": 1e-3}
     if args.defaults or args.loo:
-        base = {"hidden_dims": (32, 32) if quick else defaults.HIDDEN_DIMS, "n_iter": args.n_iter or (10 if quick else defaults.N_ITER),
-                "batch_size": 64 if quick else defaults.BATCH_SIZE, "lr": defaults.LR}
+        base = {"hidden_dims": (32, 32) if quick else defaults.ON_SNAPSHOTS['hidden_dims'], "n_iter": args.n_iter or (10 if quick else defaults.ON_SNAPSHOTS['n_iter']),
+                "batch_size": 64 if quick else defaults.BATCH_SIZE, "lr": defaults.ON_SNAPSHOTS['lr']}
     prov = C.provenance({"mode": "quick" if quick else "full"}, argv, f"benchmarks/{Path(__file__).name}")
     print(C.provenance_md(prov), flush=True)
 
@@ -731,7 +731,7 @@ def markdown(p: dict[str, Any]) -> str:
         if not t:
             parts.append("These are `tj.fit`'s defaults, not tuned on this data: they were chosen by leave-one-time-point-out "
                          "W1 on training data across the embryoid body, dyngen and petals (`defaults.md`); the smoothing is "
-                         "`smoothing=\"auto\"`." if settings.get("lr") == defaults.LR and settings.get("n_iter") == defaults.N_ITER
+                         "`smoothing=\"auto\"`." if settings.get("lr") == defaults.ON_SNAPSHOTS['lr'] and settings.get("n_iter") == defaults.ON_SNAPSHOTS['n_iter']
                          else "No val-only selection was run for it; the settings were fixed beforehand.")
             continue
         chosen = {k: v for k, v in t["chosen"].items() if k != "batch_size"}

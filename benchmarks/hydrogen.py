@@ -307,8 +307,8 @@ def main(argv: list[str] | None = None) -> dict:
     est = tj.ActionMatching(
         method="am", potential="residual", hidden_dims=tuple(cfg["hidden_dims"]), activation="silu",
         n_iter=cfg["am_iter"], batch_size=cfg["am_batch_size"], lr=cfg["am_lr"], ema_decay=cfg["am_ema"],
-        time_proposal=cfg["am_time_proposal"], time_frequencies=cfg["am_time_frequencies"], device=args.device,
-        seed=args.seed, progress=False,
+        time_proposal=cfg["am_time_proposal"], time_frequencies=cfg["am_time_frequencies"], seed=args.seed,
+        run=tj.RunConfig(device=args.device, progress=False),
     ).fit(path)
     clock.log(f"AM fitted: {cfg['am_iter']} iterations in {est.fit_time_:.0f}s")
     if args.save_model is not None:

@@ -50,7 +50,7 @@ def load_dyngen10(data: Path) -> tuple[Any, str, list[Any]]:
 
 
 def one_step(val: list[np.ndarray], test: list[np.ndarray], interpolation: str, lr: float, quick: bool) -> dict[str, Any]:
-    settings = {"hidden_dims": defaults.HIDDEN_DIMS, "n_iter": 20 if quick else defaults.N_ITER,
+    settings = {"hidden_dims": defaults.ON_SNAPSHOTS['hidden_dims'], "n_iter": 20 if quick else defaults.ON_SNAPSHOTS['n_iter'],
                 "batch_size": defaults.BATCH_SIZE, "lr": lr}
     model = EB.fit_am(val, "eam", interpolation, settings)
     bws = [EB.bandwidth(t) for t in test]

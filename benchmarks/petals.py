@@ -90,11 +90,11 @@ def run_one(n_times: int, args, quick: bool) -> dict[str, Any]:
 
     # trajinfer eAM
     sigma = default_sigma(X, t)
-    settings = {"hidden_dims": defaults.HIDDEN_DIMS, "n_iter": args.n_iter, "batch_size": defaults.BATCH_SIZE, "lr": args.lr}
+    settings = {"hidden_dims": defaults.ON_SNAPSHOTS['hidden_dims'], "n_iter": args.n_iter, "batch_size": defaults.BATCH_SIZE, "lr": args.lr}
     rec: dict[str, Any] = {"settings": {**settings, "sigma": sigma, "interpolation": args.interpolation, "smoothing": args.smoothing}}
     with C.measure(rec):
         path = tj.SnapshotPath(X, t, interpolation=args.interpolation, sigma=sigma, smoothing=args.smoothing)
-        model = tj.ActionMatching(method="eam", sigma=sigma, seed=0, progress=False, device="cpu", **settings).fit(path)
+        model = tj.ActionMatching(method="eam", sigma=sigma, seed=0, run=tj.RunConfig(progress=False, device="cpu"), **settings).fit(path)
     t0 = time.perf_counter()
     tr = model.simulate(np.tile(snaps[0], (args.repeats, 1)), 0, n_times - 1, n_steps=steps_per_unit * (n_times - 1), seed=0, progress=False)
     idx = [k * steps_per_unit for k in range(n_times)]
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--mioflow-epochs", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--interpolation", default=defaults.INTERPOLATION)
-    parser.add_argument("--lr", type=float, default=defaults.LR, help="trajinfer learning rate")
+    parser.add_argument("--lr", type=float, default=defaults.ON_SNAPSHOTS['lr'], help="trajinfer learning rate")
     parser.add_argument("--smoothing", default="auto", help="snapshot kernel width (data units) or 'auto'")
     parser.add_argument("--loo", action="store_true", help="leave-one-time-point-out protocol at 5 time points (petals_loo.md/json)")
     parser.add_argument("--reuse-peers", type=Path, default=None, metavar="JSON",
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return merge(args.out)
     quick = args.quick
     args.n_per_time = args.n_per_time or (30 if quick else 200)
-    args.n_iter = args.n_iter or (20 if quick else defaults.N_ITER)
+    args.n_iter = args.n_iter or (20 if quick else defaults.ON_SNAPSHOTS['n_iter'])
     if args.smoothing != "auto":
         args.smoothing = float(args.smoothing)
     args.mioflow_epochs = args.mioflow_epochs or (2 if quick else 100)

@@ -77,7 +77,7 @@ class Config:
     jet_batch: int
 
 
-FULL = Config(sizes=(10_000, 100_000, 1_000_000), hidden=defaults.HIDDEN_DIMS, batch=defaults.BATCH_SIZE, warmup=3, timed=15,
+FULL = Config(sizes=(10_000, 100_000, 1_000_000), hidden=defaults.ON_SNAPSHOTS['hidden_dims'], batch=defaults.BATCH_SIZE, warmup=3, timed=15,
               sim_steps=2, chunk=100_000, jet_reps=15,
               jet_hiddens=((64, 64), (128, 128, 128), (256, 256, 256)), jet_batch=256)
 QUICK = Config(sizes=(1_000, 10_000), hidden=(64, 64), batch=128, warmup=1, timed=4, sim_steps=1, chunk=5_000, jet_reps=3,
@@ -170,7 +170,7 @@ def run_size(n: int, device_name: str, cfg: Config) -> dict[str, Any]:
 
     model = tj.ActionMatching(
         method="eam", sigma=SIGMA, hidden_dims=cfg.hidden, batch_size=cfg.batch, n_iter=cfg.warmup + cfg.timed + 1,
-        device=device_name, progress=False, seed=0,
+        run=tj.RunConfig(device=device_name, progress=False), seed=0,
     )
     timed = TimedPath(path)
     before = rss_mb()

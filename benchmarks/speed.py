@@ -50,7 +50,7 @@ from trajinfer.costs import resolve_cost  # noqa: E402
 from trajinfer.losses import action_matching_loss  # noqa: E402
 from trajinfer.networks import MLPPotential  # noqa: E402
 from trajinfer.paths import CallablePath  # noqa: E402
-from trajinfer.time_sampling import make_time_proposal  # noqa: E402
+from trajinfer.time_sampling import UniformTimeProposal  # noqa: E402
 
 SIGMA = 0.5
 VARIANTS = ("jet", "autograd", "naive loop", "hutchinson")
@@ -95,7 +95,7 @@ def make_step(variant: str, d: int, batch: int, device, seed: int = 0):
     net = MLPPotential(d, (128, 128, 128), "silu").to(device)
     model = NoJet(net) if variant in ("autograd", "naive loop") else net
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    proposal = make_time_proposal("uniform")
+    proposal = UniformTimeProposal()
     cost = resolve_cost("quadratic")
     gen = torch.Generator(device=device).manual_seed(seed)
     lap = "hutchinson" if variant == "hutchinson" else "exact"

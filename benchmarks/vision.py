@@ -160,7 +160,7 @@ def _am(path: vision.InterpolantPath, unet: dict, n_iter: int, batch: int, lr: f
 
 
 def _am_sample(est: tj.ActionMatching, path: vision.InterpolantPath, x0: torch.Tensor, steps: int) -> torch.Tensor:
-    traj = est.simulate(x0.cpu().numpy(), 0.0, 1.0, n_steps=steps, method="rk4", progress=False)
+    traj = est.simulate(x0.cpu().numpy(), 0.0, 1.0, n_steps=steps, solver="rk4", progress=False)
     return path.postprocess(torch.as_tensor(traj.X[-1]))
 
 

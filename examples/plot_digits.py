@@ -78,7 +78,7 @@ path = vision.LinearPath(train.images, bin_width=digits.bin_width)
 if FAST:  # a fully connected potential s(t, x)
     est = tj.ActionMatching(
         potential="mlp", hidden_dims=(256,) * 3, n_iter=2000, batch_size=128, time_weight=path.time_weight,
-        lr=2e-3, progress=False, seed=0,
+        lr=2e-3, seed=0, run={"progress": False},
     ).fit(path)
 else:  # the paper's choice: s = <unet(t, x), x>
     est = vision.action_matching(
@@ -94,7 +94,7 @@ tj.pl.loss(est)
 # Simulate the learned ODE :math:`dx/d\tau = \nabla s_\tau(x)` from fresh noise with RK4.
 # Left: generated digits; right: real test digits for comparison.
 x_noise = path.prior_sample(48, torch.Generator().manual_seed(1))
-traj = est.simulate(x_noise.numpy(), 0.0, 1.0, n_steps=20, method="rk4")
+traj = est.simulate(x_noise.numpy(), 0.0, 1.0, n_steps=20, solver="rk4")
 generated = path.to_images(torch.as_tensor(traj.X[-1]))
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")

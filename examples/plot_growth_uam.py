@@ -59,7 +59,7 @@ print("share of the right group:", np.round(right_mass / masses, 2))
 # that would mean teleporting mass over a region where nobody is observed (see
 # :doc:`/theory`), so it gets the optimal-transport path, which moves the excess along
 # straight lines.
-common = dict(hidden_dims=(64, 64), lr=2e-3, seed=0, progress=False)
+common = dict(hidden_dims=(64, 64), lr=2e-3, seed=0, run={"progress": False})
 uam = tj.ActionMatching(method="uam", n_iter=N_ITER, batch_size=256, **common)
 uam.fit(tj.SnapshotPath(snapshots, days, masses=masses))
 am = tj.ActionMatching(method="am", n_iter=N_ITER // 2, batch_size=128, **common)

@@ -48,7 +48,7 @@ print(f"{len(path.times)} times x {path.data.n_samples} samples in {path.dim} di
 # (``time_frequencies=4``; on a sampled path the default is one).
 est = tj.ActionMatching(
     potential="residual", hidden_dims=(128, 128, 128), time_frequencies=4,
-    n_iter=N_ITER, batch_size=512, lr=1e-3, progress=False, seed=0,
+    n_iter=N_ITER, batch_size=512, lr=1e-3, seed=0, run={"progress": False},
 ).fit(path)
 print(f"fitted in {est.fit_time_:.1f} s")
 

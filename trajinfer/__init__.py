@@ -13,8 +13,9 @@ __version__ = "0.1.0"
 
 from . import metrics
 from ._run import RunConfig
+from ._saved import load
 from .dynamics import Dynamics
-from .estimator import ActionMatching, load
+from .estimator import ActionMatching
 from .paths import CallablePath, MarginalPath, SnapshotPath
 from .trajectories import Trajectories
 

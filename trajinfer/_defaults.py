@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 
 __all__ = [
     "AUTO_RULES", "BATCH_SIZE", "EMA_DECAY", "ESTIMATOR_METHOD", "GRAD_CLIP", "INTERPOLATION", "INTERPOLATIONS",
-    "LAPLACIANS", "LR_SCHEDULES", "METHOD", "METHODS", "PAIRINGS", "TIME_PROPOSAL", "TIME_PROPOSALS", "Interpolation",
+    "LAPLACIANS", "LR_SCHEDULES", "METHOD", "METHODS", "ON_SNAPSHOTS", "PAIRINGS", "TIME_PROPOSAL", "TIME_PROPOSALS", "Interpolation",
     "LRSchedule", "Laplacian", "Method", "Pairing", "TimeProposalName", "resolve_auto",
 ]
 
@@ -61,6 +61,9 @@ AUTO_RULES: dict[str, tuple[Any, Any, str]] = {
                        "at the larger rate"),
     "time_frequencies": (4, 1, "fewer time features fit less of the gradient's noise on sampled paths"),
 }
+
+#: The values ``"auto"`` takes on snapshots: what :func:`trajinfer.fit` fits cells with.
+ON_SNAPSHOTS: dict[str, Any] = {name: rule[0] for name, rule in AUTO_RULES.items()}
 
 
 def resolve_auto(name: str, value: Any, *, on_snapshots: bool) -> Any:

@@ -9,6 +9,7 @@ shows the modelling choices.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral
@@ -19,7 +20,7 @@ import torch
 
 from ._validation import Constraint, Device, Interval, validate_params
 
-__all__ = ["RUN_SETTINGS", "RunConfig", "as_run_config"]
+__all__ = ["RUN_SETTINGS", "RunConfig", "as_run_config", "fold_run_settings"]
 
 
 @dataclass(frozen=True)
@@ -114,3 +115,22 @@ def as_run_config(run: RunConfig | Mapping[str, Any] | None) -> RunConfig:
             raise ValueError(f"Unknown run settings {unknown}; RunConfig takes {list(RUN_SETTINGS)}.")
         return RunConfig(**run)
     raise TypeError(f"run must be a trajinfer.RunConfig, a dict of its settings or None; got {type(run).__name__}.")
+
+
+def fold_run_settings(run: RunConfig | Mapping[str, Any] | None, settings: dict[str, Any], *, owner: str) -> RunConfig:
+    """Fold run settings passed as keywords of ``owner`` into ``run``, with a FutureWarning.
+
+    Raises
+    ------
+    TypeError
+        For a keyword that is not a run setting.
+    """
+    unknown = sorted(set(settings) - set(RUN_SETTINGS))
+    if unknown:
+        raise TypeError(f"{owner} got unexpected keyword argument(s) {unknown}.")
+    named = ", ".join(f"{key}={value!r}" for key, value in settings.items())
+    warnings.warn(
+        f"{owner}({named}) is deprecated and will be removed in the next release: run settings go in one "
+        f"parameter, {owner}(run=tj.RunConfig({named})).", FutureWarning, stacklevel=3,
+    )
+    return as_run_config(run).replace(**settings)

@@ -23,7 +23,7 @@ from ._defaults import INTERPOLATIONS, METHODS
 from ._device import resolve_device
 from ._distributed import is_main_process
 from ._io import atomic_path
-from .persistence import load
+from ._saved import load
 
 if TYPE_CHECKING:
     from .tl import FitRecord
@@ -97,10 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--n-comps", type=_positive_int, default=None, help="keep the first N columns of the representation")
     fit.add_argument("--sigma", type=_sigma, default="auto", help="diffusion coefficient for eam/ueam, or 'auto' (default)")
     fit.add_argument("--interpolation", choices=INTERPOLATIONS, default=defaults.INTERPOLATION, help=f"marginal path between snapshots (default: {defaults.INTERPOLATION})")
-    fit.add_argument("--n-iter", type=_positive_int, default=defaults.N_ITER, help=f"training iterations (default: {defaults.N_ITER})")
+    n_iter, lr, hidden_dims = (defaults.ON_SNAPSHOTS[name] for name in ("n_iter", "lr", "hidden_dims"))
+    fit.add_argument("--n-iter", type=_positive_int, default=None, help=f"training iterations (default: {n_iter})")
     fit.add_argument("--batch-size", type=_positive_int, default=defaults.BATCH_SIZE, help=f"samples per iteration (default: {defaults.BATCH_SIZE})")
-    fit.add_argument("--lr", type=float, default=defaults.LR, help=f"Adam learning rate (default: {defaults.LR:g})")
-    fit.add_argument("--hidden-dims", type=_hidden_dims, default=defaults.HIDDEN_DIMS, help=f"layer widths, e.g. 64,64 (default: {','.join(map(str, defaults.HIDDEN_DIMS))})")
+    fit.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default: {lr:g})")
+    fit.add_argument("--hidden-dims", type=_hidden_dims, default=None, help=f"layer widths, e.g. 64,64 (default: {','.join(map(str, hidden_dims))})")
     fit.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     fit.add_argument("--key-added", default="tj", help="prefix of the results written to the data (default: tj)")
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "finite-sample floor, and save a figure and a JSON file.",
     )
     demo.add_argument("--out", default="trajinfer_demo", metavar="DIR", help="output folder (default: trajinfer_demo)")
-    demo.add_argument("--n-iter", type=_positive_int, default=None, help=f"training iterations (default: {defaults.N_ITER}, 400 with --quick)")
+    demo.add_argument("--n-iter", type=_positive_int, default=None, help=f"training iterations (default: {n_iter}, 400 with --quick)")
     demo.add_argument("--quick", action="store_true", help="a smaller, faster run")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.set_defaults(handler=_run_demo)
@@ -215,9 +216,9 @@ def _run_fit(args: argparse.Namespace) -> int:
     adata = _read_h5ad(args.input)
     model = fit(
         adata, args.time_key, method=args.method, use_rep=args.use_rep, n_comps=args.n_comps, sigma=args.sigma,
-        interpolation=args.interpolation, n_iter=args.n_iter, batch_size=args.batch_size, lr=args.lr,
-        hidden_dims=args.hidden_dims, device=args.device, seed=args.seed, progress=not args.quiet, key_added=args.key_added,
-        distributed=args.distributed,
+        interpolation=args.interpolation, n_iter=args.n_iter or "auto", batch_size=args.batch_size,
+        lr=args.lr or "auto", hidden_dims=args.hidden_dims or "auto", device=args.device, seed=args.seed, progress=not args.quiet, key_added=args.key_added,
+        run={"distributed": args.distributed},
     )
     if not is_main_process():
         return 0

@@ -31,7 +31,7 @@ __all__ = ["format_table", "run_demo"]
 
 N_TIMES = 5
 # the full demo fits with tj.fit's own defaults, as a user would
-DEFAULT = {"n_per_time": 400, "n_iter": defaults.N_ITER, "hidden_dims": defaults.HIDDEN_DIMS, "batch_size": defaults.BATCH_SIZE,
+DEFAULT = {"n_per_time": 400, "n_iter": "auto", "hidden_dims": "auto", "batch_size": defaults.BATCH_SIZE,
            "n_repeats": 5, "n_steps": 100}
 QUICK = {"n_per_time": 200, "n_iter": 400, "hidden_dims": (64, 64), "batch_size": 128, "n_repeats": 3, "n_steps": 40}
 
@@ -45,7 +45,7 @@ def run_demo(out_dir: str | Path = "trajinfer_demo", n_iter: int | None = None, 
         Folder for ``demo.png`` (snapshots with simulated trajectories, per-time W1 bars) and
         ``results.json``; created if missing.
     n_iter
-        Training iterations (default 2000, or 400 with ``quick``).
+        Training iterations (default: those of :func:`trajinfer.fit`, or 400 with ``quick``).
     quick
         A smaller data set, network and budget (about 20 s on two CPU cores instead of about
         a minute).

@@ -31,21 +31,13 @@ from .integrators import integrate_ode, integrate_sde
 from .losses import action_matching_loss, is_entropic, is_unbalanced
 from .networks import MLPPotential, build_potential
 from .paths import MarginalPath
-from .persistence import FileKind, read_payload, to_plain, write_payload
+from .persistence import DYNAMICS, read_payload, to_plain, write_payload
 from .time_sampling import QuasiUniformTimeProposal
 from .trajectories import Trajectories
 
-__all__ = ["DYNAMICS", "Dynamics", "SigmaLike", "internal_diffusion_sq"]
+__all__ = ["Dynamics", "SigmaLike", "internal_diffusion_sq"]
 
 SigmaLike = float | Callable[[torch.Tensor], torch.Tensor] | None
-
-DYNAMICS = FileKind(
-    format="trajinfer.Dynamics",
-    version=1,
-    description="saved trajinfer Dynamics",
-    remedy="Check the path; otherwise save the fitted dynamics again (Dynamics.save) or refit them.",
-    keys=("method", "sigma", "cost", "growth_scale", "dim", "t_range", "potential_config", "state_dict"),
-)
 
 _UNSET: Any = object()  # marks a deprecated keyword that was not passed
 

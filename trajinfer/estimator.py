@@ -17,7 +17,7 @@ from . import _defaults as defaults
 from ._device import resolve_device
 from ._distributed import is_main_process, setup_distributed
 from ._random import SeedLike, as_int_seed, torch_generator
-from ._run import RUN_SETTINGS, RunConfig, as_run_config
+from ._run import RunConfig, as_run_config, fold_run_settings
 from ._train import FitPlan, train
 from ._validation import Constraint, Interval, Options, PositiveIntegers, check_parameter, validate_params
 from .costs import KineticCost, QuadraticCost, resolve_cost
@@ -28,26 +28,18 @@ from .losses import is_entropic
 from .networks import _ACTIVATIONS, POTENTIAL_FORMS
 from .params import EstimatorParams, not_fitted_error
 from .paths import CallablePath, MarginalPath, SnapshotPath
-from .persistence import FileKind, read_payload, to_plain, write_payload
-from .trajectories import Trajectories
+from .persistence import MODEL, to_plain, write_payload
 from .training import OptimizerSettings
+from .trajectories import Trajectories
 
-__all__ = ["MODEL", "ActionMatching", "load"]
-
-MODEL = FileKind(
-    format="trajinfer.ActionMatching",
-    version=2,
-    description="saved trajinfer ActionMatching model",
-    remedy="Check the path; otherwise save the model again (ActionMatching.save, or 'trajinfer fit --model') or refit it.",
-    keys=("params", "fitted"),
-)
+__all__ = ["ActionMatching"]
 # estimator parameters a resumed fit must share with the fit that wrote its checkpoint
 _RESUME_PARAMS = (
     "method", "hidden_dims", "activation", "time_frequencies", "batch_size", "lr", "weight_decay", "lr_schedule",
     "grad_clip", "ema_decay", "laplacian", "n_probes", "time_proposal", "growth_scale",
 )
 # the settings a fit resolved from "auto", kept with the fitted model
-_RESOLVED = ("lr_", "time_frequencies_", "hidden_dims_")
+RESOLVED = ("lr_", "time_frequencies_", "hidden_dims_")
 
 
 class ActionMatching(EstimatorParams):
@@ -219,7 +211,7 @@ class ActionMatching(EstimatorParams):
         self.time_proposal = time_proposal
         self.growth_scale = growth_scale
         self.seed = seed
-        self.run = run if not run_settings else _moved_run_settings(run, run_settings)
+        self.run = run if not run_settings else fold_run_settings(run, run_settings, owner="ActionMatching")
 
     # ------------------------------------------------------------------ fitting
     def fit(self, path: MarginalPath | Callable, *, t_range: tuple[float, float] | None = None, n_iter: Any = _UNSET) -> ActionMatching:
@@ -445,66 +437,8 @@ class ActionMatching(EstimatorParams):
         params = {key: to_plain(value) for key, value in self.get_params().items() if key not in ("cost", "run")}
         params["seed"] = None if isinstance(self.seed, np.random.Generator) else as_int_seed(self.seed)
         fitted = {"loss_curve_": torch.as_tensor(self.loss_curve_), "n_iter_": self.n_iter_, "fit_time_": self.fit_time_}
-        fitted.update({key: to_plain(getattr(self, key)) for key in _RESOLVED if hasattr(self, key)})
+        fitted.update({key: to_plain(getattr(self, key)) for key in RESOLVED if hasattr(self, key)})
         write_payload({
             "format": MODEL.format, "version": MODEL.version, "params": params, "dynamics": dynamics.to_payload(),
             "fitted": fitted, "metadata": getattr(self, "metadata_", {}),
         }, file)
-
-
-def _moved_run_settings(run: RunConfig | Mapping[str, Any] | None, settings: dict[str, Any]) -> RunConfig:
-    """Fold run settings passed as estimator keywords into ``run``, with a FutureWarning."""
-    unknown = sorted(set(settings) - set(RUN_SETTINGS))
-    if unknown:
-        raise TypeError(f"ActionMatching got unexpected keyword argument(s) {unknown}.")
-    named = ", ".join(f"{key}={value!r}" for key, value in settings.items())
-    warnings.warn(
-        f"ActionMatching({named}) is deprecated and will be removed in the next release: run settings go in "
-        f"one parameter, ActionMatching(run=tj.RunConfig({named})).", FutureWarning, stacklevel=3,
-    )
-    return as_run_config(run).replace(**settings)
-
-
-def load(file: str | Path, device: str | torch.device = "auto") -> ActionMatching:
-    """Load a model saved by :meth:`ActionMatching.save` onto ``device``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If there is no file at ``file``.
-    ValueError
-        If the file cannot be read as a saved model (:func:`~trajinfer.persistence.read_payload`);
-        the message names the file, the problem and what to do.
-    """
-    if not Path(file).is_file():
-        raise FileNotFoundError(f"No saved model at {file}.")
-    payload = read_payload(file, MODEL)
-    params, fitted = dict(payload["params"]), payload["fitted"]
-    if payload["version"] == 1:  # the dynamics were stored beside the parameters
-        params = {key: value for key, value in params.items() if key in _V1_PARAMS}
-        params["run"] = {key: value for key, value in payload["params"].items() if key in RUN_SETTINGS and key != "device"
-                         and key not in ("checkpoint_path", "resume")}
-        dynamics = {
-            "method": params["method"], "sigma": params.get("sigma"), "cost": payload["params"]["cost"],
-            "growth_scale": params.get("growth_scale", 1.0), "dim": fitted["dim_"], "t_range": fitted["t_range_"],
-            "potential_config": payload["potential_config"], "state_dict": payload["state_dict"],
-        }
-    else:
-        dynamics = payload["dynamics"]
-    if not isinstance(params["hidden_dims"], str):  # "auto" stays a name
-        params["hidden_dims"] = tuple(params["hidden_dims"])
-    est = ActionMatching(cost=resolve_cost(dynamics["cost"]), **params)
-    est.run = as_run_config(est.run).replace(device=device)
-    est.dynamics_ = Dynamics.from_payload(dynamics, device=device)
-    est.laplacian_ = resolve_laplacian(est.laplacian, est.dynamics_.dim, use="training")
-    est.loss_curve_ = fitted["loss_curve_"].numpy().astype(float)
-    est.n_iter_, est.fit_time_ = len(est.loss_curve_), float(fitted["fit_time_"])
-    est.metadata_ = payload.get("metadata", {})
-    for key in _RESOLVED:  # files of early versions lack them
-        if key in fitted:
-            setattr(est, key, tuple(fitted[key]) if key == "hidden_dims_" else fitted[key])
-    return est
-
-
-# the modelling parameters of a version-1 model file (it also stored run settings and warmup)
-_V1_PARAMS = frozenset(ActionMatching._get_param_names()) - {"run", "cost"}

@@ -22,7 +22,7 @@ import torch
 
 from ._io import atomic_path
 
-__all__ = ["FileKind", "read_payload", "to_plain", "write_payload"]
+__all__ = ["DYNAMICS", "MODEL", "FileKind", "read_payload", "to_plain", "write_payload"]
 
 # the first bytes of a zip archive: what every torch.save file starts with
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -51,6 +51,22 @@ class FileKind:
     description: str
     remedy: str
     keys: tuple[str, ...]
+
+
+MODEL = FileKind(
+    format="trajinfer.ActionMatching",
+    version=2,
+    description="saved trajinfer ActionMatching model",
+    remedy="Check the path; otherwise save the model again (ActionMatching.save, or 'trajinfer fit --model') or refit it.",
+    keys=("params", "fitted"),
+)
+DYNAMICS = FileKind(
+    format="trajinfer.Dynamics",
+    version=1,
+    description="saved trajinfer Dynamics",
+    remedy="Check the path; otherwise save the fitted dynamics again (Dynamics.save) or refit them.",
+    keys=("method", "sigma", "cost", "growth_scale", "dim", "t_range", "potential_config", "state_dict"),
+)
 
 
 def to_plain(value: Any) -> Any:
