@@ -24,8 +24,8 @@ from ._checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from ._distributed import DistributedContext
 from ._run import RunConfig
 from .costs import KineticCost
-from .dynamics import SigmaLike, internal_diffusion_sq
-from .losses import action_matching_loss, is_entropic, is_unbalanced
+from .dynamics import Dynamics, SigmaLike
+from .losses import is_entropic, is_unbalanced
 from .networks import MLPPotential
 from .paths import MarginalPath
 from .time_sampling import AdaptiveTimeProposal, make_time_proposal
@@ -67,17 +67,12 @@ class FitPlan:
     t_range: tuple[float, float]
     setup: dict[str, Any]
 
-    @property
-    def diffusion_sq(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """σ² in internal time (entropic methods), else ``None``."""
-        return internal_diffusion_sq(self.sigma, self.t_range) if is_entropic(self.method) else None
-
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: the trained network (moving-average weights, frozen) and the fit's record."""
+    """What :func:`train` returns: the trained dynamics (moving-average weights, frozen) and the fit's record."""
 
-    network: nn.Module
+    dynamics: Dynamics
     losses: np.ndarray
     fit_time: float
     gradient_signal: float
@@ -136,14 +131,17 @@ def train(
     """
     network = build_network(plan, path, generator).to(device)
     context.broadcast_module(network)
+    dynamics = Dynamics(
+        network, dim=plan.dim, t_range=plan.t_range, method=plan.method, sigma=plan.sigma, cost=plan.cost,
+        growth_scale=plan.growth_scale, device=device,
+    )
+    loss_of = dynamics.loss(laplacian=plan.laplacian, n_probes=plan.n_probes, time_weight=plan.time_weight)
     scale, spread = loss_scale(plan, path, generator)
     loop = TrainingLoop(
         network, plan.optimizer, plan.n_iter, progress=run.progress and context.is_main, desc=f"fit {plan.method}",
         loss_scale=scale,
     )
     proposal = make_time_proposal(plan.time_proposal)
-    diffusion_sq = plan.diffusion_sq
-    cost = plan.cost.in_internal_time(plan.t_range[1] - plan.t_range[0])
     state = TrainingState(
         network, loop.optimizer, loop.scheduler, loop.ema, proposal,
         streams=context.streams(generator, seed, run.grad_accumulation, device), losses=loop.losses,
@@ -166,11 +164,7 @@ def train(
         sampled.clear()
         loss = torch.zeros((), device=device)
         for stream in state.streams:
-            terms = action_matching_loss(
-                model, path, method=plan.method, cost=cost, batch_size=plan.batch_size, proposal=proposal,
-                diffusion_sq=diffusion_sq, time_weight=plan.time_weight, laplacian=plan.laplacian,
-                n_probes=plan.n_probes, growth_scale=plan.growth_scale, generator=stream,
-            )
+            terms = loss_of(model, path, batch_size=plan.batch_size, proposal=proposal, generator=stream)
             (terms.loss / n_batches).backward()
             loss = loss + terms.loss.detach() / n_batches
             sampled.append((terms.tau, terms.integrand))
@@ -199,7 +193,7 @@ def train(
         divergence = err
     loop.finalize()
     return TrainResult(
-        network=network, losses=np.asarray(loop.losses, dtype=float), fit_time=elapsed,
+        dynamics=dynamics, losses=np.asarray(loop.losses, dtype=float), fit_time=elapsed,
         gradient_signal=loop.gradient_signal if divergence is None else float("nan"), loss_scale=scale,
         divergence=divergence,
     )

@@ -28,7 +28,7 @@ from ._validation import as_float_tensor, as_time_tensor, check_time_in_range
 from .costs import KineticCost, QuadraticCost, resolve_cost
 from .derivatives import potential_derivatives, resolve_laplacian
 from .integrators import integrate_ode, integrate_sde
-from .losses import action_matching_loss, is_entropic, is_unbalanced
+from .losses import ActionMatchingLoss, is_entropic, is_unbalanced
 from .networks import MLPPotential, build_potential
 from .paths import MarginalPath
 from .persistence import DYNAMICS, read_payload, to_plain, write_payload
@@ -170,6 +170,24 @@ class Dynamics:
         value = value.detach()
         return value if as_tensor else value.cpu().numpy()
 
+    def loss(
+        self, *, laplacian: str = "auto", n_probes: int = 1, time_weight: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> ActionMatchingLoss:
+        """The Action Matching loss these dynamics minimise, in internal time.
+
+        Parameters
+        ----------
+        laplacian, n_probes, time_weight
+            Laplacian estimator, its probes, and the weight of internal time, as for
+            :class:`~trajinfer.ActionMatching`.
+        """
+        return ActionMatchingLoss(
+            method=self.method, cost=self.internal_cost,
+            diffusion_sq=internal_diffusion_sq(self.sigma, self.t_range) if is_entropic(self.method) else None,
+            time_weight=time_weight, laplacian=resolve_laplacian(laplacian, self.dim, use="training"),
+            n_probes=n_probes, growth_scale=self.growth_scale,
+        )
+
     # ------------------------------------------------------------- evaluation
     def action(self, X: Any, t: Any, *, as_tensor: bool = False) -> np.ndarray | torch.Tensor:
         """The action ``s_t(x)`` in user time units (its gradient is the velocity), shape (n,).
@@ -238,16 +256,11 @@ class Dynamics:
             )
         path.to(self.device)
         generator = torch_generator(as_int_seed(seed), self.device)
-        diffusion_sq = internal_diffusion_sq(self.sigma, self.t_range) if is_entropic(self.method) else None
-        laplacian = resolve_laplacian(laplacian, self.dim, use="training")
+        loss = self.loss(laplacian=laplacian, n_probes=n_probes, time_weight=time_weight)
         total, done = 0.0, 0
         while done < n_samples:
             batch = min(batch_size, n_samples - done)
-            terms = action_matching_loss(
-                self.potential, path, method=self.method, cost=self.internal_cost, batch_size=batch,
-                proposal=QuasiUniformTimeProposal(), diffusion_sq=diffusion_sq, time_weight=time_weight,
-                laplacian=laplacian, n_probes=n_probes, growth_scale=self.growth_scale, generator=generator,
-            )
+            terms = loss(self.potential, path, batch_size=batch, proposal=QuasiUniformTimeProposal(), generator=generator)
             total += terms.loss.item() * batch
             done += batch
         return -total / n_samples

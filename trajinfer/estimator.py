@@ -251,7 +251,7 @@ class ActionMatching(EstimatorParams):
             # global generator are reproducible; the caller's RNG state is restored afterwards
             torch.manual_seed(seed + context.rank * run.grad_accumulation)
             result = train(plan, path, run, context=context, device=device, generator=generator, seed=seed)
-            self._set_fitted(plan, result.network, result.losses, result.fit_time, device)
+            self._set_fitted(result.dynamics, result.losses, result.fit_time)
             self.diagnostics_ = fit_diagnostics(
                 self.dynamics_, path, losses=self.loss_curve_, fit_time=self.fit_time_, lr=self.lr_,
                 loss_scale=result.loss_scale, generator=generator, gradient_signal=result.gradient_signal,
@@ -312,11 +312,8 @@ class ActionMatching(EstimatorParams):
             t_range=(float(path.t_range[0]), float(path.t_range[1])), setup=setup,
         )
 
-    def _set_fitted(self, plan: FitPlan, network: nn.Module, losses: np.ndarray, fit_time: float, device: torch.device) -> None:
-        self.dynamics_ = Dynamics(
-            network, dim=plan.dim, t_range=plan.t_range, method=self.method, sigma=self.sigma, cost=plan.cost,
-            growth_scale=self.growth_scale, device=device,
-        )
+    def _set_fitted(self, dynamics: Dynamics, losses: np.ndarray, fit_time: float) -> None:
+        self.dynamics_ = dynamics
         self.loss_curve_ = np.asarray(losses, dtype=float)
         self.n_iter_ = len(self.loss_curve_)
         self.fit_time_ = float(fit_time)

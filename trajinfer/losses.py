@@ -28,7 +28,7 @@ from .derivatives import potential_derivatives
 from .paths import MarginalPath
 from .time_sampling import TimeProposal
 
-__all__ = ["LossTerms", "action_matching_loss", "is_entropic", "is_unbalanced"]
+__all__ = ["ActionMatchingLoss", "LossTerms", "action_matching_loss", "is_entropic", "is_unbalanced"]
 
 
 def is_entropic(method: str) -> bool:
@@ -136,3 +136,32 @@ def action_matching_loss(
         boundary = sum(c * v.mean() for (_, _, c), v in zip(ends, values))
     loss = boundary + (integrand / density).mean()
     return LossTerms(loss=loss, tau=tau, integrand=integrand.detach())
+
+
+@dataclass(frozen=True)
+class ActionMatchingLoss:
+    """The loss of one problem, its settings bound: call it on a potential and a path.
+
+    :meth:`trajinfer.Dynamics.loss` builds it in internal time; training and
+    :meth:`~trajinfer.Dynamics.score` both evaluate it. Parameters are those of
+    :func:`action_matching_loss`.
+    """
+
+    method: str
+    cost: KineticCost
+    diffusion_sq: Callable[[torch.Tensor], torch.Tensor] | None = None
+    time_weight: Callable[[torch.Tensor], torch.Tensor] | None = None
+    laplacian: str = "exact"
+    n_probes: int = 1
+    growth_scale: float = 1.0
+
+    def __call__(
+        self, potential: nn.Module, path: MarginalPath, *, batch_size: int, proposal: TimeProposal,
+        generator: torch.Generator | None = None,
+    ) -> LossTerms:
+        """Minibatch estimate of the loss of ``potential`` on ``path`` (:func:`action_matching_loss`)."""
+        return action_matching_loss(
+            potential, path, method=self.method, cost=self.cost, batch_size=batch_size, proposal=proposal,
+            diffusion_sq=self.diffusion_sq, time_weight=self.time_weight, laplacian=self.laplacian,
+            n_probes=self.n_probes, growth_scale=self.growth_scale, generator=generator,
+        )
