@@ -53,12 +53,12 @@ class TrainingState:
     losses: np.ndarray
 
 
-def save_checkpoint(path: Path, state: TrainingState, iteration: int, setup: dict[str, Any], context: DistributedContext) -> None:
+def save_checkpoint(file: Path, state: TrainingState, iteration: int, setup: dict[str, Any], context: DistributedContext) -> None:
     """Write the state after ``iteration`` completed iterations (rank 0 writes; all ranks must call).
 
     Parameters
     ----------
-    path
+    file
         Checkpoint file.
     state
         The fit's evolving objects.
@@ -87,12 +87,12 @@ def save_checkpoint(path: Path, state: TrainingState, iteration: int, setup: dic
         "rng": rng,
         "losses": torch.as_tensor(state.losses[:iteration], dtype=torch.float64),
     }
-    write_payload(payload, path)
-    logger.debug("Checkpoint written to %s at iteration %d.", path, iteration)
+    write_payload(payload, file)
+    logger.debug("Checkpoint written to %s at iteration %d.", file, iteration)
 
 
-def load_checkpoint(path: Path, state: TrainingState, setup: dict[str, Any], context: DistributedContext) -> int:
-    """Restore ``state`` in place from ``path``; return the number of completed iterations.
+def load_checkpoint(file: Path, state: TrainingState, setup: dict[str, Any], context: DistributedContext) -> int:
+    """Restore ``state`` in place from ``file``; return the number of completed iterations.
 
     Raises
     ------
@@ -102,13 +102,13 @@ def load_checkpoint(path: Path, state: TrainingState, setup: dict[str, Any], con
         fit with different settings (``setup``: estimator parameters, data dimension and time range, number of
         random streams, device type).
     """
-    payload = read_payload(path, CHECKPOINT)
+    payload = read_payload(file, CHECKPOINT)
     saved = payload["setup"]
     changed = sorted(key for key in set(saved) | set(setup) if saved.get(key) != setup.get(key))
     if changed:
         details = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {setup.get(key)!r}" for key in changed)
         raise ValueError(
-            f"The checkpoint {path} was written by a fit with other settings ({details}). Resume with the "
+            f"The checkpoint {file} was written by a fit with other settings ({details}). Resume with the "
             "same parameters, data, number of processes and device type, or pass resume=False to start over."
         )
     device = next(iter(state.network.parameters())).device
@@ -125,7 +125,7 @@ def load_checkpoint(path: Path, state: TrainingState, setup: dict[str, Any], con
     _set_global_rng_state(rng["global"], device)
     iteration = int(payload["iteration"])
     state.losses[:iteration] = payload["losses"].numpy()
-    logger.info("Resumed the fit from %s at iteration %d.", path, iteration)
+    logger.info("Resumed the fit from %s at iteration %d.", file, iteration)
     return iteration
 
 

@@ -43,14 +43,14 @@ class RunConfig:
         and writes checkpoints and model files. CUDA devices are assigned by ``LOCAL_RANK``
         (NCCL), CPU processes use gloo. Launch as ``torchrun --nproc_per_node=4 script.py``, or
         ``torchrun --nproc_per_node=4 -m trajinfer fit ... --distributed``.
-    checkpoint_path
+    checkpoint_file
         File to which the state of the fit is written every ``checkpoint_every`` iterations and
         at the end (network, optimiser, schedule, moving average, time proposal, random streams,
         iteration and losses); ``None`` writes none.
     checkpoint_every
         Iterations between checkpoints.
     resume
-        Continue from ``checkpoint_path`` when that file exists (otherwise start a new fit). The
+        Continue from ``checkpoint_file`` when that file exists (otherwise start a new fit). The
         resumed fit needs the same parameters, data, number of processes and device type, and
         reproduces the uninterrupted fit (exactly on CPU).
     compile
@@ -74,7 +74,7 @@ class RunConfig:
     progress: bool = True
     grad_accumulation: int = 1
     distributed: bool = False
-    checkpoint_path: str | Path | None = None
+    checkpoint_file: str | Path | None = None
     checkpoint_every: int = 500
     resume: bool = False
     compile: bool = False
@@ -89,10 +89,10 @@ class RunConfig:
     def validate(self) -> None:
         """Check the settings; raise ``TypeError``/``ValueError`` naming the setting and the fix."""
         validate_params(dataclasses.asdict(self), self._constraints)
-        if self.resume and self.checkpoint_path is None:
-            raise ValueError("resume=True needs checkpoint_path, the file to resume from.")
-        if self.checkpoint_path is not None and not Path(self.checkpoint_path).resolve().parent.is_dir():
-            raise ValueError(f"checkpoint_path={str(self.checkpoint_path)!r}: its folder does not exist.")
+        if self.resume and self.checkpoint_file is None:
+            raise ValueError("resume=True needs checkpoint_file, the file to resume from.")
+        if self.checkpoint_file is not None and not Path(self.checkpoint_file).resolve().parent.is_dir():
+            raise ValueError(f"checkpoint_file={str(self.checkpoint_file)!r}: its folder does not exist.")
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with ``changes`` applied."""
@@ -101,6 +101,20 @@ class RunConfig:
 
 #: Names of the run-time settings (the fields of :class:`RunConfig`).
 RUN_SETTINGS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(RunConfig))
+#: Earlier names of run settings, accepted with a FutureWarning for one release.
+_RENAMED = {"checkpoint_path": "checkpoint_file"}
+
+
+def _renamed(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` with earlier names replaced by the current ones (a FutureWarning for each)."""
+    out = {}
+    for key, value in settings.items():
+        if key in _RENAMED:
+            warnings.warn(f"The run setting {key!r} is now called {_RENAMED[key]!r}; the old name will be removed "
+                          "in the next release.", FutureWarning, stacklevel=4)
+            key = _RENAMED[key]
+        out[key] = value
+    return out
 
 
 def as_run_config(run: RunConfig | Mapping[str, Any] | None) -> RunConfig:
@@ -110,6 +124,7 @@ def as_run_config(run: RunConfig | Mapping[str, Any] | None) -> RunConfig:
     if isinstance(run, RunConfig):
         return run
     if isinstance(run, Mapping):
+        run = _renamed(run)
         unknown = sorted(set(run) - set(RUN_SETTINGS))
         if unknown:
             raise ValueError(f"Unknown run settings {unknown}; RunConfig takes {list(RUN_SETTINGS)}.")
@@ -125,6 +140,7 @@ def fold_run_settings(run: RunConfig | Mapping[str, Any] | None, settings: dict[
     TypeError
         For a keyword that is not a run setting.
     """
+    settings = _renamed(settings)
     unknown = sorted(set(settings) - set(RUN_SETTINGS))
     if unknown:
         raise TypeError(f"{owner} got unexpected keyword argument(s) {unknown}.")

@@ -18,7 +18,7 @@ __all__ = ["load"]
 # the modelling parameters of a version-1 model file (it also stored run settings and warmup)
 _V1_PARAMS = frozenset(ActionMatching._get_param_names()) - {"run", "cost"}
 # run settings of this machine and run, never taken from a file
-_LOCAL_SETTINGS = ("device", "checkpoint_path", "resume")
+_LOCAL_SETTINGS = ("device", "checkpoint_path", "checkpoint_file", "resume")
 
 
 def load(file: str | Path, device: str | torch.device = "auto") -> ActionMatching:

@@ -146,7 +146,7 @@ def train(
         network, loop.optimizer, loop.scheduler, loop.ema, proposal,
         streams=context.streams(generator, seed, run.grad_accumulation, device), losses=loop.losses,
     )
-    checkpoint = None if run.checkpoint_path is None else Path(run.checkpoint_path)
+    checkpoint = None if run.checkpoint_file is None else Path(run.checkpoint_file)
     first = 0
     if checkpoint is not None and run.resume:
         if checkpoint.exists():

@@ -78,12 +78,12 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def read_payload(path: str | Path, kind: FileKind) -> dict[str, Any]:
+def read_payload(file: str | Path, kind: FileKind) -> dict[str, Any]:
     """Read a file of ``kind`` written by trajinfer, safely, and return its content.
 
     Parameters
     ----------
-    path
+    file
         An existing file.
     kind
         The kind of file expected.
@@ -98,21 +98,21 @@ def read_payload(path: str | Path, kind: FileKind) -> dict[str, Any]:
     OSError
         If the file cannot be opened (missing, a folder, no permission).
     """
-    path = Path(path)
+    file = Path(file)
 
     def refuse(problem: str) -> ValueError:
-        return ValueError(f"{path} is not a {kind.description}: {problem}. {kind.remedy}")
+        return ValueError(f"{file} is not a {kind.description}: {problem}. {kind.remedy}")
 
-    with open(path, "rb") as file:
-        head = file.read(len(_ZIP_MAGIC))
+    with open(file, "rb") as stream:
+        head = stream.read(len(_ZIP_MAGIC))
     if not head:
         raise refuse("the file is empty, probably because writing it was interrupted")
-    if not zipfile.is_zipfile(path):
+    if not zipfile.is_zipfile(file):
         if head == _ZIP_MAGIC:
             raise refuse("the file is truncated or damaged, probably because writing it was interrupted")
         raise refuse("its content was not written by trajinfer")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # torch's message suggests loading without weights_only, which could run code from the file
         raise refuse(
@@ -130,7 +130,7 @@ def read_payload(path: str | Path, kind: FileKind) -> dict[str, Any]:
         raise refuse(f"its format version {version!r} is not a version trajinfer writes")
     if version > kind.version:
         raise ValueError(
-            f"{path} was written by a newer trajinfer (format version {version}; this trajinfer reads "
+            f"{file} was written by a newer trajinfer (format version {version}; this trajinfer reads "
             f"versions up to {kind.version}). Upgrade trajinfer to read it."
         )
     missing = [key for key in kind.keys if key not in payload]
