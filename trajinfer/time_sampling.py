@@ -112,7 +112,7 @@ TimeProposal = UniformTimeProposal | QuasiUniformTimeProposal | AdaptiveTimeProp
 
 
 def make_time_proposal(name: str) -> TimeProposal:
-    """The proposal named ``"quasi-uniform"`` or ``"adaptive"`` (:data:`~trajinfer._defaults.TIME_PROPOSALS`)."""
+    """The time proposal named ``"quasi-uniform"`` or ``"adaptive"``."""
     if name == "quasi-uniform":
         return QuasiUniformTimeProposal()
     if name == "adaptive":
