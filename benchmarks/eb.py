@@ -111,7 +111,7 @@ def distances(pred: np.ndarray, target: np.ndarray, weights: np.ndarray | None, 
     if "w2" in which:
         out["w2"] = tj.metrics.w2(pred, target, wa=weights)
     if "mmd" in which:
-        out["mmd"] = tj.metrics.mmd(pred, target, wa=weights, sigma=bw)
+        out["mmd"] = tj.metrics.mmd(pred, target, wa=weights, bandwidth=bw)
     return out
 
 

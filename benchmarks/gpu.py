@@ -98,7 +98,7 @@ def run_digits(device: torch.device, n_iter: int, quick: bool, seed: int = 0) ->
                              lr=VB.FULL.lr, device=device, seed=seed, progress=False).fit(path)
     synchronize(device)
     fm_s = time.perf_counter() - start
-    samples = vision.ode_sample(fm.field(), x0, n_steps=steps, method="rk4")
+    samples = vision.ode_sample(fm.field(), x0, n_steps=steps, solver="rk4")
     rows.append({"task": "digits generation", "model": "Flow Matching", "n_iter": n_iter, "batch_size": batch,
                  "fit_s": fm_s, "fd": evaluator.fd(path.to_images(samples))})
     return rows

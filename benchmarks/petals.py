@@ -69,7 +69,7 @@ def score(traj_X: list[np.ndarray], snaps: list[np.ndarray], repeats: int, weigh
             sl = slice(r * n0, (r + 1) * n0)
             w = None if weights is None else weights[k][sl]
             rows.append({"w1": tj.metrics.w1(traj_X[k][sl], snaps[k], wa=w), "w2": tj.metrics.w2(traj_X[k][sl], snaps[k], wa=w),
-                         "mmd": tj.metrics.mmd(traj_X[k][sl], snaps[k], wa=w, sigma=bw)})
+                         "mmd": tj.metrics.mmd(traj_X[k][sl], snaps[k], wa=w, bandwidth=bw)})
         res = {"t": k, "n_repeats": repeats}
         for m in METRICS:
             v = np.array([row[m] for row in rows])

@@ -171,7 +171,7 @@ def _bpd(field: vision.metrics.Field, path: vision.InterpolantPath, test: vision
     width = bin_width
     if angles:
         x, width = vision.TorusPath.to_angles(x), vision.interpolants.TORUS_DATA_SCALE * bin_width
-    logp = vision.log_likelihood(field, x, path.log_prior, n_steps=steps, method="rk4", divergence="hutchinson",
+    logp = vision.log_likelihood(field, x, path.log_prior, n_steps=steps, solver="rk4", divergence="hutchinson",
                                  generator=generator)
     return round(float(np.mean(vision.bits_per_dim(logp, path.dim, width))), 4)
 
@@ -275,7 +275,7 @@ def run_digits(cfg: Config, args: argparse.Namespace, device: torch.device, repo
         fm = vision.FlowMatching(_seeded(args.seed, vision.UNet, shape, **cfg.unet), n_iter=cfg.n_iter, batch_size=cfg.batch_size,
                                  lr=cfg.lr, device=device, seed=args.seed, progress=args.progress).fit(path)
         start = _timer()
-        samples = vision.ode_sample(fm.field(), x0, n_steps=steps, method="rk4")
+        samples = vision.ode_sample(fm.field(), x0, n_steps=steps, solver="rk4")
         sample_s = _timer() - start
         bpd = _bpd(vision.module_field(fm.network_), path, test, width, steps, device, args.seed)
         images = path.to_images(samples)

@@ -55,13 +55,13 @@ def test_weights_equal_duplicated_samples():
 def test_mmd_weights_are_honoured():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(40, 2)), rng.normal(size=(30, 2)) + 0.5
-    base = metrics.mmd(a, b, sigma=1.0)
+    base = metrics.mmd(a, b, bandwidth=1.0)
     # Uniform weights reproduce the unweighted estimate; scaling weights changes nothing.
-    assert metrics.mmd(a, b, wa=np.ones(40), wb=torch.full((30,), 3.0), sigma=1.0) == pytest.approx(base, rel=1e-10)
+    assert metrics.mmd(a, b, wa=np.ones(40), wb=torch.full((30,), 3.0), bandwidth=1.0) == pytest.approx(base, rel=1e-10)
     # Zero-weight samples are ignored (the weighted U-statistic drops them).
     junk = np.concatenate([a, rng.normal(size=(5, 2)) + 10])
     wa = np.concatenate([np.ones(40), np.zeros(5)])
-    assert metrics.mmd(junk, b, wa=wa, sigma=1.0) == pytest.approx(base, rel=1e-10)
+    assert metrics.mmd(junk, b, wa=wa, bandwidth=1.0) == pytest.approx(base, rel=1e-10)
     # Integer weights change the cross term exactly as duplication does: compare with the
     # explicit weighted formula with k(x, y) = exp(-|x-y|²/2).
     w = rng.integers(1, 4, size=40).astype(float)
@@ -75,7 +75,7 @@ def test_mmd_weights_are_honoured():
         return (off.sum() - np.trace(off)) / (1 - (pp**2).sum())
 
     expected = within(k(a, a), p) + within(k(b, b), q) - 2 * p @ k(a, b) @ q
-    assert metrics.mmd(a, b, wa=w, sigma=1.0) == pytest.approx(expected, rel=1e-10)
+    assert metrics.mmd(a, b, wa=w, bandwidth=1.0) == pytest.approx(expected, rel=1e-10)
 
 
 def test_mmd_is_unbiased_for_equal_distributions_and_positive_for_shifted():
@@ -83,8 +83,8 @@ def test_mmd_is_unbiased_for_equal_distributions_and_positive_for_shifted():
     same, shifted = [], []
     for _ in range(60):
         x, y = rng.normal(size=(80, 2)), rng.normal(size=(80, 2))
-        same.append(metrics.mmd(x, y, sigma=1.0))
-        shifted.append(metrics.mmd(x, y + 0.7, sigma=1.0))
+        same.append(metrics.mmd(x, y, bandwidth=1.0))
+        shifted.append(metrics.mmd(x, y + 0.7, bandwidth=1.0))
     same, shifted = np.array(same), np.array(shifted)
     se = same.std(ddof=1) / math.sqrt(len(same))
     print(f"\n[mmd] same distribution: mean {same.mean():.2e} ± {se:.1e} (SE); shifted by 0.7: {shifted.mean():.3f}")
@@ -103,13 +103,13 @@ def test_mmd_is_unbiased_for_equal_distributions_and_positive_for_shifted():
 def test_mmd_kernel_options():
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=(30, 2)), rng.normal(size=(30, 2)) + 1
-    # gamma = 1/(2σ²); several bandwidths sum kernels; scale multiplies.
-    assert metrics.mmd(x, y, gamma=0.5) == pytest.approx(metrics.mmd(x, y, sigma=1.0), rel=1e-12)
-    multi = metrics.mmd(x, y, sigma=[0.5, 2.0])
-    assert multi == pytest.approx(metrics.mmd(x, y, sigma=0.5) + metrics.mmd(x, y, sigma=2.0), rel=1e-12)
-    assert metrics.mmd(x, y, sigma=1.0, scale=3.0) == pytest.approx(3 * metrics.mmd(x, y, sigma=1.0), rel=1e-12)
+    # gamma = 1/(2 bandwidth²); several bandwidths sum kernels; scale multiplies.
+    assert metrics.mmd(x, y, gamma=0.5) == pytest.approx(metrics.mmd(x, y, bandwidth=1.0), rel=1e-12)
+    multi = metrics.mmd(x, y, bandwidth=[0.5, 2.0])
+    assert multi == pytest.approx(metrics.mmd(x, y, bandwidth=0.5) + metrics.mmd(x, y, bandwidth=2.0), rel=1e-12)
+    assert metrics.mmd(x, y, bandwidth=1.0, scale=3.0) == pytest.approx(3 * metrics.mmd(x, y, bandwidth=1.0), rel=1e-12)
     assert np.isfinite(metrics.mmd(x, y))  # median heuristic
-    assert metrics.mmd(torch.as_tensor(x), torch.as_tensor(y), sigma=1.0) == pytest.approx(metrics.mmd(x, y, sigma=1.0))
+    assert metrics.mmd(torch.as_tensor(x), torch.as_tensor(y), bandwidth=1.0) == pytest.approx(metrics.mmd(x, y, bandwidth=1.0))
 
 
 def test_metric_input_errors():
@@ -140,8 +140,16 @@ def test_metric_input_errors():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize("sigma", [0.0, -1.0, [1.0, 0.0]])
-def test_mmd_rejects_non_positive_sigma(sigma):
+@pytest.mark.parametrize("bandwidth", [0.0, -1.0, [1.0, 0.0]])
+def test_mmd_rejects_non_positive_bandwidth(bandwidth):
     a, b = np.zeros((4, 2)), np.ones((3, 2))
     with pytest.raises(ValueError, match="positive"):
-        metrics.mmd(a, b, sigma=sigma)
+        metrics.mmd(a, b, bandwidth=bandwidth)
+
+
+def test_mmd_sigma_is_a_deprecated_name_of_bandwidth():
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(20, 2)), rng.normal(size=(20, 2)) + 1
+    with pytest.warns(FutureWarning, match="bandwidth"):
+        old = metrics.mmd(x, y, sigma=0.7)
+    assert old == metrics.mmd(x, y, bandwidth=0.7)

@@ -34,10 +34,10 @@ from trajinfer.quantum import (
     metropolis,
     paper_mmd,
     relative_velocity_error,
+    simulate_action_matching,
     spherical_quadrature,
 )
 from trajinfer.training import DivergenceError
-
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -216,10 +216,32 @@ def test_bohmian_transport_carries_samples_of_q0_to_samples_of_qt() -> None:
         xk = out[k].double().numpy()
         se = xk.std(axis=0) / math.sqrt(n)
         for axis in (0, 1, 2):
-            exact = psi.expectation(lambda p: p[:, axis], times[k]).real
+            exact = psi.expectation(lambda p, axis=axis: p[:, axis], times[k]).real
             assert abs(xk[:, axis].mean() - exact) < 4 * se[axis], (k, axis)
     start_mean = psi.expectation(lambda p: p[:, 0], 0.0).real
     assert abs(out[20, :, 0].double().mean().item() - start_mean) > 8 * se[0]
+
+
+def test_ode_solver_keyword_is_solver() -> None:
+    """The ODE solver is ``solver=``; ``method=`` still works for one release, with a FutureWarning."""
+    psi = HydrogenSuperposition()
+    x0, times = torch.as_tensor(_points(5)), np.array([0.0, 50.0])
+    new = bohmian_transport(psi, x0, times, substeps=2, solver="midpoint")
+    with pytest.warns(FutureWarning, match="solver"):
+        old = bohmian_transport(psi, x0, times, substeps=2, method="midpoint")
+    torch.testing.assert_close(old, new, rtol=0, atol=0)
+
+    class Recorder:
+        def simulate(self, x0, t_start, t_end, **params):
+            self.params = params
+            return tj.Trajectories(times=np.array([t_start, t_end]), X=np.stack([x0, x0]), log_weights=np.zeros((2, len(x0))))
+
+    recorder = Recorder()
+    simulate_action_matching(recorder, np.zeros((3, 3)), (0.0, 1.0), [1.0], n_steps=4, solver="rk4")
+    assert recorder.params == {"n_steps": 4, "solver": "rk4", "progress": False}
+    with pytest.warns(FutureWarning, match="solver"):
+        simulate_action_matching(recorder, np.zeros((3, 3)), (0.0, 1.0), [1.0], method="midpoint")
+    assert recorder.params["solver"] == "midpoint"
 
 
 def test_generate_dataset_shuffles_each_time_independently() -> None:
@@ -320,6 +342,21 @@ def test_score_matching_recovers_gaussian_scores(method: str) -> None:
         estimate = model.score(x, data.times[k]).numpy()
         errors.append(np.linalg.norm(estimate - exact) / np.linalg.norm(exact))
     assert max(errors) < 0.25
+
+
+def test_score_matching_leaves_the_global_random_state_alone() -> None:
+    """fit_score_model seeds its own generators: torch's global stream is as the caller left it,
+    and the same seed still gives the same network."""
+    data, _ = _gaussian_series(n_times=3, n=200)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    fits = [
+        fit_score_model(DatasetPath(data), "ssm", hidden_dims=(16,), n_iter=2, batch_size=16, device="cpu", seed=5, progress=False)
+        for _ in range(2)
+    ]
+    assert torch.equal(torch.random.get_rng_state(), before)
+    for key, value in fits[0].network.state_dict().items():
+        torch.testing.assert_close(fits[1].network.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_diverging_score_matching_raises() -> None:

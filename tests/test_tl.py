@@ -126,6 +126,10 @@ def test_simulate_push_and_backward():
     assert pushed.obs["source"].iloc[0] == "cell0"
     back = tj.tl.simulate(adata, model, from_time=2.0, to_time=0.0, n_steps=20)
     assert back.X[-1][:, 0].mean() < back.X[0][:, 0].mean() - 1.0
+    rk4 = tj.tl.simulate(adata, model, 0.0, 2.0, n_steps=5, solver="rk4")
+    with pytest.warns(FutureWarning, match="solver"):
+        old = tj.tl.simulate(adata, model, 0.0, 2.0, n_steps=5, method="rk4")
+    np.testing.assert_array_equal(old.X, rk4.X)
 
 
 def test_fate_tables_are_normalised_and_follow_the_branches():

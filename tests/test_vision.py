@@ -354,20 +354,29 @@ def test_bits_per_dim_of_a_known_gaussian(divergence: str) -> None:
     np.testing.assert_allclose(bpd, -(exact + d * math.log(width)) / (d * math.log(2)), atol=1e-4)
     # the estimator's own change of variables agrees
     est = tj.ActionMatching.from_potential(potential, dim=d, device="cpu")
-    log_q0 = lambda a: prior.log_prior(torch.as_tensor(a)).numpy()  # noqa: E731
-    np.testing.assert_allclose(est.log_likelihood(x.numpy(), log_q0, n_steps=20, method="rk4"), exact, atol=1e-4)
+
+    def log_q0(a: np.ndarray) -> np.ndarray:
+        return prior.log_prior(torch.as_tensor(a)).numpy()
+
+    np.testing.assert_allclose(est.log_likelihood(x.numpy(), log_q0, n_steps=20, solver="rk4"), exact, atol=1e-4)
 
 
 def test_ode_sample_transports_the_known_gaussian() -> None:
     mu = torch.tensor([1.0, -2.0])
     field = vision.potential_field(_GaussianFlowPotential(mu, 0.5), create_graph=False)
     z = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
-    for method in ("euler", "rk4"):
-        end = vision.ode_sample(field, z, n_steps=200 if method == "euler" else 20, method=method)
-        torch.testing.assert_close(end, mu + 0.5 * z, atol=2e-3 if method == "euler" else 1e-5, rtol=0)
+    for solver in ("euler", "rk4"):
+        end = vision.ode_sample(field, z, n_steps=200 if solver == "euler" else 20, solver=solver)
+        torch.testing.assert_close(end, mu + 0.5 * z, atol=2e-3 if solver == "euler" else 1e-5, rtol=0)
     back = vision.ode_sample(field, mu + 0.5 * z, tau_start=1.0, tau_end=0.0, n_steps=20)
     torch.testing.assert_close(back, z, atol=1e-5, rtol=0)
     assert vision.n_function_evaluations("rk4", 20) == 80
+    with pytest.warns(FutureWarning, match="solver"):
+        torch.testing.assert_close(vision.ode_sample(field, z, n_steps=3, method="midpoint"), vision.ode_sample(field, z, n_steps=3, solver="midpoint"))
+    with pytest.warns(FutureWarning, match="solver"):
+        assert vision.n_function_evaluations(method="midpoint", n_steps=5) == 10
+    with pytest.raises(ValueError, match="Unknown solver"):
+        vision.ode_sample(field, z, solver="rk45")
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -416,6 +425,9 @@ def test_front_end_sets_the_authors_training_choices() -> None:
     assert est.time_proposal == "uniform"
     with pytest.raises(ValueError, match="unet"):
         vision.action_matching(torus, potential=vision.UNetPotential(SHAPE), unet={"base_channels": 8})
+    # run-time settings go into run=, on top of a run given as well
+    est = vision.action_matching(torus, unet={"base_channels": 8}, device="cpu", run={"progress": False, "device": "cuda"})
+    assert est.run == tj.RunConfig(device="cpu", progress=False)
 
 
 def test_unet_potential_fits_through_the_estimator() -> None:
@@ -425,7 +437,7 @@ def test_unet_potential_fits_through_the_estimator() -> None:
         path, unet={"base_channels": 8}, n_iter=4, batch_size=8, device="cpu", progress=False,
     ).fit(path)
     assert np.isfinite(est.loss_curve_).all() and est.n_iter_ == 4
-    traj = est.simulate(path.prior_sample(3).numpy(), 0.0, 1.0, n_steps=3, method="rk4")
+    traj = est.simulate(path.prior_sample(3).numpy(), 0.0, 1.0, n_steps=3, solver="rk4")
     assert traj.X.shape == (4, 3, 64) and np.isfinite(traj.X).all()
     logp = vision.log_likelihood(vision.potential_field(est.potential_), path.data[:2], path.log_prior, n_steps=2)
     assert torch.isfinite(logp).all()
@@ -459,6 +471,24 @@ def test_baselines_run() -> None:
         ssm.score(path), path.prior_sample(2), path.noise_scale, n_levels=3, steps_per_level=2, final_steps=2,
     )
     assert samples.shape == (2, 64) and torch.isfinite(samples).all()
+
+
+@pytest.mark.parametrize("cls", [vision.FlowMatching, vision.SlicedScoreMatching])
+def test_baseline_refit_starts_from_the_constructor_network(cls: type) -> None:
+    """fit trains a copy: the given network keeps its weights and a refit with the same seed repeats the fit."""
+    torch.manual_seed(0)
+    network = vision.UNet(SHAPE, base_channels=8)
+    initial = {k: v.clone() for k, v in network.state_dict().items()}
+    model = cls(network, n_iter=3, batch_size=8, device="cpu", progress=False)
+    path = vision.LinearPath(_images(16, SHAPE))
+    first = {k: v.clone() for k, v in model.fit(path).network_.state_dict().items()}
+    assert model.network_ is not network
+    for key, value in network.state_dict().items():
+        torch.testing.assert_close(value, initial[key], rtol=0, atol=0)
+    second = model.fit(path).network_.state_dict()
+    assert any(not torch.equal(first[key], initial[key]) for key in first)
+    for key, value in second.items():
+        torch.testing.assert_close(value, first[key], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("cls", [vision.FlowMatching, vision.SlicedScoreMatching])

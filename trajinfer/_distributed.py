@@ -107,7 +107,7 @@ class DistributedContext:
         """This rank's random streams: stream ``j`` of ``world_size × per_rank`` is seeded ``seed + j``.
 
         Stream 0 is ``first`` (the generator already seeded with ``seed``), so a single-process
-        fit draws exactly what it drew before streams existed.
+        fit without gradient accumulation draws from one stream, the generator of its seed.
         """
         ids = range(self.rank * per_rank, (self.rank + 1) * per_rank)
         return [first if j == 0 else torch_generator(seed + j, device) for j in ids]

@@ -45,10 +45,11 @@ def run_demo(out_dir: str | Path = "trajinfer_demo", n_iter: int | None = None, 
         Folder for ``demo.png`` (snapshots with simulated trajectories, per-time W1 bars) and
         ``results.json``; created if missing.
     n_iter
-        Training iterations (default: those of :func:`trajinfer.fit`, or 400 with ``quick``).
+        Training iterations (default: those of :func:`trajinfer.fit` on snapshots,
+        ``n_iter="auto"``, which is 1500; 400 with ``quick``).
     quick
-        A smaller data set, network and budget (about 20 s on two CPU cores instead of about
-        a minute).
+        A smaller data set, network and budget: a few seconds on one CPU core instead of
+        under a minute.
     seed
         Seed of the data, the held-out split, the fit and the simulations.
 
@@ -56,8 +57,9 @@ def run_demo(out_dir: str | Path = "trajinfer_demo", n_iter: int | None = None, 
     -------
     dict
         ``rows``: one dict per later time with ``time``, ``w1_model`` (mean over stochastic
-        repeats), ``w1_model_std``, ``w1_no_move`` and ``w1_floor``; ``settings``; ``sigma``;
-        ``fit_seconds``; ``figure`` and ``json`` (paths of the saved files).
+        repeats), ``w1_model_std``, ``w1_no_move`` and ``w1_floor``; ``settings`` (with the
+        iterations and layer widths the fit used); ``sigma``; ``fit_seconds``; ``figure`` and
+        ``json`` (paths of the saved files).
     """
     settings = dict(QUICK if quick else DEFAULT)
     if n_iter is not None:
@@ -109,7 +111,10 @@ def run_demo(out_dir: str | Path = "trajinfer_demo", n_iter: int | None = None, 
     _figure(test, runs[0], rows, len(runs), seed).savefig(figure_path, dpi=150)
     results = {
         "rows": rows,
-        "settings": {**settings, "hidden_dims": list(settings["hidden_dims"]), "n_times": N_TIMES, "seed": seed, "quick": quick},
+        "settings": {
+            **settings, "n_iter": int(model.n_iter_), "hidden_dims": [int(width) for width in model.hidden_dims_],
+            "n_times": N_TIMES, "seed": seed, "quick": quick,
+        },
         "sigma": float(model.sigma),
         "fit_seconds": float(model.fit_time_),
         "figure": str(figure_path),

@@ -22,11 +22,9 @@ __all__ = [
 
 #: Largest dimension in which ``laplacian="auto"`` is exact, by use. In a training step the exact
 #: Laplacian (forward-mode jet) costs about d + 2 forward passes and one Hutchinson probe about
-#: four (``MLPPotential.probed_derivatives``): with a 128x3 network and 256 samples on one thread
-#: the jet costs about as much as the probe in 2 dimensions (10.0-11.2 against 9.2-9.5 ms per
-#: step), where it is kept for its exact value, and more from 3 on (5-D: 15.1 against
-#: 10.0-10.6 ms); the probe's noise averages out over the fit (the Laplacian term carries under
-#: 1% of the gradient's noise, ``benchmarks/results/groundtruth_variance.md``). An evaluated
+#: four (``MLPPotential.probed_derivatives``): in 2 dimensions the two cost about the same, so the
+#: exact value is kept; from 3 dimensions on the probe is cheaper, and its noise averages out over
+#: the fit (the Laplacian term carries a small part of the gradient's noise). An evaluated
 #: quantity (a likelihood) has no such averaging, so it stays exact up to 16 dimensions.
 EXACT_LAPLACIAN_MAX_DIM = {"training": 2, "evaluation": 16}
 
@@ -41,14 +39,29 @@ class PotentialDerivatives:
     laplacian: torch.Tensor | None  # (B,)
 
 
-def resolve_laplacian(method: str, dim: int, *, use: Literal["training", "evaluation"]) -> str:
-    """``"auto"`` becomes ``"exact"`` up to ``EXACT_LAPLACIAN_MAX_DIM[use]`` dimensions and
-    ``"hutchinson"`` above."""
-    if method not in LAPLACIAN_CHOICES:
-        raise ValueError(f"Unknown laplacian {method!r}; choose one of {LAPLACIAN_CHOICES}.")
-    if method == "auto":
+def resolve_laplacian(laplacian: str, dim: int, *, use: Literal["training", "evaluation"]) -> str:
+    """The Laplacian estimator to use: ``"auto"`` becomes ``"exact"`` up to
+    ``EXACT_LAPLACIAN_MAX_DIM[use]`` dimensions and ``"hutchinson"`` above.
+
+    Parameters
+    ----------
+    laplacian
+        ``"auto"``, ``"exact"`` or ``"hutchinson"``.
+    dim
+        Dimension of ``x``.
+    use
+        ``"training"`` (noise averages out over the fit) or ``"evaluation"``.
+
+    Returns
+    -------
+    str
+        ``"exact"`` or ``"hutchinson"``.
+    """
+    if laplacian not in LAPLACIAN_CHOICES:
+        raise ValueError(f"Unknown laplacian {laplacian!r}; choose one of {LAPLACIAN_CHOICES}.")
+    if laplacian == "auto":
         return "exact" if dim <= EXACT_LAPLACIAN_MAX_DIM[use] else "hutchinson"
-    return method
+    return laplacian
 
 
 def exact_laplacian(grad: torch.Tensor, x: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
@@ -79,7 +92,7 @@ def hutchinson_laplacian(
 ) -> torch.Tensor:
     """Unbiased Hutchinson estimate ``mean_k ε_kᵀ H ε_k`` with Rademacher probes ``ε_k``."""
     probes = rademacher_probes(n_probes, x, generator)
-    if n_probes == 1:  # one plain backward pass: batching it (vmap) costs a tenth of a training step more
+    if n_probes == 1:  # one plain backward pass: batching a single probe (vmap) only adds overhead
         hvp = torch.autograd.grad(grad, x, grad_outputs=probes[0], create_graph=create_graph)[0]
         return (hvp * probes[0]).sum(dim=-1)
     hvp = torch.autograd.grad(grad, x, grad_outputs=probes, create_graph=create_graph, is_grads_batched=True)[0]
@@ -121,8 +134,8 @@ def potential_derivatives(
     Built-in MLP potentials with an exact Laplacian use their forward-mode
     :meth:`~trajinfer.networks.MLPPotential.jet`, and with Hutchinson's estimate their
     :meth:`~trajinfer.networks.MLPPotential.probed_derivatives` (the same numbers as nested
-    autograd with the same probes, in first-order operations: a training step about 12%
-    cheaper); everything else uses reverse-mode autograd, which is cheaper when no Laplacian is
+    autograd with the same probes, in first-order operations, so a training step is cheaper);
+    everything else uses reverse-mode autograd, which is cheaper when no Laplacian is
     needed.
     """
     if laplacian == "exact" and getattr(potential, "supports_jet", False):

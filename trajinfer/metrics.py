@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._deprecation import UNSET, renamed_keyword
+
 __all__ = ["w1", "w2", "mmd"]
 
 
@@ -70,6 +72,7 @@ def w2(a: Any, b: Any, wa: Any = None, wb: Any = None) -> float:
 
 
 def _median_bandwidth(x: np.ndarray, y: np.ndarray) -> float:
+    """Median heuristic: ``sqrt(median |x_i - x_j|² / 2)`` over pairs of the pooled samples (2,000 at most)."""
     import ot  # POT is imported where used: it costs seconds at import
     z = np.concatenate([x, y])
     if len(z) > 2000:
@@ -84,9 +87,11 @@ def mmd(
     b: Any,
     wa: Any = None,
     wb: Any = None,
-    sigma: float | Sequence[float] | str = "median",
+    bandwidth: float | Sequence[float] | str = "median",
     gamma: float | Sequence[float] | None = None,
     scale: float = 1.0,
+    *,
+    sigma: Any = UNSET,
 ) -> float:
     """Unbiased squared maximum mean discrepancy with a Gaussian kernel.
 
@@ -101,14 +106,23 @@ def mmd(
         Samples of shape (n, d) and (m, d); both need at least two samples.
     wa, wb
         Optional sample weights.
-    sigma
-        Kernel bandwidth(s), ``gamma = 1 / (2 sigma²)``; ``"median"`` uses the median heuristic
-        on the pooled samples. Ignored when ``gamma`` is given.
+    bandwidth
+        Kernel width(s) in the units of the samples, ``gamma = 1 / (2 bandwidth²)``;
+        ``"median"`` (default) uses the median heuristic on the pooled samples. Ignored when
+        ``gamma`` is given.
     gamma
-        Inverse squared length scale(s) of the kernel, overriding ``sigma``.
+        Inverse squared length scale(s) of the kernel, overriding ``bandwidth``.
     scale
         Kernel amplitude.
+    sigma
+        Deprecated name of ``bandwidth``.
+
+    Returns
+    -------
+    float
+        The estimate of MMD²; unbiased, so it can be slightly negative for close distributions.
     """
+    bandwidth = renamed_keyword(bandwidth, sigma, function="mmd", old="sigma", new="bandwidth")
     import ot  # POT is imported where used: it costs seconds at import
     x, y = _as_samples(a, "a"), _as_samples(b, "b")
     if len(x) < 2 or len(y) < 2:
@@ -116,10 +130,13 @@ def mmd(
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"a and b must have the same dimension; got {x.shape[1]} and {y.shape[1]}.")
     if gamma is None:
-        sigmas = [_median_bandwidth(x, y)] if isinstance(sigma, str) and sigma == "median" else list(np.atleast_1d(np.asarray(sigma, dtype=float)))
-        if any(not s > 0 for s in sigmas):
+        if isinstance(bandwidth, str) and bandwidth == "median":
+            bandwidths = [_median_bandwidth(x, y)]
+        else:
+            bandwidths = list(np.atleast_1d(np.asarray(bandwidth, dtype=float)))
+        if any(not h > 0 for h in bandwidths):
             raise ValueError("Kernel bandwidths must be positive.")
-        gammas = [1.0 / (2.0 * s**2) for s in sigmas]
+        gammas = [1.0 / (2.0 * h**2) for h in bandwidths]
     else:
         gammas = list(np.atleast_1d(np.asarray(gamma, dtype=float)))
     if any(not g > 0 for g in gammas):

@@ -266,7 +266,10 @@ class SnapshotPath(MarginalPath):
             sources.append(rows + int(self.offsets[k]))
             targets.append(cols + int(self.offsets[k + 1]))
             cdfs.append(k + np.cumsum(weights) / weights.sum())
-        as_tensor = lambda parts, dtype: torch.as_tensor(np.concatenate(parts), dtype=dtype, device=self.device)  # noqa: E731
+
+        def as_tensor(parts: list[np.ndarray], dtype: torch.dtype) -> torch.Tensor:
+            return torch.as_tensor(np.concatenate(parts), dtype=dtype, device=self.device)
+
         return as_tensor(sources, torch.long), as_tensor(targets, torch.long), as_tensor(cdfs, torch.float64)
 
     def _transport_displacements(self) -> tuple[torch.Tensor, torch.Tensor]:

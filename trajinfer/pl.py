@@ -22,10 +22,9 @@ from matplotlib.colors import CenteredNorm
 from matplotlib.figure import Figure
 from scipy.spatial import cKDTree
 
+from ._neighbors import NeighborKernel, basis_key, project_velocity
 from .estimator import ActionMatching
-from .tl._record import FitRecord, cells_at, find_record, fit_record
-from .tl._scverse import NeighborKernel, embed, project_velocity
-from .tl._utils import basis_key
+from .tl import FitRecord, cells_at, embed, fit_record
 from .trajectories import Trajectories
 
 __all__ = ["growth", "loss", "marginals", "trajectories", "velocity_stream"]
@@ -45,6 +44,14 @@ def _new_ax(ax: Axes | None, figsize: tuple[float, float] = (5.5, 4.5)) -> Axes:
 def _point_size(n: int) -> float:
     """Marker area that keeps a scatter of ``n`` points readable."""
     return float(np.clip(3000.0 / max(n, 1), 2.0, 30.0))
+
+
+def _find_record(model_or_adata: ActionMatching | AnnData, key: str = "tj") -> FitRecord | None:
+    """The record of a :func:`trajinfer.fit` on the model or in ``adata.uns[key]``; ``None`` where there is none."""
+    try:
+        return fit_record(model_or_adata, key=key)
+    except ValueError:  # not fitted with tj.fit: the plots fall back to their defaults
+        return None
 
 
 def _default_basis(adata: AnnData, record: FitRecord | None) -> str:
@@ -181,7 +188,7 @@ def trajectories(
         raise ValueError(f"traj must be a Trajectories or an array (T, n, d); got shape {positions.shape}.")
     ax = _new_ax(ax)
     if isinstance(data, AnnData):
-        record = find_record(data, key=key) if model is None else fit_record(model)
+        record = _find_record(data, key=key) if model is None else fit_record(model)
         rep = _default_basis(data, record)
         basis = rep if basis is None else basis_key(data, basis)
         cells = _components(_basis_matrix(data, basis), components, f"basis {basis!r}")
@@ -281,7 +288,7 @@ def velocity_stream(
         Cells as a grey background (the reference cells darker) and the streamlines coloured by
         speed, with a colorbar.
     """
-    record = find_record(model)
+    record = _find_record(model)
     time, X, reference = _stream_inputs(record, data, t)
     rep = record.use_rep if isinstance(data, AnnData) else None
     if basis is not None and not isinstance(data, AnnData):
@@ -310,7 +317,7 @@ def velocity_stream(
 
 
 def _grid(xy: np.ndarray, grid_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Evenly spaced grid axes spanning ``xy`` with a 5% margin."""
+    """Evenly spaced grid axes spanning ``xy``, widened by a twentieth of its range on each side."""
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     pad = 0.05 * (hi - lo)
     return np.linspace(lo[0] - pad[0], hi[0] + pad[0], grid_size), np.linspace(lo[1] - pad[1], hi[1] + pad[1], grid_size)
@@ -402,7 +409,7 @@ def growth(
     if key not in adata.obs:
         raise KeyError(f"adata.obs has no column {key!r}; fit with method='uam' or 'ueam' to get growth rates.")
     fitted_key = key.removesuffix("_growth")
-    basis = _default_basis(adata, find_record(adata, key=fitted_key)) if basis is None else basis
+    basis = _default_basis(adata, _find_record(adata, key=fitted_key)) if basis is None else basis
     xy = _components(_basis_matrix(adata, basis), components, f"basis {basis!r}")
     rates = adata.obs[key].to_numpy(dtype=float)
     order = np.argsort(np.abs(rates))  # strongest rates on top
@@ -515,8 +522,8 @@ def loss(
         A fitted :class:`~trajinfer.ActionMatching`, an AnnData annotated by
         :func:`trajinfer.fit` (``uns[key]["loss_curve"]``) or the loss values themselves.
     smooth
-        Width of the moving average in iterations (default: 5% of the iterations, at least 1;
-        1 draws the raw curve only).
+        Width of the moving average in iterations (default: a twentieth of the iterations, at
+        least 1; 1 draws the raw curve only).
     key
         ``uns`` key written by :func:`trajinfer.fit`.
     ax

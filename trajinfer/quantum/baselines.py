@@ -146,8 +146,8 @@ def fit_score_model(
 
     Internal times are uniform in [0, 1], one sample of ``q_tau`` per time; the optimisation is
     :class:`trajinfer.training.TrainingLoop`, the loop of :class:`trajinfer.ActionMatching`
-    (Adam, cosine learning-rate decay to 1%, gradient clipping, a warmed-up moving average of
-    the weights, divergence rollback).
+    (Adam, cosine decay of the learning rate to a hundredth, gradient clipping, a warmed-up
+    moving average of the weights, divergence rollback).
 
     Parameters
     ----------
@@ -162,9 +162,15 @@ def fit_score_model(
     device
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     seed
-        Random seed.
+        Seed of the initial weights, the times and the samples; torch's global random state is
+        left as the caller had it.
     progress
         Show a progress bar.
+
+    Returns
+    -------
+    ScoreModel
+        The fitted score with its loss curve and training time.
 
     Raises
     ------
@@ -178,9 +184,11 @@ def fit_score_model(
     device = resolve_device(device)
     path.to(device)
     int_seed = as_int_seed(seed)
-    torch.manual_seed(int_seed)
     generator = torch_generator(int_seed, device)
-    network = ScoreNetwork(path.dim, hidden_dims, activation).to(device)
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights; the caller's CPU random state is restored
+        torch.random.default_generator.manual_seed(int_seed)
+        network = ScoreNetwork(path.dim, hidden_dims, activation)
+    network = network.to(device)
     probe = path.sample(torch.rand(4096, generator=generator, device=device), generator)
     network.set_input_normalization(probe.mean(dim=0), probe.std(dim=0))
     settings = OptimizerSettings(lr=lr, grad_clip=grad_clip, ema_decay=ema_decay)

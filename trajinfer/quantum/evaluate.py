@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import metrics
+from .._deprecation import UNSET, renamed_keyword
 from .._random import SeedLike
 from .baselines import ScoreFn, annealed_langevin
 from .hydrogen import Wavefunction
@@ -76,15 +77,34 @@ def average_mmd(
 
 def simulate_action_matching(
     estimator: Any, x0: Any, t_range: tuple[float, float], times: Sequence[float], n_steps: int = 1000,
-    method: str = "euler",
+    solver: str = "euler", *, method: Any = UNSET,
 ) -> list[np.ndarray]:
     """Transport ``x0`` from ``t_range[0]`` with a fitted :class:`trajinfer.ActionMatching`.
 
-    Integrates the learned velocity over ``t_range`` with ``n_steps`` steps of ``method``
-    (the paper: 1000 Euler steps) and returns the positions at the grid times nearest to
-    ``times``.
+    Parameters
+    ----------
+    estimator
+        The fitted estimator (or its fitted dynamics: anything with ``simulate``).
+    x0
+        Samples of the first marginal, shape (n, d).
+    t_range
+        Start and end time, in the estimator's time units.
+    times
+        Times at which positions are returned (the nearest grid times).
+    n_steps
+        Integration steps over ``t_range``; the paper uses 1000.
+    solver
+        ODE solver (see :meth:`trajinfer.ActionMatching.simulate`); the paper uses ``"euler"``.
+    method
+        Deprecated name of ``solver``.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Positions (n, d), one array per entry of ``times``.
     """
-    traj = estimator.simulate(x0, t_range[0], t_range[1], n_steps=n_steps, method=method, progress=False)
+    solver = renamed_keyword(solver, method, function="simulate_action_matching", old="method", new="solver")
+    traj = estimator.simulate(x0, t_range[0], t_range[1], n_steps=n_steps, solver=solver, progress=False)
     return [traj.at(t)[0] for t in times]
 
 

@@ -398,16 +398,16 @@ class HydrogenSuperposition(Wavefunction):
         """
         self._require_distinct_lm()
         return float(sum(
-            abs(c) ** 2 * BOHR_RADIUS * (3 * n**2 - l * (l + 1)) / 2.0
-            for c, (n, l, _) in zip(self.coefficients, self.states)
+            abs(c) ** 2 * BOHR_RADIUS * (3 * n**2 - ell * (ell + 1)) / 2.0
+            for c, (n, ell, _) in zip(self.coefficients, self.states)
         ))
 
     def mean_squared_radius(self) -> float:
         """Exact ``E[|x|²]`` under ``|ψ|²``: ``⟨r²⟩_{nl} = a₀² n² (5n² + 1 − 3l(l+1)) / 2``."""
         self._require_distinct_lm()
         return float(sum(
-            abs(c) ** 2 * BOHR_RADIUS**2 * n**2 * (5 * n**2 + 1 - 3 * l * (l + 1)) / 2.0
-            for c, (n, l, _) in zip(self.coefficients, self.states)
+            abs(c) ** 2 * BOHR_RADIUS**2 * n**2 * (5 * n**2 + 1 - 3 * ell * (ell + 1)) / 2.0
+            for c, (n, ell, _) in zip(self.coefficients, self.states)
         ))
 
     def expectation(
@@ -429,6 +429,6 @@ class HydrogenSuperposition(Wavefunction):
         return complex(np.sum(weights * density * fn(points)))
 
     def _require_distinct_lm(self) -> None:
-        lm = [(l, m) for _, l, m in self.states]
+        lm = [(ell, m) for _, ell, m in self.states]
         if len(set(lm)) != len(lm):
             raise ValueError("Closed-form radial moments need states with distinct (l, m).")

@@ -17,12 +17,14 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torchdiffeq import odeint
 from tqdm.auto import tqdm
 
+from .._deprecation import UNSET, renamed_keyword
 from .._random import SeedLike, torch_generator
 from .hydrogen import Wavefunction
 
@@ -132,10 +134,11 @@ def bohmian_transport(
     times: np.ndarray,
     *,
     substeps: int = 4,
-    method: str = "rk4",
+    solver: str = "rk4",
     batch_size: int = 20000,
     dtype: torch.dtype = torch.float64,
     progress: bool = False,
+    method: Any = UNSET,
 ) -> torch.Tensor:
     """Move samples along the Bohmian velocity ``dx/dt = v(x, t)`` and record them at ``times``.
 
@@ -152,20 +155,23 @@ def bohmian_transport(
         Increasing output times, shape (T,); ``times[0]`` is the time of ``x0``.
     substeps
         Solver steps per output interval.
-    method
-        Fixed-grid torchdiffeq method (``"rk4"``, ``"midpoint"``, ``"euler"``, ...).
+    solver
+        Fixed-grid torchdiffeq solver (``"rk4"``, ``"midpoint"``, ``"euler"``, ...).
     batch_size
         Particles integrated together (bounds memory).
     dtype
         Floating point type of the integration.
     progress
         Show a progress bar over output times.
+    method
+        Deprecated name of ``solver``.
 
     Returns
     -------
     torch.Tensor
         Positions of shape (T, n, dim), float32, on the CPU.
     """
+    solver = renamed_keyword(solver, method, function="bohmian_transport", old="method", new="solver")
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 1 or len(times) < 1 or np.any(np.diff(times) <= 0):
         raise ValueError("times must be a non-empty, strictly increasing 1-D array.")
@@ -183,7 +189,7 @@ def bohmian_transport(
         t_pair = torch.tensor(times[k - 1 : k + 1], dtype=dtype)
         step = float(times[k] - times[k - 1]) / substeps
         state = torch.cat([
-            odeint(rhs, chunk, t_pair, method=method, options={"step_size": step})[-1]
+            odeint(rhs, chunk, t_pair, method=solver, options={"step_size": step})[-1]
             for chunk in state.split(batch_size)
         ])
         out[k] = state.float()

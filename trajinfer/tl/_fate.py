@@ -32,10 +32,9 @@ class FateResult:
         Source clusters by target clusters (like moscot's ``cell_transition``): weighted mean of
         ``probabilities`` over the cells of each source cluster; rows sum to one.
     off_support_fraction
-        Fraction of pushed cells that landed more than
-        3 typical neighbour distances from every
-        observed cell of the later time (mean over repeats); a warning is given above
-        10%.
+        Fraction of pushed cells that landed more than 3 typical neighbour distances from
+        every observed cell of the later time (mean over repeats); a warning is given above
+        0.1.
     """
 
     probabilities: pd.DataFrame

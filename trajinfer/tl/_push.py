@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from .._deprecation import UNSET, renamed_keyword
 from ..estimator import ActionMatching
 from ..trajectories import Trajectories
 from ._decode import decode
@@ -27,7 +28,8 @@ def simulate(
     n_steps: int = 100,
     stochastic: bool | None = None,
     seed: int | None = None,
-    method: str = "euler",
+    solver: str = "euler",
+    method: Any = UNSET,
 ) -> Trajectories:
     """Trajectories of the cells observed at ``from_time`` up to ``to_time``.
 
@@ -42,12 +44,21 @@ def simulate(
     to_time
         Time label or numeric time inside the fitted range (default: the last time point).
         Earlier than ``from_time`` simulates backward (deterministic methods).
-    n_steps, stochastic, seed, method
-        See :meth:`trajinfer.ActionMatching.simulate`.
+    n_steps, stochastic, seed, solver
+        See :meth:`trajinfer.ActionMatching.simulate`; ``solver`` is the ODE solver of the
+        deterministic methods (default ``"euler"``).
+    method
+        Deprecated name of ``solver``.
+
+    Returns
+    -------
+    Trajectories
+        Positions in the fitted representation, in the model's time units.
     """
+    solver = renamed_keyword(solver, method, function="tl.simulate", old="method", new="solver")
     record = fit_record(model)
     cells = record.representation(adata)[cells_at(adata, record, from_time)]
-    return simulate_cells(model, record, cells, from_time, to_time, n_steps=n_steps, stochastic=stochastic, seed=seed, method=method)
+    return simulate_cells(model, record, cells, from_time, to_time, n_steps=n_steps, stochastic=stochastic, seed=seed, solver=solver)
 
 
 def simulate_cells(

@@ -16,88 +16,25 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from anndata import AnnData
-from scipy.spatial import cKDTree
 
+from .._neighbors import NeighborKernel, basis_key, project_velocity
 from ..estimator import ActionMatching
 from ..losses import is_entropic
 from ..pp import representation, time_labels
 from ._record import find_record, fit_record
-from ._utils import basis_key, batched
+from ._utils import batched
 
 if TYPE_CHECKING:
     from cellrank.kernels import PrecomputedKernel
 
 __all__ = [
-    "NeighborKernel", "cellrank_kernel", "embed", "project_velocity", "transition_matrix", "velocity_embedding",
-    "velocity_entries", "write_velocity_entries",
+    "cellrank_kernel", "embed", "transition_matrix", "velocity_embedding", "velocity_entries", "write_velocity_entries",
 ]
 
 logger = logging.getLogger(__name__)
 
 VKEY = "velocity"
 LAYER_LIMIT = 2**28  # entries of a dense layer written without being asked (1 GiB of float32)
-_SCALE_SAMPLE = 2000  # cells used to measure the neighbourhood radius
-
-
-class NeighborKernel:
-    """Gaussian weights of the nearest observed cells, and the scales they set.
-
-    Parameters
-    ----------
-    reference
-        The observed cells, shape (n, d).
-    n_neighbors
-        Neighbours weighted per query (at most ``n``).
-
-    Attributes
-    ----------
-    radius
-        Median distance from a cell to its ``n_neighbors``-th nearest other cell (measured on
-        at most 2,000 cells).
-    bandwidth
-        Default kernel width, ``radius / 2``.
-    """
-
-    def __init__(self, reference: np.ndarray, n_neighbors: int) -> None:
-        if n_neighbors < 1:
-            raise ValueError(f"n_neighbors must be a positive integer, got {n_neighbors!r}.")
-        self.tree = cKDTree(reference)
-        self.k = int(min(n_neighbors, len(reference)))
-        sample = reference[np.random.default_rng(0).permutation(len(reference))[:_SCALE_SAMPLE]]
-        distances, _ = self.tree.query(sample, k=min(self.k + 1, len(reference)))
-        self.radius = max(float(np.median(distances[:, -1])), float(np.finfo(np.float32).eps))
-        self.bandwidth = 0.5 * self.radius
-
-    def weights(self, queries: np.ndarray, bandwidth: float | np.ndarray | None = None) -> sp.csr_matrix:
-        """Row-stochastic (n_queries, n_reference) weights ``∝ exp(-|q - x_j|² / 2h²)`` on the k nearest cells."""
-        n = len(queries)
-        distances, indices = self.tree.query(queries, k=self.k)
-        distances, indices = distances.reshape(n, self.k), indices.reshape(n, self.k)
-        width = self.bandwidth if bandwidth is None else bandwidth
-        h2 = np.broadcast_to(np.asarray(width, dtype=np.float64) ** 2, (n,))[:, None]
-        weights = np.exp(-(distances**2 - distances[:, :1] ** 2) / (2.0 * h2))  # nearest weighs 1: no underflow
-        weights /= weights.sum(axis=1, keepdims=True)
-        return sp.csr_matrix((weights.ravel(), indices.ravel(), np.arange(0, n * self.k + 1, self.k)), shape=(n, len(self.tree.data)))
-
-    def default_dt(self, V: np.ndarray) -> float:
-        """Time over which the median cell moves by :attr:`radius` at velocity ``V``."""
-        speed = float(np.median(np.linalg.norm(V, axis=1)))
-        if not speed > 0:
-            raise ValueError("The velocities are all zero: pass dt explicitly.")
-        return self.radius / speed
-
-
-def project_velocity(
-    kernel: NeighborKernel, embedding: np.ndarray, X: np.ndarray, V: np.ndarray, dt: float | None = None
-) -> np.ndarray:
-    """Velocities ``V`` at ``X`` (in the kernel's space) as velocities in ``embedding``.
-
-    ``(f(X + dt·V) - f(X)) / dt`` with ``f`` the Gaussian kNN regression of the embedding
-    coordinates (:meth:`NeighborKernel.weights` ``@ embedding``); ``dt`` defaults to
-    :meth:`NeighborKernel.default_dt`.
-    """
-    dt = kernel.default_dt(V) if dt is None else float(dt)
-    return np.asarray((kernel.weights(X + dt * V) - kernel.weights(X)) @ embedding) / dt
 
 
 def embed(

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-__all__ = ["basis_key", "batched", "group_table", "obs_column"]
+__all__ = ["batched", "group_table", "obs_column"]
 
 CHUNK = 65_536
 
@@ -32,12 +32,3 @@ def group_table(probabilities: pd.DataFrame, groups: np.ndarray, weights: np.nda
     table.index.name, table.columns.name = index_name, columns_name
     return table
 
-
-def basis_key(adata: AnnData, basis: str) -> str:
-    """``"X"`` or the ``obsm`` key of ``basis``, given as a key (``"X_umap"``) or a scanpy name (``"umap"``)."""
-    if basis == "X":
-        return basis
-    for name in (basis, f"X_{basis}"):
-        if name in adata.obsm:
-            return name
-    raise KeyError(f"Basis {basis!r} not found: adata.obsm has {list(adata.obsm.keys())}; pass basis='X' or an obsm key.")

@@ -8,7 +8,7 @@ Typical use::
     data = vision.load_digits()
     path = vision.LinearPath(data.images, bin_width=data.bin_width)
     est = vision.action_matching(path, unet={"base_channels": 16}, n_iter=2000, batch_size=64).fit(path)
-    x = est.simulate(path.prior_sample(64).cpu(), 0.0, 1.0, n_steps=50, method="rk4").X[-1]
+    x = est.simulate(path.prior_sample(64).cpu(), 0.0, 1.0, n_steps=50, solver="rk4").X[-1]
 
 :func:`action_matching` sets the authors' training choices: the path's loss weight
 (``ω = 1 - tau`` on linear-type paths), quasi-uniform times, coupled minibatches (each path's

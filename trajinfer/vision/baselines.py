@@ -9,12 +9,14 @@
   2019; paper Algorithm 4).
 
 Both train with :class:`trajinfer.training.TrainingLoop`, the loop of
-:class:`trajinfer.ActionMatching` (Adam, cosine learning-rate decay to 1%, gradient clipping, a
-warmed-up moving average of the weights, divergence rollback); each supplies only its loss.
+:class:`trajinfer.ActionMatching` (Adam, cosine decay of the learning rate to a hundredth,
+gradient clipping, a warmed-up moving average of the weights, divergence rollback); each
+supplies only its loss.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable
@@ -67,7 +69,21 @@ class _Baseline:
         raise NotImplementedError
 
     def fit(self, path: InterpolantPath) -> _Baseline:
-        """Train on samples of ``path``; returns self with ``network_``, ``loss_curve_``, ``fit_time_``.
+        """Train a copy of ``network`` on samples of ``path``.
+
+        The network given to the constructor is left as it is: every fit starts from its
+        weights, so two fits with the same ``seed`` give the same network.
+
+        Parameters
+        ----------
+        path
+            The interpolant path; moved to the fit's device.
+
+        Returns
+        -------
+        self
+            With ``network_`` (the trained copy, moving-average weights), ``loss_curve_``,
+            ``n_iter_``, ``device_`` and ``fit_time_`` (seconds).
 
         Raises
         ------
@@ -78,7 +94,7 @@ class _Baseline:
         device = resolve_device(self.device)
         path.to(device)
         generator = torch_generator(as_int_seed(self.seed), device)
-        network = self.network.to(device).train().requires_grad_(True)
+        network = copy.deepcopy(self.network).to(device).train().requires_grad_(True)
         settings = OptimizerSettings(lr=self.lr, grad_clip=self.grad_clip, ema_decay=self.ema_decay)
         loop = TrainingLoop(network, settings, self.n_iter, progress=self.progress, desc=f"fit {self.name}")
 
@@ -128,7 +144,7 @@ class FlowMatching(_Baseline):
     Parameters
     ----------
     network
-        Velocity network.
+        Velocity network; :meth:`fit` trains a copy of it, ``network_``.
     n_iter, batch_size, lr, grad_clip, ema_decay, device, seed, progress
         As for :class:`trajinfer.ActionMatching`.
     """
@@ -157,7 +173,8 @@ class SlicedScoreMatching(_Baseline):
     Parameters
     ----------
     network
-        Map (B, d), (B,) -> (B, d), e.g. :class:`~trajinfer.vision.unet.UNet`.
+        Map (B, d), (B,) -> (B, d), e.g. :class:`~trajinfer.vision.unet.UNet`; :meth:`fit`
+        trains a copy of it, ``network_``.
     n_projections
         Random projections per sample.
     min_noise

@@ -63,8 +63,8 @@ should vanish as slowly as it can: with a simple zero, the slowest for which the
 
 the authors' choice. The noise variance ``(1 - tau)²`` also removes the boundary term, but
 it weights the data end, where the images get their detail, by a further factor ``1 - tau``
-(``4·10⁻⁴`` instead of ``0.02`` at ``tau = 0.98``) and starves it: a fit on digits had a 130%
-velocity error at ``tau = 0.98``. Super-resolution keeps ``ω ≡ 1``, the authors' setting for
+(``4·10⁻⁴`` instead of ``0.02`` at ``tau = 0.98``) and starves it: the velocity is then
+learnt poorly just where the images are finished. Super-resolution keeps ``ω ≡ 1``, the authors' setting for
 that task (its ``time_weight`` is ``None``). The VP-SDE is not linear:
 ``b² ≈ β(0)(1 - tau)`` and ``E|∇s*|² ∝ β(0)/(1 - tau)`` diverges, so its weight is the noise
 variance ``ω = b² = 1 - exp(-B(1 - tau))``, which keeps ``ω E|∇s*|²`` bounded. Each path
@@ -87,9 +87,9 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from torch import nn
 
+from .._run import RUN_SETTINGS, as_run_config
 from ..estimator import ActionMatching
 from ..paths import MarginalPath
 from .unet import UNetPotential
@@ -490,8 +490,8 @@ class TorusPath(InterpolantPath):
     """Generation on the torus ``[-π, π)^d``: geodesic interpolation from uniform angles.
 
     Pixels ``x ∈ [-1, 1]`` become angles ``θ = (π/2) x ∈ [-π/2, π/2]``, so the darkest and the
-    brightest values sit as far apart on the circle as the data range allows (paper 000,
-    App. D, with ``[0.25, 0.75]`` of the unit circle). With ``x_0`` uniform on the torus,
+    brightest values sit half a turn apart, as in the paper's App. D (which maps them to
+    ``[0.25, 0.75]`` of the unit circle). With ``x_0`` uniform on the torus,
 
     ``x_tau = wrap(θ_1 - (1 - tau) wrap(θ_1 - x_0))``,
 
@@ -592,6 +592,14 @@ def action_matching(
         (``base_channels``, ``channel_mults``, ...).
     params
         Other :class:`trajinfer.ActionMatching` parameters; they override the defaults above.
+        Run-time settings (``device``, ``progress``, ``checkpoint_file``, ... : the fields of
+        :class:`trajinfer.RunConfig`) may be given here too; they are passed in ``run``, on
+        top of ``run`` when that is given as well.
+
+    Returns
+    -------
+    trajinfer.ActionMatching
+        The unfitted estimator.
     """
     if potential is None:
         potential = UNetPotential(
@@ -600,4 +608,7 @@ def action_matching(
     elif unet is not None:
         raise ValueError("unet configures the default potential; it cannot be combined with potential=.")
     settings = {"time_weight": path.time_weight, "time_proposal": "quasi-uniform", **params}
+    run = {name: settings.pop(name) for name in RUN_SETTINGS if name in settings}
+    if run:
+        settings["run"] = as_run_config(settings.get("run")).replace(**run)
     return ActionMatching(potential=potential, **settings)

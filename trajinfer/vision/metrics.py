@@ -42,8 +42,10 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from .._deprecation import UNSET, renamed_keyword
+
 __all__ = [
-    "INCEPTION_WEIGHTS", "ODE_METHODS", "FeatureClassifier", "Field", "bits_per_dim", "classifier_accuracy",
+    "INCEPTION_WEIGHTS", "ODE_METHODS", "ODE_SOLVERS", "FeatureClassifier", "Field", "bits_per_dim", "classifier_accuracy",
     "classifier_fd", "classifier_features", "classifier_score", "dequantize", "frechet_distance",
     "inception_fid", "inception_weights_available", "log_likelihood", "module_field", "n_function_evaluations",
     "ode_sample", "potential_field", "rotation_labels", "train_feature_classifier",
@@ -53,7 +55,10 @@ logger = logging.getLogger(__name__)
 
 # field(x (n, d), tau (n,)) -> velocity (n, d), differentiable with respect to x
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-ODE_METHODS = ("euler", "midpoint", "rk4")
+#: Fixed-step ODE solvers of :func:`ode_sample` and :func:`log_likelihood`.
+ODE_SOLVERS = ("euler", "midpoint", "rk4")
+#: Former name of :data:`ODE_SOLVERS`, kept for one release.
+ODE_METHODS = ODE_SOLVERS
 _STAGES = {"euler": 1, "midpoint": 2, "rk4": 4}
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
 
@@ -84,7 +89,7 @@ def module_field(network: nn.Module) -> Field:
 
 
 def _step(
-    rate: Callable[[torch.Tensor, torch.Tensor], Any], x: torch.Tensor, tau: float, dt: float, method: str
+    rate: Callable[[torch.Tensor, torch.Tensor], Any], x: torch.Tensor, tau: float, dt: float, solver: str
 ) -> Any:
     """One explicit step of a (possibly tuple-valued) ODE; returns the increment(s)."""
     n = x.shape[0]
@@ -95,9 +100,9 @@ def _step(
     def add(state: Any, k: Any, h: float) -> Any:
         return state + h * k
 
-    if method == "euler":
+    if solver == "euler":
         return rate(x, at(0.0))
-    if method == "midpoint":
+    if solver == "midpoint":
         k1 = rate(x, at(0.0))
         return rate(add(x, k1[0] if isinstance(k1, tuple) else k1, dt / 2), at(dt / 2))
     k1 = rate(x, at(0.0))
@@ -117,9 +122,10 @@ def ode_sample(
     tau_start: float = 0.0,
     tau_end: float = 1.0,
     n_steps: int = 100,
-    method: str = "rk4",
+    solver: str = "rk4",
     batch_size: int = 500,
     progress: bool = False,
+    method: Any = UNSET,
 ) -> torch.Tensor:
     """Integrate ``dx/dtau = v(x, tau)`` from ``tau_start`` to ``tau_end`` with a fixed-step solver.
 
@@ -134,38 +140,58 @@ def ode_sample(
     n_steps
         Number of steps; the number of field evaluations is ``n_steps`` times 1 (euler),
         2 (midpoint) or 4 (rk4), see :func:`n_function_evaluations`.
-    method
+    solver
         ``"euler"``, ``"midpoint"`` or ``"rk4"``.
     batch_size
         States integrated at once.
     progress
         Show a progress bar over batches.
+    method
+        Deprecated name of ``solver``.
 
     Returns
     -------
     torch.Tensor
         End states (n, d), detached.
     """
-    _check_solver(method, n_steps)
+    solver = renamed_keyword(solver, method, function="ode_sample", old="method", new="solver")
+    _check_solver(solver, n_steps)
     dt = (tau_end - tau_start) / n_steps
     out = []
     for lo in tqdm(range(0, x0.shape[0], batch_size), disable=not progress, desc="sample", leave=False):
         x = x0[lo : lo + batch_size].detach()
         for k in range(n_steps):
-            x = (x + dt * _step(lambda y, t: field(y, t).detach(), x, tau_start + k * dt, dt, method)).detach()
+            x = (x + dt * _step(lambda y, t: field(y, t).detach(), x, tau_start + k * dt, dt, solver)).detach()
         out.append(x)
     return torch.cat(out)
 
 
-def n_function_evaluations(method: str, n_steps: int) -> int:
-    """Field evaluations of a fixed-step solve."""
-    _check_solver(method, n_steps)
-    return _STAGES[method] * n_steps
+def n_function_evaluations(solver: str | None = None, n_steps: int | None = None, *, method: Any = UNSET) -> int:
+    """Field evaluations of a fixed-step solve.
+
+    Parameters
+    ----------
+    solver
+        ``"euler"`` (1 per step), ``"midpoint"`` (2) or ``"rk4"`` (4); required (the default
+        only lets the deprecated ``method`` stand in for it).
+    n_steps
+        Number of steps; required.
+    method
+        Deprecated name of ``solver``.
+
+    Returns
+    -------
+    int
+    """
+    solver = renamed_keyword(solver, method, function="n_function_evaluations", old="method", new="solver")
+    _check_solver(solver, n_steps)
+    return _STAGES[solver] * n_steps
 
 
-def _check_solver(method: str, n_steps: int) -> None:
-    if method not in ODE_METHODS:
-        raise ValueError(f"Unknown method {method!r}; choose one of {ODE_METHODS}.")
+def _check_solver(solver: str | None, n_steps: int | None) -> None:
+    """Raise ``ValueError`` for an unknown solver or a step count that is not a positive integer."""
+    if solver not in ODE_SOLVERS:
+        raise ValueError(f"Unknown solver {solver!r}; choose one of {ODE_SOLVERS}.")
     if not (isinstance(n_steps, (int, np.integer)) and n_steps >= 1):
         raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}.")
 
@@ -188,12 +214,13 @@ def log_likelihood(
     log_prior: Callable[[torch.Tensor], torch.Tensor],
     *,
     n_steps: int = 50,
-    method: str = "rk4",
+    solver: str = "rk4",
     divergence: str = "hutchinson",
     n_probes: int = 1,
     generator: torch.Generator | None = None,
     batch_size: int = 250,
     progress: bool = False,
+    method: Any = UNSET,
 ) -> torch.Tensor:
     """Log-density ``log q_1(x)`` of a flow from ``q_0`` by the change of variables.
 
@@ -205,8 +232,9 @@ def log_likelihood(
         Points at ``tau = 1`` (n, d).
     log_prior
         ``log q_0`` on a batch (n, d) -> (n,).
-    n_steps, method
-        Fixed-step solver from ``tau = 1`` to ``tau = 0``.
+    n_steps, solver
+        Steps and fixed-step solver (``"euler"``, ``"midpoint"`` or ``"rk4"``) of the
+        integration from ``tau = 1`` to ``tau = 0``.
     divergence
         ``"exact"`` or ``"hutchinson"`` (Rademacher probes fixed along each trajectory).
     n_probes
@@ -217,13 +245,16 @@ def log_likelihood(
         Points processed at once.
     progress
         Show a progress bar over batches.
+    method
+        Deprecated name of ``solver``.
 
     Returns
     -------
     torch.Tensor
         ``log q_1(x)``, shape (n,), float64, on the CPU.
     """
-    _check_solver(method, n_steps)
+    solver = renamed_keyword(solver, method, function="log_likelihood", old="method", new="solver")
+    _check_solver(solver, n_steps)
     if divergence not in ("exact", "hutchinson"):
         raise ValueError(f"divergence must be 'exact' or 'hutchinson', got {divergence!r}.")
     dt = -1.0 / n_steps
@@ -234,7 +265,7 @@ def log_likelihood(
         if divergence == "hutchinson":
             probes = torch.randint(0, 2, (n_probes, *y.shape), generator=generator, device=y.device).to(y.dtype) * 2 - 1
 
-        def rate(z: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def rate(z: torch.Tensor, tau: torch.Tensor, probes: torch.Tensor | None = probes) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.enable_grad():
                 z = z.detach().requires_grad_(True)
                 v = field(z, tau)
@@ -243,7 +274,7 @@ def log_likelihood(
 
         integral = torch.zeros(y.shape[0], device=y.device, dtype=torch.float64)
         for k in range(n_steps):
-            dy, ddiv = _step(rate, y, 1.0 + k * dt, dt, method)
+            dy, ddiv = _step(rate, y, 1.0 + k * dt, dt, solver)
             y = y + dt * dy
             integral = integral + dt * ddiv.double()
         # integral = ∫_1^0 div v dtau = −∫_0^1 div v dtau
