@@ -4,6 +4,12 @@
 read their defaults here, so that each is changed in one place. Snapshot defaults were chosen
 by leave-one-time-point-out W1 on training data, the others by the ground-truth benchmark;
 the measurements are in ``docs/benchmarks.rst``.
+
+The ``"auto"`` rules that measure the data live, one home each, beside the code that measures:
+``laplacian`` in :func:`trajinfer.derivatives.resolve_laplacian`, ``pairing`` and ``smoothing``
+in :class:`~trajinfer.SnapshotPath`, ``sigma`` in :func:`trajinfer.tl.default_sigma`,
+``growth_scale`` in :func:`trajinfer.fit` (the data's path length) and ``device`` in
+``trajinfer._device``. The rules that depend only on the kind of path are :data:`AUTO_RULES`.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from matplotlib.colors import CenteredNorm
 from matplotlib.figure import Figure
 from scipy.spatial import cKDTree
 
+from ._docs import doc_params
 from ._neighbors import NeighborKernel, basis_key, project_velocity
 from .estimator import ActionMatching
 from .tl import FitRecord, cells_at, embed, fit_record
@@ -116,6 +117,7 @@ def _scatter_colored(ax: Axes, xy: np.ndarray, values: Any, label: str | None, c
 
 
 # ---------------------------------------------------------------- trajectories
+@doc_params()
 def trajectories(
     data: AnnData | np.ndarray | None,
     traj: Trajectories | np.ndarray,
@@ -172,10 +174,8 @@ def trajectories(
         A model from :func:`trajinfer.fit`, for an AnnData it did not annotate (such as held-out
         cells): its :func:`~trajinfer.tl.fit_record` gives the default ``time_key`` and ``basis``.
         Default: the record of the fit in ``uns[key]``.
-    key
-        ``uns`` key written by :func:`trajinfer.fit` (its ``key_added``).
-    ax
-        Axes to draw into.
+    {key_uns}
+    {ax}
 
     Returns
     -------
@@ -224,6 +224,7 @@ def trajectories(
 
 
 # ------------------------------------------------------------- velocity field
+@doc_params()
 def velocity_stream(
     model: ActionMatching,
     data: AnnData | np.ndarray,
@@ -279,8 +280,7 @@ def velocity_stream(
         Streamline density (:meth:`matplotlib.axes.Axes.streamplot`).
     cmap
         Colormap of the speed.
-    ax
-        Axes to draw into.
+    {ax}
 
     Returns
     -------
@@ -375,6 +375,7 @@ def _stream_inputs(record: FitRecord | None, data: AnnData | np.ndarray, t: floa
 
 
 # ---------------------------------------------------------------------- growth
+@doc_params()
 def growth(
     adata: AnnData,
     key: str = "tj_growth",
@@ -399,8 +400,7 @@ def growth(
         Diverging colormap: red for expanding (positive), blue for shrinking (negative).
     size
         Marker area (default scales with the number of cells).
-    ax
-        Axes to draw into.
+    {ax}
 
     Returns
     -------
@@ -507,6 +507,7 @@ def _marginal_panel(ax: Axes, observed: np.ndarray, simulated: np.ndarray, weigh
 
 
 # ------------------------------------------------------------------------ loss
+@doc_params()
 def loss(
     model_or_adata: ActionMatching | AnnData | np.ndarray,
     *,
@@ -524,10 +525,8 @@ def loss(
     smooth
         Width of the moving average in iterations (default: a twentieth of the iterations, at
         least 1; 1 draws the raw curve only).
-    key
-        ``uns`` key written by :func:`trajinfer.fit`.
-    ax
-        Axes to draw into.
+    {key_uns}
+    {ax}
 
     Returns
     -------

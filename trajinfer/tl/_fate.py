@@ -10,6 +10,7 @@ import pandas as pd
 from anndata import AnnData
 from sklearn.neighbors import KNeighborsClassifier
 
+from .._docs import doc_params
 from ..estimator import ActionMatching
 from ._push import simulate_cells
 from ._record import cells_at, fit_record
@@ -42,6 +43,7 @@ class FateResult:
     off_support_fraction: float = 0.0
 
 
+@doc_params()
 def fate(
     adata: AnnData,
     model: ActionMatching,
@@ -64,16 +66,14 @@ def fate(
 
     Parameters
     ----------
-    adata, model
-        The data and a model from :func:`trajinfer.fit`.
+    {adata_model}
     from_time, to_time
         Observed time labels.
     cluster_key
         ``obs`` column with the clusters of the later cells.
     source_key
         ``obs`` column grouping the early cells in the transition matrix (default ``cluster_key``).
-    n_neighbors, n_repeats, n_steps, seed
-        Neighbours for cluster assignment, simulations to average, steps, seed.
+    {cluster_table}
     """
     source_key = cluster_key if source_key is None else source_key
     record = fit_record(model)

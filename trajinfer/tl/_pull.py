@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from sklearn.neighbors import NearestNeighbors
 
+from .._docs import doc_params
 from ..estimator import ActionMatching
 from ..losses import is_entropic
 from ._push import simulate_cells
@@ -46,6 +47,7 @@ class PullResult:
     ancestor_names: pd.Index
 
 
+@doc_params()
 def pull(
     adata: AnnData,
     model: ActionMatching,
@@ -83,8 +85,7 @@ def pull(
 
     Parameters
     ----------
-    adata, model
-        The data and a model from :func:`trajinfer.fit`.
+    {adata_model}
     from_time, to_time
         Observed time labels, ``from_time`` later than ``to_time``.
     cluster_key

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
+from .._docs import doc_params
 from .._neighbors import NeighborKernel, basis_key, project_velocity
 from ..estimator import ActionMatching
 from ..losses import is_entropic
@@ -37,6 +38,7 @@ VKEY = "velocity"
 LAYER_LIMIT = 2**28  # entries of a dense layer written without being asked (1 GiB of float32)
 
 
+@doc_params()
 def embed(
     adata: AnnData,
     X_rep: np.ndarray,
@@ -68,8 +70,7 @@ def embed(
     use_rep
         The representation of ``X_rep`` (default: the one recorded by :func:`trajinfer.fit`
         in ``uns[key]``, else chosen as :func:`trajinfer.pp.representation` does).
-    key
-        ``uns`` key written by :func:`trajinfer.fit`.
+    {key_uns}
     n_neighbors
         Cells averaged per position.
     reach
@@ -222,6 +223,7 @@ def write_velocity_entries(adata: AnnData, entries: dict[str, Any]) -> list[str]
     return written
 
 
+@doc_params()
 def transition_matrix(
     adata: AnnData,
     model: ActionMatching,
@@ -244,8 +246,7 @@ def transition_matrix(
 
     Parameters
     ----------
-    adata, model
-        The data and a model from :func:`trajinfer.fit`.
+    {adata_model}
     n_neighbors
         Non-zero entries per row.
     dt
