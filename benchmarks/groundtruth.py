@@ -396,7 +396,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 payload["rows"][same[0]] = row
             else:
                 payload["rows"].append(row)
-            payload["rows"].sort(key=lambda r: ([p.name for p in problems()].index(r["problem"]), list(CONFIGS).index(r["config"])))
+            # rows of settings no longer offered (kept from earlier runs, with their commit) go last
+            order = {name: i for i, name in enumerate(CONFIGS)}
+            payload["rows"].sort(key=lambda r: ([p.name for p in problems()].index(r["problem"]), order.get(r["config"], len(order))))
             print(f"[groundtruth] {problem.name} {name}: {100 * np.mean([r['all'] for r in runs]):.2f}% "
                   f"in {np.mean([r['wall_s'] for r in runs]):.1f} s", flush=True)
             C.write_json(out_json, payload)
