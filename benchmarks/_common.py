@@ -51,7 +51,7 @@ def git_commit() -> str:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("+dirty" if dirty else "") if sha else "unknown"
-    except Exception:  # noqa: BLE001
+    except Exception:
         return "unknown"
 
 
@@ -60,7 +60,7 @@ def package_version(name: str) -> str | None:
         from importlib.metadata import version
 
         return version(name)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -242,5 +242,5 @@ def safe_run(fn: Callable[[], Any]) -> tuple[Any, str | None]:
     """Run ``fn``; on failure return (None, 'ExceptionType: message')."""
     try:
         return fn(), None
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return None, f"{type(err).__name__}: {err}"

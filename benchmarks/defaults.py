@@ -57,11 +57,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
-import trajinfer as tj  # noqa: E402
-from trajinfer import _defaults as defaults  # noqa: E402
-from trajinfer.derivatives import EXACT_LAPLACIAN_MAX_DIM  # noqa: E402
+import trajinfer as tj
+from trajinfer import _defaults as defaults
+from trajinfer.derivatives import EXACT_LAPLACIAN_MAX_DIM
 
 DATA = C.REPO.parent / "shared" / "data"
 DATASETS = ("eb", "dyngen", "petals")

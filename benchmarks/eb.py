@@ -59,11 +59,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
-import trajinfer as tj  # noqa: E402
-from trajinfer import _defaults as defaults  # noqa: E402
-from trajinfer.tl import default_sigma  # noqa: E402
+import trajinfer as tj
+from trajinfer import _defaults as defaults
+from trajinfer.tl import default_sigma
 
 DATA = Path("/work/shared/data")
 W1_LABEL = "W1 (EMD, Euclidean ground cost; the paper's table calls it W2)"
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from peers import fit_mioflow, fit_otcfm, fit_sf2m
 
         peer_fns = {"mioflow": ("MIOFlow", fit_mioflow, False), "otcfm": ("TorchCFM OT-CFM", fit_otcfm, False), "sf2m": ("TorchCFM SF2M", fit_sf2m, True)}
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         import_error = f"{type(err).__name__}: {err}"
         peer_fns = {p: (p, None, False) for p in ("mioflow", "otcfm", "sf2m")}
     for key in [p for p in args.peers.split(",") if p and "peers" in groups]:

@@ -29,13 +29,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import eb as EB  # noqa: E402
-import vision as VB  # noqa: E402
+import _common as C
+import eb as EB
+import vision as VB
 
-import trajinfer as tj  # noqa: E402
-from trajinfer import vision  # noqa: E402
-from trajinfer._device import resolve_device  # noqa: E402
+import trajinfer as tj
+from trajinfer import vision
+from trajinfer._device import resolve_device
 
 DATA = C.REPO.parent / "shared" / "data"
 

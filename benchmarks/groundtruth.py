@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
-import trajinfer as tj  # noqa: E402
+import trajinfer as tj
 
 THETA, SIGMA, M0, V0 = 1.0, 1.0, 2.0, 0.25
 LN2 = math.log(2.0)
@@ -282,7 +282,8 @@ def markdown(payload: dict[str, Any]) -> str:
     for r in payload["rows"]:
         runs = r["runs"]
         agg = {k: (np.mean([x[k] for x in runs]), np.std([x[k] for x in runs])) for k in ("all", "start", "end", "wall_s")}
-        pct = lambda k: C.pm(100 * agg[k][0], 100 * agg[k][1] if len(runs) > 1 else None, 2) + "%"  # noqa: E731
+        def pct(k: str, agg: dict = agg, n: int = len(runs)) -> str:
+            return C.pm(100 * agg[k][0], 100 * agg[k][1] if n > 1 else None, 2) + "%"
         cpu = [x["cpu_s"] for x in runs if "cpu_s" in x]
         signal = [x["gradient_signal"] for x in runs if "gradient_signal" in x]
         rows.append([r["problem"], r["config"], len(runs), pct("all"), pct("start"), pct("end"), C.fmt(agg["wall_s"][0], 1),
@@ -380,6 +381,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         C.write_text(args.out / "groundtruth_variance.md", variance_markdown(result, prov))
         return result
     chosen = [p for p in problems() if args.problems is None or p.name in args.problems.split(",")]
+    unknown = set() if args.configs is None else set(args.configs.split(",")) - set(CONFIGS)
+    if unknown:
+        raise SystemExit(f"Unknown settings {sorted(unknown)}; choose from {list(CONFIGS)}.")
     configs = {k: v for k, v in CONFIGS.items() if args.configs is None or k in args.configs.split(",")}
     fit(chosen[0], {"n_iter": 5}, 0, quick=True)  # warm-up: one-off imports inside torch.optim
     out_json = args.out / "groundtruth.json"

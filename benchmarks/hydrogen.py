@@ -181,7 +181,7 @@ def seed_table(dirs: list[Path], out: Path) -> dict:
     md = [
         "# Hydrogen atom: Action Matching over seeds",
         "",
-        "Commands: " + "; ".join(f"`{r['command']}`" for r in runs) + f"; then `python benchmarks/hydrogen.py --seed-table "
+        "Commands: " + "; ".join(f"`{r['command']}`" for r in runs) + "; then `python benchmarks/hydrogen.py --seed-table "
         + " ".join(str(d) for d in dirs) + "`.",
         "",
         "Average MMD (independent start unless stated; see hydrogen.md for the metric and protocols). Each seed draws its "
@@ -314,11 +314,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.save_model is not None:
         est.save(args.save_model)
     generated["AM"] = simulate_action_matching(
-        est, x0, t_range, times, n_steps=cfg["am_sim_steps"], method=cfg["am_sim_method"]
+        est, x0, t_range, times, n_steps=cfg["am_sim_steps"], solver=cfg["am_sim_method"]
     )
     am_time = time.perf_counter() - start
     paper_protocol["AM"] = simulate_action_matching(
-        est, x0_train, t_range, times, n_steps=cfg["am_sim_steps"], method=cfg["am_sim_method"]
+        est, x0_train, t_range, times, n_steps=cfg["am_sim_steps"], solver=cfg["am_sim_method"]
     )
     velocity_errors["AM"] = relative_velocity_error(est.velocity, psi, data, times)
     velocity_errors["zero velocity"] = 1.0

@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
 TARGET_CPU_S = 1.0
 # Libraries that ``import trajinfer`` should leave to the functions that need them.

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import defaults as D  # noqa: E402
-import eb as EB  # noqa: E402
+import _common as C
+import defaults as D
+import eb as EB
 
-import trajinfer as tj  # noqa: E402
-from trajinfer import _defaults as defaults  # noqa: E402
+import trajinfer as tj
+from trajinfer import _defaults as defaults
 
 LRS = (1e-4, 1e-3, 1e-2)
 INTERPOLATIONS = ("mixture", "ot")

@@ -43,11 +43,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
-import trajinfer as tj  # noqa: E402
-from trajinfer import _defaults as defaults  # noqa: E402
-from trajinfer.tl import default_sigma  # noqa: E402
+import trajinfer as tj
+from trajinfer import _defaults as defaults
+from trajinfer.tl import default_sigma
 
 METRICS = ("w1", "w2", "mmd")
 LABELS = {"w1": "W1 (EMD, Euclidean cost)", "w2": "W2 (true)", "mmd": "MMD²"}
@@ -197,7 +197,7 @@ def mioflow_row(snaps: list[np.ndarray], held: list[np.ndarray], n_times: int, a
     rec: dict[str, Any] = {}
     try:
         from peers import fit_mioflow
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         rec["error"] = f"{type(err).__name__}: {err}"
         return rec
     with C.measure(rec):

@@ -46,13 +46,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
-import trajinfer as tj  # noqa: E402
-from trajinfer import _defaults as defaults  # noqa: E402
-from trajinfer.derivatives import autograd_derivatives  # noqa: E402
-from trajinfer.networks import MLPPotential  # noqa: E402
-from trajinfer.paths import MarginalPath  # noqa: E402
+import trajinfer as tj
+from trajinfer import _defaults as defaults
+from trajinfer.derivatives import autograd_derivatives
+from trajinfer.networks import MLPPotential
+from trajinfer.paths import MarginalPath
 
 DIM = 50
 N_TIMES = 4

@@ -42,15 +42,14 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
-import trajinfer as tj  # noqa: E402
-import trajinfer.derivatives as D  # noqa: E402
-from trajinfer.costs import resolve_cost  # noqa: E402
-from trajinfer.losses import action_matching_loss  # noqa: E402
-from trajinfer.networks import MLPPotential  # noqa: E402
-from trajinfer.paths import CallablePath  # noqa: E402
-from trajinfer.time_sampling import UniformTimeProposal  # noqa: E402
+import trajinfer.derivatives as D
+from trajinfer.costs import resolve_cost
+from trajinfer.losses import action_matching_loss
+from trajinfer.networks import MLPPotential
+from trajinfer.paths import CallablePath
+from trajinfer.time_sampling import UniformTimeProposal
 
 SIGMA = 0.5
 VARIANTS = ("jet", "autograd", "naive loop", "hutchinson")

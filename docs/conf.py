@@ -31,13 +31,14 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TRAJINFER_DOCS_FAST", "1")
 os.environ.setdefault("MPLBACKEND", "agg")
 
-import trajinfer  # noqa: E402
 import trajinfer_docs  # noqa: E402  (docs/_ext: API pages and benchmark pages generated at build time)
+
+import trajinfer  # noqa: E402
 
 # -- project ---------------------------------------------------------------------------------
 project = "trajinfer"
 author = "the trajinfer developers"
-copyright = "2025, the trajinfer developers"  # noqa: A001
+copyright = "2025, the trajinfer developers"
 release = trajinfer.__version__
 version = ".".join(release.split(".")[:2])
 

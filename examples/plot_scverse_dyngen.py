@@ -99,7 +99,7 @@ model = tj.fit(adata, "time_bin", method="eam", n_iter=N_ITER, hidden_dims=(64, 
 record = tj.tl.fit_record(model)  # what tj.fit recorded: time key, label -> time, representation
 print("time mapping:", dict(zip(record.time_labels, record.time_values)))
 print("written:", list(adata.uns["velocity_params"]["written"]))
-adata
+adata  # noqa: B018  (the gallery shows the last expression)
 
 # %%
 # Velocity streams

@@ -89,7 +89,7 @@ def test_petals_quick(tmp_path):
     assert (tmp_path / "petals.png").stat().st_size > 0
     for run in payload["runs"]:
         assert {"trajinfer eAM", "MIOFlow"} <= set(run["methods"])
-        for name, rec in run["methods"].items():
+        for rec in run["methods"].values():
             if "error" in rec:
                 continue
             assert "fit_seconds" in rec and "fit_peak_rss_mb" in rec
@@ -228,13 +228,13 @@ def test_gpu_script_without_a_gpu_runs_nothing(tmp_path, monkeypatch, capsys):
 
 def test_groundtruth_quick(tmp_path):
     groundtruth = _load("groundtruth")
-    groundtruth.main(["--quick", "--problems", "ou3-eam,growth-uam", "--configs", "defaults,lr 5e-3,uniform t", "--seeds", "2",
+    groundtruth.main(["--quick", "--problems", "ou3-eam,growth-uam", "--configs", "defaults,lr 5e-3,batch 1024", "--seeds", "2",
                       "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "groundtruth.json").read_text())
     _check_provenance(payload)
     assert [(r["problem"], r["config"], len(r["runs"])) for r in payload["rows"]] == [
-        ("ou3-eam", "defaults", 2), ("ou3-eam", "lr 5e-3", 2), ("ou3-eam", "uniform t", 1),
-        ("growth-uam", "defaults", 2), ("growth-uam", "lr 5e-3", 2), ("growth-uam", "uniform t", 1)]
+        ("ou3-eam", "defaults", 2), ("ou3-eam", "lr 5e-3", 2), ("ou3-eam", "batch 1024", 1),
+        ("growth-uam", "defaults", 2), ("growth-uam", "lr 5e-3", 2), ("growth-uam", "batch 1024", 1)]
     for row in payload["rows"]:
         for run in row["runs"]:
             assert {"all", "start", "end", "wall_s", "cpu_s"} <= set(run) and run["all"] > 0

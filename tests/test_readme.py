@@ -68,7 +68,7 @@ def test_readme_biology_example_runs(shared_data, tmp_path, monkeypatch):
     namespace: dict = {"__name__": "__readme__"}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        exec(compile("\n" * (first - 1) + code, str(README), "exec"), namespace)  # noqa: S102
+        exec(compile("\n" * (first - 1) + code, str(README), "exec"), namespace)
 
     # a deprecated call, in the example or inside trajinfer on its behalf, would greet a newcomer
     deprecated = [

@@ -112,7 +112,7 @@ SECTION_TITLES = {
 def _import(name: str) -> Any | None:
     try:
         return importlib.import_module(name)
-    except Exception:  # noqa: BLE001  (a module being written may fail to import: leave it out)
+    except Exception:
         return None
 
 
@@ -217,7 +217,7 @@ def _cli_help() -> str | None:
             cli.main(["--help"])
         except SystemExit:
             pass
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
     text = buffer.getvalue().replace("usage: __main__.py", "usage: trajinfer").replace("usage: sphinx", "usage: trajinfer")
     return text or None
@@ -506,7 +506,7 @@ def write_benchmark_pages(results_dir: Path, out_dir: Path) -> list[str]:
                 text = _verbatim_page(markdown, title, "the markdown could not be converted cleanly")
                 images = []
             shown.update(n for n in images if n not in missing)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             text = _verbatim_page(markdown, title, f"conversion failed: {type(err).__name__}")
         source = f"\n.. rubric:: Source\n\n``benchmarks/results/{md.name}`` (the table above is converted from it at build time).\n"
         pages[stem] = text + source
