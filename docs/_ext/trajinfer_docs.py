@@ -42,12 +42,13 @@ class ModuleSpec:
 
 API_MODULES = [
     ModuleSpec(
-        "trajinfer", "trajinfer: the estimator",
-        "The array-level interface: the scikit-learn style estimator, the marginal paths it is "
-        "trained on and the simulated trajectories it returns. ``tj.fit`` (the AnnData front end) "
-        "is :func:`trajinfer.tl.fit`.",
+        "trajinfer", "trajinfer: the estimator and the fitted dynamics",
+        "The array-level interface: the scikit-learn style trainer, the fitted dynamics it produces, "
+        "the marginal paths it is trained on and the simulated trajectories. ``tj.fit`` (the AnnData "
+        "front end) is :func:`trajinfer.tl.fit`.",
         [
-            ("Estimator", ["ActionMatching", "load"]),
+            ("Trainer", ["ActionMatching", "RunConfig", "load"]),
+            ("Fitted dynamics", ["Dynamics"]),
             ("Marginal paths", ["SnapshotPath", "CallablePath", "MarginalPath"]),
             ("Simulation results", ["Trajectories"]),
             ("AnnData front end", ["fit"]),
