@@ -254,3 +254,11 @@ def test_defaults_selection_quick(tmp_path):
     assert all(np.isfinite(r["mean_ratio"]) and r["data"]["petals"]["ratio"] > 0 for r in payload["rows"])
     md = (tmp_path / "defaults.md").read_text()
     assert "**default**" in md and "mean ratio by seed" in md  # the seed replicate of stage three
+
+
+def test_fingerprint_compare_names_every_entry_that_differs(tmp_path):
+    fingerprint = _load("fingerprint")
+    np.savez(tmp_path / "a.npz", same=np.arange(3.0), changed=np.zeros(2), only_a=np.ones(1))
+    np.savez(tmp_path / "b.npz", same=np.arange(3.0), changed=np.array([0.0, 1e-12]), only_b=np.ones(1))
+    assert fingerprint.compare(tmp_path / "a.npz", tmp_path / "b.npz") == ["changed", "only_a", "only_b"]
+    assert fingerprint.main(["--compare", str(tmp_path / "a.npz"), str(tmp_path / "a.npz")]) == 0
