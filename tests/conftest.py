@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,12 @@ matplotlib.use("Agg")
 torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # trajinfer's deprecation warnings fail the test that triggers them: the suite uses the
+    # current API, and the tests of a deprecation catch its warning with pytest.warns
+    config.addinivalue_line("filterwarnings", "error:.*will be removed in the next release:FutureWarning")
 
 
 def _shared_data_dir() -> Path | None:
@@ -58,10 +65,33 @@ def drifting_clouds(n: int = 150, dim: int = 2, seed: int = 0) -> list[np.ndarra
     return [rng.normal(size=(n, dim)) + k for k in range(len(CLOUD_TIMES))]
 
 
+#: Run settings of the test fits: on the CPU, without progress bar.
+TEST_RUN = dict(device="cpu", progress=False)
+
+
+def merged(base: dict, **changes) -> dict:
+    """``base`` with ``changes`` applied, the ``run`` settings merged rather than replaced.
+
+    ``merged(FAST, n_iter=5, run=dict(checkpoint_file=f))`` keeps ``FAST``'s device and progress
+    settings and adds the checkpoint; a ``run`` dict or :class:`~trajinfer.RunConfig` merges
+    into the base's, any other value replaces it.
+    """
+    out = {**base, **changes}
+    old, new = base.get("run"), changes.get("run")
+    if isinstance(old, (dict, tj.RunConfig)) and isinstance(new, (dict, tj.RunConfig)):
+        out["run"] = {**_settings(old), **_settings(new)}
+    return out
+
+
+def _settings(run: dict | tj.RunConfig) -> dict:
+    return dataclasses.asdict(run) if isinstance(run, tj.RunConfig) else dict(run)
+
+
 def small_estimator(**params) -> tj.ActionMatching:
-    """A small seeded eAM estimator on the CPU, without progress bar; ``params`` override the settings."""
-    base = dict(method="eam", sigma=0.3, hidden_dims=(32, 32), batch_size=32, progress=False, device="cpu", seed=3)
-    return tj.ActionMatching(**{**base, **params})
+    """A small seeded eAM estimator on the CPU, without progress bar; ``params`` override the
+    settings (a ``run`` dict is merged into the CPU, no-progress run settings)."""
+    base = dict(method="eam", sigma=0.3, hidden_dims=(32, 32), batch_size=32, run=TEST_RUN, seed=3)
+    return tj.ActionMatching(**merged(base, **params))
 
 
 class FailingPath(tj.SnapshotPath):

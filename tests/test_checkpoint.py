@@ -12,19 +12,20 @@ import trajinfer as tj
 
 def test_resume_after_kill_reproduces_the_uninterrupted_fit(tmp_path):
     X = drifting_clouds()
-    params = dict(n_iter=16, time_proposal="adaptive", checkpoint_every=8)
+    params = dict(n_iter=16, time_proposal="adaptive")
     full = small_estimator(**params).fit(tj.SnapshotPath(X, CLOUD_TIMES))
 
     ckpt = tmp_path / "fit.ckpt"
+    checkpoints = dict(checkpoint_file=ckpt, checkpoint_every=8)
     with pytest.raises(KeyboardInterrupt):  # killed at iteration 11, after the checkpoint at 8
-        small_estimator(checkpoint_path=ckpt, **params).fit(FailingPath(X, CLOUD_TIMES, at=11, error=KeyboardInterrupt))
+        small_estimator(run=checkpoints, **params).fit(FailingPath(X, CLOUD_TIMES, at=11, error=KeyboardInterrupt))
     assert torch.load(ckpt, weights_only=True)["iteration"] == 8
 
-    resumed = small_estimator(checkpoint_path=ckpt, resume=True, **params).fit(tj.SnapshotPath(X, CLOUD_TIMES))
+    resumed = small_estimator(run=dict(checkpoints, resume=True), **params).fit(tj.SnapshotPath(X, CLOUD_TIMES))
     np.testing.assert_array_equal(resumed.loss_curve_, full.loss_curve_)
     assert resumed.n_iter_ == 16 and same_weights(resumed.potential_, full.potential_)
 
-    again = small_estimator(checkpoint_path=ckpt, resume=True, **params).fit(tj.SnapshotPath(X, CLOUD_TIMES))
+    again = small_estimator(run=dict(checkpoints, resume=True), **params).fit(tj.SnapshotPath(X, CLOUD_TIMES))
     np.testing.assert_array_equal(again.loss_curve_, full.loss_curve_)  # finished checkpoint: nothing to run
     assert same_weights(again.potential_, full.potential_)
 
@@ -33,10 +34,12 @@ def test_resume_without_checkpoint_starts_fresh_and_rejects_other_settings(tmp_p
     X = drifting_clouds()
     ckpt = tmp_path / "fit.ckpt"
     plain = small_estimator(n_iter=4).fit(tj.SnapshotPath(X, CLOUD_TIMES))
-    fresh = small_estimator(n_iter=4, checkpoint_path=ckpt, resume=True).fit(tj.SnapshotPath(X, CLOUD_TIMES))
+    resume = dict(checkpoint_file=ckpt, resume=True)
+    fresh = small_estimator(n_iter=4, run=resume).fit(tj.SnapshotPath(X, CLOUD_TIMES))
     np.testing.assert_array_equal(fresh.loss_curve_, plain.loss_curve_)
-    assert ckpt.exists()
+    assert same_weights(fresh.potential_, plain.potential_)
+    assert ckpt.exists() and torch.load(ckpt, weights_only=True)["iteration"] == 4
     with pytest.raises(ValueError, match="batch_size"):
-        small_estimator(n_iter=4, batch_size=16, checkpoint_path=ckpt, resume=True).fit(tj.SnapshotPath(X, CLOUD_TIMES))
-    with pytest.raises(ValueError, match="checkpoint_path"):
-        small_estimator(resume=True).fit(tj.SnapshotPath(X, CLOUD_TIMES))
+        small_estimator(n_iter=4, batch_size=16, run=resume).fit(tj.SnapshotPath(X, CLOUD_TIMES))
+    with pytest.raises(ValueError, match="resume=True needs checkpoint_file"):
+        small_estimator(run=dict(resume=True)).fit(tj.SnapshotPath(X, CLOUD_TIMES))

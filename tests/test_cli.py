@@ -123,9 +123,10 @@ def test_simulate_needs_a_model_fitted_on_an_anndata(fitted, tmp_path, capsys):
     _, annotated_path = fitted
     model = tmp_path / "arrays.pt"
     snapshots = [np.random.default_rng(0).normal(size=(20, 2)) + shift for shift in (0.0, 1.0)]
-    tj.ActionMatching(method="am", n_iter=5, hidden_dims=(8,), device="cpu", progress=False).fit(
+    tj.ActionMatching(method="am", n_iter=5, hidden_dims=(8,), run=dict(device="cpu", progress=False)).fit(
         tj.SnapshotPath(snapshots, [0.0, 1.0])
     ).save(model)
+    capsys.readouterr()  # the fit's own summary line is not the command's output
     assert main(["simulate", str(model), annotated_path, "--from", "0", "--output", str(tmp_path / "t.npz")]) == 2
     assert "was not fitted on an AnnData; simulate it from Python" in _one_line_error(capsys.readouterr().err)
     assert not (tmp_path / "t.npz").exists()

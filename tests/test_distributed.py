@@ -27,8 +27,8 @@ _WORKER = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from conftest import CLOUD_TIMES, drifting_clouds, small_estimator
     out = sys.argv[1]
-    model = small_estimator(n_iter=8, time_proposal="adaptive", distributed=True, progress=True,
-                            checkpoint_path=os.path.join(out, "ddp.ckpt"), checkpoint_every=4)
+    model = small_estimator(n_iter=8, time_proposal="adaptive", run=dict(
+        distributed=True, progress=True, checkpoint_file=os.path.join(out, "ddp.ckpt"), checkpoint_every=4))
     model.fit(tj.SnapshotPath(drifting_clouds(), CLOUD_TIMES))
     rank = torch.distributed.get_rank()
     torch.save({{"loss": torch.as_tensor(model.loss_curve_), "state": model.potential_.state_dict()}},
@@ -69,7 +69,7 @@ def test_two_gloo_processes_equal_one_process_with_twice_the_batch(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        single = small_estimator(n_iter=8, time_proposal="adaptive", grad_accumulation=2).fit(
+        single = small_estimator(n_iter=8, time_proposal="adaptive", run=dict(grad_accumulation=2)).fit(
             tj.SnapshotPath(drifting_clouds(), CLOUD_TIMES))
     finally:
         torch.set_num_threads(threads)
@@ -81,7 +81,7 @@ def test_distributed_without_process_group_explains_the_launch(monkeypatch):
     for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(RuntimeError, match="torchrun"):
-        small_estimator(n_iter=2, distributed=True).fit(tj.SnapshotPath(drifting_clouds(), CLOUD_TIMES))
+        small_estimator(n_iter=2, run=dict(distributed=True)).fit(tj.SnapshotPath(drifting_clouds(), CLOUD_TIMES))
 
 
 def test_cli_fit_accepts_the_distributed_flag():

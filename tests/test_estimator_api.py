@@ -5,15 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import merged
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 import trajinfer as tj
+from trajinfer import _defaults
 from trajinfer.networks import MLPPotential
 
-FAST = dict(hidden_dims=(16, 16), n_iter=15, batch_size=32, device="cpu", progress=False)
+FAST = dict(hidden_dims=(16, 16), n_iter=15, batch_size=32, run=dict(device="cpu", progress=False))
 
 
 def _snapshots(seed: int = 0) -> tj.SnapshotPath:
@@ -41,13 +43,16 @@ def test_fit_returns_self_and_sets_fitted_attributes():
     assert est.fit(_snapshots()) is est
     check_is_fitted(est)
     new = set(vars(est)) - before
-    assert {"potential_", "dim_", "t_range_", "loss_curve_", "n_iter_", "fit_time_", "device_"} <= new
+    assert {"dynamics_", "loss_curve_", "n_iter_", "fit_time_", "diagnostics_"} <= new
     assert all(name.endswith("_") and not name.startswith("_") for name in new), new
+    assert isinstance(est.dynamics_, tj.Dynamics)
+    # the shortcuts read the fitted dynamics
+    assert est.potential_ is est.dynamics_.potential and est.device_ == est.dynamics_.device == torch.device("cpu")
     assert est.dim_ == 2 and est.t_range_ == (1.0, 3.0) and est.n_iter_ == 15
     assert est.loss_curve_.shape == (15,) and np.isfinite(est.loss_curve_).all()
-    assert est.duration_ == 2.0
-    assert est.fit(_snapshots(), n_iter=4).n_iter_ == 4  # n_iter override per call
-    assert est.n_iter == 15  # the parameter is untouched
+    assert est.duration_ == 2.0 and est.cost_ is est.dynamics_.cost
+    assert est.set_params(n_iter=4).fit(_snapshots()).n_iter_ == 4  # a refit replaces the fitted dynamics
+    assert est.potential_ is est.dynamics_.potential and est.loss_curve_.shape == (4,)
 
 
 def test_repr_set_params_and_clone_follow_scikit_learn():
@@ -135,7 +140,6 @@ def test_bad_prediction_inputs_name_the_fix(fitted, X):
         (dict(lr=0.0), "lr must be a positive number"),
         (dict(time_frequencies=-1), "time_frequencies must be a non-negative integer or 'auto', got -1"),
         (dict(lr_schedule="step"), r"Unknown lr_schedule 'step'; choose one of \('cosine', 'constant'\)"),
-        (dict(warmup=-5), "warmup must be a non-negative integer, got -5"),
         (dict(ema_decay=1.5), r"ema_decay must be a number in \(0, 1\) or None"),
         (dict(laplacian="trace"), "Unknown laplacian 'trace'"),
         (dict(time_proposal="importance"), "Unknown time_proposal 'importance'"),
@@ -148,20 +152,34 @@ def test_bad_parameters_raise_at_fit(params, match):
         est.fit(_snapshots())
 
 
+def test_removed_warmup_and_uniform_time_proposal_are_refused_by_name():
+    # warmup (linear learning-rate warm-up) and time_proposal="uniform" were removed: a caller
+    # still passing them gets an error naming them, not a silently different fit
+    with pytest.raises(TypeError, match=r"ActionMatching got unexpected keyword argument\(s\) \['warmup'\]"):
+        tj.ActionMatching(warmup=10, **FAST)
+    with pytest.raises(ValueError, match="Invalid parameter 'warmup'"):
+        tj.ActionMatching(**FAST).set_params(warmup=10)
+    assert "warmup" not in tj.ActionMatching().get_params()
+    est = tj.ActionMatching(time_proposal="uniform", **FAST)
+    with pytest.raises(ValueError, match=r"Unknown time_proposal 'uniform'; choose one of \('quasi-uniform', 'adaptive'\)"):
+        est.fit(_snapshots())
+    assert "dynamics_" not in vars(est)
+    assert _defaults.TIME_PROPOSALS == ("quasi-uniform", "adaptive")
+
+
 def test_auto_settings_depend_on_the_path():
     """``lr="auto"`` and ``time_frequencies="auto"`` take the snapshot values on snapshots and
     the sampled-path values on a function; numbers are used as given."""
-    from trajinfer import _defaults
-
+    (lr, lr_sampled, _), (freq, freq_sampled, _) = _defaults.AUTO_RULES["lr"], _defaults.AUTO_RULES["time_frequencies"]
     est = tj.ActionMatching(**FAST)
     assert est.lr == "auto" and est.time_frequencies == "auto"
     est.fit(_snapshots())
-    assert est.lr_ == _defaults.LR and est.time_frequencies_ == _defaults.TIME_FREQUENCIES
-    assert est.potential_.config["n_time_frequencies"] == _defaults.TIME_FREQUENCIES
+    assert est.lr_ == lr == 1e-2 and est.time_frequencies_ == freq == 4
+    assert est.potential_.config["n_time_frequencies"] == freq
     est.fit(lambda t: torch.randn(t.shape[0], 2) + t[:, None])
-    assert est.lr_ == _defaults.LR_SAMPLED and est.time_frequencies_ == _defaults.TIME_FREQUENCIES_SAMPLED
-    assert est.potential_.config["n_time_frequencies"] == _defaults.TIME_FREQUENCIES_SAMPLED
-    assert _defaults.LR_SAMPLED < _defaults.LR and _defaults.TIME_FREQUENCIES_SAMPLED < _defaults.TIME_FREQUENCIES
+    assert est.lr_ == lr_sampled == 3e-3 and est.time_frequencies_ == freq_sampled == 1
+    assert est.potential_.config["n_time_frequencies"] == freq_sampled
+    assert _defaults.ON_SNAPSHOTS["lr"] == lr and _defaults.ON_SNAPSHOTS["time_frequencies"] == freq
     given = tj.ActionMatching(**{**FAST, "lr": 5e-3, "time_frequencies": 0}).fit(_snapshots())
     assert given.lr_ == 5e-3 and given.potential_.config["n_time_frequencies"] == 0
 
@@ -169,18 +187,17 @@ def test_auto_settings_depend_on_the_path():
 def test_auto_budget_and_width_depend_on_the_path(monkeypatch):
     """``n_iter="auto"`` and ``hidden_dims="auto"`` resolve per path like ``lr``; the iteration
     defaults are patched small here so that the two fits stay quick."""
-    from trajinfer import _defaults
-
-    monkeypatch.setattr(_defaults, "N_ITER", 7)
-    monkeypatch.setattr(_defaults, "N_ITER_SAMPLED", 11)
+    monkeypatch.setitem(_defaults.AUTO_RULES, "n_iter", (7, 11, "patched small for the test"))
+    widths, widths_sampled, _ = _defaults.AUTO_RULES["hidden_dims"]
+    assert widths == (128, 128, 128) and widths_sampled == (64, 64, 64)
     est = tj.ActionMatching(**{**FAST, "n_iter": "auto", "hidden_dims": "auto"})
     est.fit(_snapshots())
-    assert est.n_iter_ == 7 and est.hidden_dims_ == _defaults.HIDDEN_DIMS
-    assert est.potential_.config["hidden_dims"] == list(_defaults.HIDDEN_DIMS)
+    assert est.n_iter_ == 7 and est.hidden_dims_ == widths
+    assert est.potential_.config["hidden_dims"] == list(widths)
     est.fit(lambda t: torch.randn(t.shape[0], 2) + t[:, None])
-    assert est.n_iter_ == 11 and est.hidden_dims_ == _defaults.HIDDEN_DIMS_SAMPLED
-    assert est.potential_.config["hidden_dims"] == list(_defaults.HIDDEN_DIMS_SAMPLED)
-    assert est.fit(_snapshots(), n_iter=5).n_iter_ == 5
+    assert est.n_iter_ == 11 and est.hidden_dims_ == widths_sampled
+    assert est.potential_.config["hidden_dims"] == list(widths_sampled)
+    assert est.set_params(n_iter=5).fit(_snapshots()).n_iter_ == 5
     given = tj.ActionMatching(**{**FAST, "hidden_dims": np.array([3, 5])}).fit(lambda t: torch.randn(t.shape[0], 2))
     assert given.hidden_dims_ == (3, 5)
     assert tj.ActionMatching().get_params()["n_iter"] == "auto"
@@ -189,9 +206,10 @@ def test_auto_budget_and_width_depend_on_the_path(monkeypatch):
 
 
 def test_bad_fit_arguments():
-    est = tj.ActionMatching(**FAST)
+    est = tj.ActionMatching(**{**FAST, "n_iter": 0})
     with pytest.raises(ValueError, match="n_iter must be a positive integer"):
-        est.fit(_snapshots(), n_iter=0)
+        est.fit(_snapshots())
+    est = tj.ActionMatching(**FAST)
     with pytest.raises(TypeError, match="path must be a trajinfer MarginalPath or a callable"):
         est.fit(np.zeros((10, 2)))
     with pytest.raises(TypeError, match="potential must be a name or a torch.nn.Module"):
@@ -217,11 +235,11 @@ def test_diverging_loss_raises_floating_point_error():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_cuda_request_without_cuda_raises():
-    est = tj.ActionMatching(**{**FAST, "device": "cuda"})
+    est = tj.ActionMatching(**merged(FAST, run=dict(device="cuda")))
     with pytest.raises(RuntimeError, match="CUDA is not available.*device='cpu'"):
         est.fit(_snapshots())
     with pytest.raises(ValueError, match="Unknown device"):
-        tj.ActionMatching(**{**FAST, "device": "tpu"}).fit(_snapshots())
+        tj.ActionMatching(**merged(FAST, run=dict(device="tpu"))).fit(_snapshots())
 
 
 # ------------------------------------------------------------------------- seeds
@@ -290,7 +308,9 @@ def test_save_load_round_trip(tmp_path, X, params):
     path = tmp_path / "model.pt"
     est.save(path)
     loaded = tj.load(path, device="cpu")
-    assert loaded.get_params(deep=False) | {"cost": None, "device": None} == est.get_params(deep=False) | {"cost": None, "device": None}
+    # run settings are not stored: the loaded model runs with the defaults on the given device
+    assert loaded.run == tj.RunConfig(device="cpu")
+    assert loaded.get_params(deep=False) | {"cost": None, "run": None} == est.get_params(deep=False) | {"cost": None, "run": None}
     assert type(loaded.cost_) is type(est.cost_)
     assert loaded.t_range_ == est.t_range_ and loaded.dim_ == est.dim_ and loaded.n_iter_ == est.n_iter_
     assert (loaded.lr_, loaded.time_frequencies_, loaded.hidden_dims_) == (est.lr_, est.time_frequencies_, est.hidden_dims_)
@@ -332,16 +352,16 @@ def test_save_load_errors(tmp_path, fitted):
         dict(time_proposal="adaptive", time_weight=lambda tau: 1 + tau, method="eam", sigma=0.2),
         dict(method="eam", sigma=0.2, laplacian="hutchinson", n_probes=2),
         dict(method="ueam", sigma=0.2, lr_schedule="constant", ema_decay=None, grad_clip=None),
-        dict(warmup=10),
         dict(method="am", cost="relativistic", potential="residual"),
         dict(method="eam", sigma=lambda t: 0.1 + 0.05 * t, activation="gelu"),
     ],
-    ids=["adaptive", "time-weight", "adaptive+weight+eam", "hutchinson", "ueam-raw", "warm-up", "relativistic", "sigma(t)-gelu"],
+    ids=["adaptive", "time-weight", "adaptive+weight+eam", "hutchinson", "ueam-raw", "relativistic", "sigma(t)-gelu"],
 )
 def test_options_run_with_finite_loss(params, X):
     est = tj.ActionMatching(seed=0, **{**FAST, "n_iter": 30, **params}).fit(_snapshots())
-    assert np.isfinite(est.loss_curve_).all()
-    assert np.isfinite(est.velocity(X, 2.0)).all()
+    assert est.n_iter_ == 30 and np.isfinite(est.loss_curve_).all()
+    v = est.velocity(X, 2.0)
+    assert v.shape == (20, 2) and np.isfinite(v).all()
 
 
 def test_adaptive_proposal_learns_a_non_uniform_density():
@@ -371,23 +391,11 @@ def test_save_load_with_numpy_scalar_parameters(tmp_path, X):
     np.testing.assert_array_equal(loaded.velocity(X, 2.0), est.velocity(X, 2.0))
 
 
-def test_simulate_with_equal_start_and_end_time(fitted, X):
-    try:
-        traj = fitted.simulate(X, 2.0, 2.0, n_steps=3)
-    except ValueError as err:  # a clear error is acceptable too
-        assert "t_start" in str(err) or "t_end" in str(err)
-    else:
-        np.testing.assert_allclose(traj.X, np.broadcast_to(X, traj.X.shape))
-
-
-def test_warmup_starts_the_learning_rate_from_zero():
-    # the first loss is taken before any step; after it a warmed-up fit has stepped at lr/10
-    # instead of lr, so its second loss differs from the plain fit's while the first agrees
-    plain = tj.ActionMatching(seed=0, **{**FAST, "n_iter": 3}).fit(_snapshots())
-    warm = tj.ActionMatching(seed=0, warmup=10, **{**FAST, "n_iter": 3}).fit(_snapshots())
-    assert warm.loss_curve_[0] == plain.loss_curve_[0]
-    assert warm.loss_curve_[1] != plain.loss_curve_[1]
-    assert warm._optimizer_settings().warmup == 10
+def test_simulate_with_equal_start_and_end_time_is_refused(fitted, X):
+    with pytest.raises(ValueError, match=r"t_start and t_end are both 2\.0; choose two different times"):
+        fitted.simulate(X, 2.0, 2.0, n_steps=3)
+    with pytest.raises(ValueError, match="t_start and t_end are both"):
+        fitted.dynamics_.simulate(X, 2.0, 2.0)
 
 
 def test_weight_average_decays_above_the_warmup_give_the_same_fit():

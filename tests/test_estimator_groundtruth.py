@@ -59,7 +59,7 @@ def _fit_ou(method: str, theta: float = THETA, sigma: float = SIGMA, duration: f
     kwargs = {"sigma": sigma} if method == "eam" else {}
     est = tj.ActionMatching(
         method=method, hidden_dims=(64, 64), n_iter=600, batch_size=512, lr=3e-3,
-        device="cpu", seed=0, progress=False, **kwargs,
+        seed=0, run=dict(device="cpu", progress=False), **kwargs,
     )
     return est.fit(lambda t: ou_sample(t, theta, sigma), t_range=(0.0, duration))
 
@@ -171,7 +171,7 @@ def bimodal_uam() -> tj.ActionMatching:
     torch.manual_seed(0)
     est = tj.ActionMatching(
         method="uam", hidden_dims=(64, 64), n_iter=600, batch_size=512, lr=1e-2,
-        device="cpu", seed=0, progress=False,
+        seed=0, run=dict(device="cpu", progress=False),
     )
     return est.fit(_bimodal_sample)
 
@@ -181,7 +181,7 @@ def test_uam_reweighting_moves_mass_between_modes(bimodal_uam):
     torch.manual_seed(7)
     n = 4000
     x0 = _bimodal_sample(torch.zeros(n))
-    traj = bimodal_uam.simulate(x0.numpy(), 0.0, 1.0, n_steps=100, method="rk4")
+    traj = bimodal_uam.simulate(x0.numpy(), 0.0, 1.0, n_steps=100, solver="rk4")
     x1, w1 = traj.X[-1, :, 0], traj.weights[-1]
     mass_left = float(w1[x1 < 0].sum())
     start_left = float(np.mean(x0[:, 0].numpy() < 0))
@@ -236,7 +236,7 @@ def test_c_am_recovers_translation_velocity(cost):
     torch.manual_seed(0)
     est = tj.ActionMatching(
         method="am", cost=cost, hidden_dims=(64, 64), n_iter=600, batch_size=256, lr=2e-3,
-        device="cpu", seed=0, progress=False,
+        seed=0, run=dict(device="cpu", progress=False),
     ).fit(_translating_sample)
     generator = torch.Generator().manual_seed(3)
     t = torch.rand(4000, generator=generator)
@@ -269,7 +269,7 @@ def test_am_velocity_is_in_user_time_units():
     torch.manual_seed(0)
     est = tj.ActionMatching(
         method="am", hidden_dims=(64, 64), n_iter=300, batch_size=256, lr=3e-3,
-        device="cpu", seed=0, progress=False,
+        seed=0, run=dict(device="cpu", progress=False),
     ).fit(_translating_sample, t_range=(0.0, 2.0))
     assert est.t_range_ == (0.0, 2.0)
     generator = torch.Generator().manual_seed(4)

@@ -52,7 +52,7 @@ def fitted(request) -> tuple[tj.ActionMatching, float]:
     sigma = SIGMA if method == "ueam" else 0.0
     torch.manual_seed(0)  # the callable path draws from the global torch RNG
     est = tj.ActionMatching(
-        method, sigma=sigma or None, n_iter=1000, hidden_dims=(128, 128, 128), lr=1e-3, seed=0, progress=False,
+        method, sigma=sigma or None, n_iter=1000, hidden_dims=(128, 128, 128), lr=1e-3, seed=0, run=dict(progress=False),
     )
     return est.fit(tj.CallablePath(_sampler(sigma), t_range=(0.0, T), mass_fn=_mass)), sigma
 

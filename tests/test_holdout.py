@@ -41,7 +41,7 @@ def test_mixture_loss_is_bounded_on_well_separated_snapshots(lr):
     X, day = adata.X, adata.obs["day"].to_numpy()
     path = tj.SnapshotPath(X, day, interpolation="mixture")
     assert float(path.bandwidths.max()) > 0  # unequal sizes: the copies differ and are smoothed
-    est = tj.ActionMatching("am", n_iter=600, lr=lr, hidden_dims=(64, 64), progress=False).fit(path)
+    est = tj.ActionMatching("am", n_iter=600, lr=lr, hidden_dims=(64, 64), run=dict(progress=False)).fit(path)
     assert est.diagnostics_["warnings"] == []
     # loss of a bounded problem: about minus the kinetic energy of the motion (½·3.04²·2²·2 ≈ 37)
     assert -100 < est.diagnostics_["final_loss"] < 0

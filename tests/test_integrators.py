@@ -41,7 +41,7 @@ A_SYM = np.array([[0.5, 0.3], [0.3, -0.4]])
 
 def _model(A: np.ndarray, c: float = 0.0, **params) -> tj.ActionMatching:
     return tj.ActionMatching.from_potential(
-        QuadraticPotential(A, c), dim=2, t_range=T_RANGE, device="cpu", progress=False, **params
+        QuadraticPotential(A, c), dim=2, t_range=T_RANGE, device="cpu", run=dict(progress=False), **params
     )
 
 
@@ -63,12 +63,12 @@ def test_fixed_and_adaptive_solvers_match_matrix_exponential(A, direction, x0):
     exact = _exact(x0, A, t_from, t_to)
     scale = np.abs(exact).max()
     errors = {}
-    for method, n_steps in [("rk4", 50), ("dopri5", 4)]:
-        traj = model.simulate(x0, t_from, t_to, n_steps=n_steps, method=method)
+    for solver, n_steps in [("rk4", 50), ("dopri5", 4)]:
+        traj = model.simulate(x0, t_from, t_to, n_steps=n_steps, solver=solver)
         assert traj.X.shape == (n_steps + 1, 200, 2)
         np.testing.assert_allclose(traj.times, np.linspace(t_from, t_to, n_steps + 1))
         np.testing.assert_allclose(traj.X[0], x0)
-        errors[method] = np.abs(traj.X[-1] - exact).max() / scale
+        errors[solver] = np.abs(traj.X[-1] - exact).max() / scale
         # Intermediate outputs are on the exact curve as well.
         mid = n_steps // 2
         np.testing.assert_allclose(traj.X[mid], _exact(x0, A, t_from, traj.times[mid]), atol=2e-4 * scale)
@@ -88,7 +88,7 @@ def test_euler_is_first_order_with_known_error_constant(x0):
     exact = _exact(x0, a * np.eye(2), 0.0, 2.0)
     errors = []
     for n_steps in (50, 100):
-        traj = model.simulate(x0, 0.0, 2.0, n_steps=n_steps, method="euler")
+        traj = model.simulate(x0, 0.0, 2.0, n_steps=n_steps, solver="euler")
         err = np.abs(traj.X[-1] - exact).max()
         leading = math.exp(a) * a**2 / (2 * n_steps) * np.abs(x0).max()
         # Exactly the Euler recursion, up to float32 accumulation (N·eps ~ 1e-5).
@@ -111,8 +111,8 @@ def test_user_velocity_is_gradient_divided_by_duration(x0):
 
 def test_chunked_simulation_equals_unchunked(x0):
     model = _model(A_SYM)
-    full = model.simulate(x0, 0.0, 2.0, n_steps=10, method="rk4", chunk_size=None)
-    chunked = model.simulate(x0, 0.0, 2.0, n_steps=10, method="rk4", chunk_size=37)
+    full = model.simulate(x0, 0.0, 2.0, n_steps=10, solver="rk4", chunk_size=None)
+    chunked = model.simulate(x0, 0.0, 2.0, n_steps=10, solver="rk4", chunk_size=37)
     np.testing.assert_allclose(chunked.X, full.X, rtol=1e-6, atol=1e-6)
 
 
@@ -122,7 +122,7 @@ def test_uam_constant_growth_gives_linear_log_weights(x0):
     # Growth per user time unit is s/T; the velocity is zero.
     np.testing.assert_allclose(model.growth(x0, 1.0), np.full(200, c / DURATION), rtol=1e-6)
     np.testing.assert_allclose(model.velocity(x0, 1.0), 0.0, atol=0)
-    traj = model.simulate(x0, 0.0, 2.0, n_steps=8, method="euler")
+    traj = model.simulate(x0, 0.0, 2.0, n_steps=8, solver="euler")
     np.testing.assert_allclose(traj.X, np.broadcast_to(x0, traj.X.shape))
     # log w(t) = ∫ s dtau = c t / T exactly (constant integrand: any solver is exact).
     np.testing.assert_allclose(traj.log_weights, np.broadcast_to((c * traj.times / DURATION)[:, None], (9, 200)), rtol=1e-6, atol=1e-7)
@@ -134,7 +134,7 @@ def test_uam_log_weights_along_a_moving_linear_flow(x0):
     # s = c + a|x|²/2: x(tau) = x0 e^{a tau} and log w(tau) = c tau + |x0|² (e^{2 a tau} - 1)/4.
     a, c = 0.6, -0.4
     model = _model(a * np.eye(2), c=c, method="uam")
-    traj = model.simulate(x0, 0.0, 2.0, n_steps=50, method="rk4")
+    traj = model.simulate(x0, 0.0, 2.0, n_steps=50, solver="rk4")
     tau = traj.times / DURATION
     r2 = (x0.astype(np.float64) ** 2).sum(1)
     exact = c * tau[:, None] + r2[None, :] * (np.exp(2 * a * tau[:, None]) - 1) / 4
@@ -234,8 +234,8 @@ def test_simulate_input_errors(x0):
         am.simulate(x0, 0.0, 1.0, n_steps=0)
     with pytest.raises(ValueError, match="stochastic=True needs an entropic method"):
         am.simulate(x0, 0.0, 1.0, stochastic=True)
-    with pytest.raises(ValueError, match="Unknown ODE method"):
-        am.simulate(x0, 0.0, 1.0, method="leapfrog")
+    with pytest.raises(ValueError, match="Unknown ODE solver"):
+        am.simulate(x0, 0.0, 1.0, solver="leapfrog")
     with pytest.raises(ValueError, match="features but the model was fitted on"):
         am.simulate(np.zeros((5, 3)), 0.0, 1.0)
     eam = _model(A_SYM, method="eam", sigma=0.5)
@@ -268,10 +268,10 @@ def test_c_am_power_velocity_closed_form(x0):
     # user velocity is p. Exact up to float32 rounding (and the cost's eps = 1e-8 in |p|).
     p = np.array([0.8, -0.6])  # |p| = 1
     model = tj.ActionMatching.from_potential(LinearPotential(2 * p), dim=2, t_range=T_RANGE, cost="power",
-                                             device="cpu", progress=False)
+                                             device="cpu", run=dict(progress=False))
     expected = p
     np.testing.assert_allclose(model.velocity(x0, 1.0), np.broadcast_to(expected, (200, 2)), rtol=1e-5)
-    traj = model.simulate(x0, 0.0, 2.0, n_steps=4, method="rk4")
+    traj = model.simulate(x0, 0.0, 2.0, n_steps=4, solver="rk4")
     np.testing.assert_allclose(traj.X[-1], x0 + expected * DURATION, rtol=1e-5, atol=1e-5)
 
 
@@ -279,6 +279,6 @@ def test_relativistic_speed_limit_is_in_user_time_units(x0):
     p = np.array([300.0, 400.0])  # |p| = 500: deep in the saturated regime, |v| = c_max/sqrt(1 + 4e-6)
     model = tj.ActionMatching.from_potential(LinearPotential(p), dim=2, t_range=T_RANGE,
                                              cost=RelativisticCost(max_speed=1.0),
-                                             device="cpu", progress=False)
+                                             device="cpu", run=dict(progress=False))
     speed = np.linalg.norm(model.velocity(x0, 1.0), axis=1)
     np.testing.assert_allclose(speed, 1.0, rtol=1e-4)

@@ -272,7 +272,7 @@ def test_snapshot_path_errors():
 def test_fit_accepts_snapshot_path_in_user_time():
     rng = np.random.default_rng(7)
     path = SnapshotPath([rng.normal(size=(50, 2)), rng.normal(size=(50, 2)) + 1], [2.0, 5.0])
-    est = tj.ActionMatching(hidden_dims=(8,), n_iter=3, batch_size=16, device="cpu", progress=False).fit(path)
+    est = tj.ActionMatching(hidden_dims=(8,), n_iter=3, batch_size=16, run=dict(device="cpu", progress=False)).fit(path)
     assert est.t_range_ == (2.0, 5.0) and est.dim_ == 2
     with pytest.raises(ValueError, match="t_range applies to callable paths only"):
         est.fit(path, t_range=(0.0, 1.0))
@@ -285,7 +285,12 @@ def test_ot_pairing_is_optimal_for_large_batches():
     path = SnapshotPath([rng.normal(size=(3000, 1)), rng.normal(size=(3000, 1)) + 4], [0, 1], interpolation="ot")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a truncated network simplex must not pass silently
-        path.sample(torch.full((2000,), 0.5), _gen(12))
+        x = path.sample(torch.full((2000,), 0.5), _gen(12))
+    # the 1-D optimal plan between N(0, 1) and N(4, 1) is the shift by 4, so midway the samples
+    # are a + 2 ~ N(2, 1); independent pairs would give (a + b)/2 of variance ¼ + ¼ = 0.5. The sample
+    # variance of 2000 draws has SE sqrt(2/2000) = 0.03 and the mean SE 0.02: bounds ~5 SE.
+    assert x.shape == (2000, 1) and torch.isfinite(x).all()
+    assert abs(x.mean().item() - 2.0) < 0.1 and 0.85 < x.var().item() < 1.15
 
 
 def test_full_ot_pairing_interpolates_matched_quantiles():

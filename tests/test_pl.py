@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 import trajinfer as tj
 
-FAST = dict(hidden_dims=(32, 32), n_iter=30, batch_size=64, device="cpu", progress=False)
+FAST = dict(hidden_dims=(32, 32), n_iter=30, batch_size=64, device="cpu", progress=False)  # settings of tj.fit
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +52,7 @@ def test_trajectories_honours_ax_and_categories(fitted):
     ax = tj.pl.trajectories(adata, traj, color="petal", n_trajectories=None, ax=right)
     assert ax is right and not left.has_data()
     assert len(ax.lines) == traj.n_particles
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["up", "right", "down", "left"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["up", "right", "down", "left", "path start", "path end"]
 
 
 def test_trajectories_arrays_basis_and_components():
@@ -89,7 +89,8 @@ def test_velocity_stream_on_anndata(fitted, tmp_path):
 def test_velocity_stream_fixes_other_coordinates_in_higher_dimensions():
     rng = np.random.default_rng(0)
     snapshots = [rng.normal(size=(40, 3)), rng.normal(size=(40, 3)) + [1.0, 0.0, 2.0]]
-    model = tj.ActionMatching(method="am", **FAST).fit(tj.SnapshotPath(snapshots, [0.0, 1.0]))
+    model = tj.ActionMatching(method="am", hidden_dims=(32, 32), n_iter=30, batch_size=64, run=dict(device="cpu", progress=False))
+    model.fit(tj.SnapshotPath(snapshots, [0.0, 1.0]))
     ax = tj.pl.velocity_stream(model, np.vstack(snapshots), 0.5, components=(0, 2), grid_size=12)
     assert any(isinstance(c, LineCollection) for c in ax.collections)
     with pytest.raises(ValueError, match="Unknown time"):

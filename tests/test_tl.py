@@ -280,7 +280,7 @@ def test_fit_record_is_the_same_on_the_model_in_uns_and_after_saving(method, tmp
         record.time_key = "other"
     with pytest.raises(ValueError, match=r"adata.uns\['tj'\] holds no record of tj.fit"):
         tj.tl.fit_record(adata)
-    on_arrays = tj.ActionMatching(method="am", n_iter=5, hidden_dims=(8,), device="cpu", progress=False)
+    on_arrays = tj.ActionMatching(method="am", n_iter=5, hidden_dims=(8,), run=dict(device="cpu", progress=False))
     on_arrays.fit(tj.SnapshotPath(adata.X, adata.obs["day"].to_numpy()))
     with pytest.raises(ValueError, match="not fitted with tj.fit on an AnnData"):
         tj.tl.fit_record(on_arrays)

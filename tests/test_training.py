@@ -23,7 +23,7 @@ def _snapshots() -> tuple[list[np.ndarray], list[float]]:
 @pytest.mark.parametrize("lr", [1e6, 1e3])
 def test_diverging_fit_keeps_finite_weights_of_sensible_size(lr):
     X, times = _snapshots()
-    est = tj.ActionMatching("am", lr=lr, n_iter=400, hidden_dims=(32, 32), ema_decay=None, progress=False)
+    est = tj.ActionMatching("am", lr=lr, n_iter=400, hidden_dims=(32, 32), ema_decay=None, run=dict(progress=False))
     with pytest.raises(DivergenceError, match=r"lr=") as info:
         est.fit(tj.SnapshotPath(X, times, interpolation="ot"))
     assert info.value.iteration < 400
@@ -37,7 +37,7 @@ def test_diverging_fit_keeps_finite_weights_of_sensible_size(lr):
 
 def test_runaway_loss_is_stopped_and_rolled_back():
     net = nn.Linear(1, 1)
-    loop = TrainingLoop(net, OptimizerSettings(lr=1e-3, ema_decay=None), n_iter=1000, progress=False, snapshot_every=10)
+    loop = TrainingLoop(net, OptimizerSettings(lr=1e-3, ema_decay=None), n_iter=1000, progress=False, rollback_every=10)
     seen = {}
 
     def step(it: int) -> torch.Tensor:
@@ -57,7 +57,7 @@ def test_runaway_loss_is_stopped_and_rolled_back():
 
 def test_nan_gradient_restores_weights_moving_average_and_optimizer():
     net = nn.Linear(2, 1)
-    loop = TrainingLoop(net, OptimizerSettings(lr=1e-2), n_iter=100, progress=False, snapshot_every=5, loss_scale=10.0)
+    loop = TrainingLoop(net, OptimizerSettings(lr=1e-2), n_iter=100, progress=False, rollback_every=5, loss_scale=10.0)
 
     def step(it: int) -> torch.Tensor:
         loss = net(torch.ones(4, 2)).pow(2).mean() * (math.nan if it == 23 else 1.0)
@@ -74,11 +74,21 @@ def test_nan_gradient_restores_weights_moving_average_and_optimizer():
     assert loop.scheduler.last_epoch == 22
 
 
-def test_warmup_then_cosine_schedule():
-    factor = lr_factor(OptimizerSettings(warmup=10), n_iter=110)
-    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
-    assert factor(10) == pytest.approx(1.0) and factor(110) == pytest.approx(0.01)
-    assert factor(60) == pytest.approx(0.01 + 0.99 * 0.5)
+def test_cosine_schedule_starts_at_the_full_rate():
+    # no warm-up: the first step is taken at the peak rate, which decays to 1% along a cosine
+    factor = lr_factor(OptimizerSettings(), n_iter=100)
+    assert factor(0) == 1.0 and factor(100) == pytest.approx(0.01) and factor(500) == pytest.approx(0.01)
+    assert factor(50) == pytest.approx(0.01 + 0.99 * 0.5) and factor(25) == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.sqrt(0.5)))
+    assert lr_factor(OptimizerSettings(lr_schedule="constant"), n_iter=100)(70) == 1.0
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        lr_factor(OptimizerSettings(lr_schedule="step"), n_iter=100)
+
+
+def test_removed_warmup_setting_is_refused():
+    with pytest.raises(TypeError, match="warmup"):
+        OptimizerSettings(warmup=10)
+    with pytest.raises(TypeError, match="snapshot_every"):  # renamed rollback_every
+        TrainingLoop(nn.Linear(1, 1), OptimizerSettings(), n_iter=10, progress=False, snapshot_every=5)
 
 
 def test_nonfinite_loss_keeps_the_last_good_weights():

@@ -50,7 +50,7 @@ def load(file: str | Path, device: str | torch.device = "auto") -> ActionMatchin
     if not isinstance(params["hidden_dims"], str):  # "auto" stays a name
         params["hidden_dims"] = tuple(params["hidden_dims"])
     est = ActionMatching(cost=resolve_cost(dynamics["cost"]), **params)
-    est.run = as_run_config(est.run).replace(device=device)
+    est.run = est.run_ = as_run_config(est.run).replace(device=device)
     est.dynamics_ = Dynamics.from_payload(dynamics, device=device)
     est.laplacian_ = resolve_laplacian(est.laplacian, est.dynamics_.dim, use="training")
     est.loss_curve_ = fitted["loss_curve_"].numpy().astype(float)

@@ -133,6 +133,8 @@ class ActionMatching(EstimatorParams):
         The fit's ``lr``, ``hidden_dims`` and ``time_frequencies`` with ``"auto"`` resolved.
     laplacian_ : str
         The Laplacian estimator of the loss (``"auto"`` resolved).
+    run_ : RunConfig
+        The run settings of the fit (``run`` as a :class:`~trajinfer.RunConfig`).
     diagnostics_ : dict
         Checks of the fit on its own path (:func:`trajinfer.diagnostics.fit_diagnostics`):
         status (``"diverged"`` for a stopped fit), final loss, score on fresh samples, kinetic
@@ -236,8 +238,8 @@ class ActionMatching(EstimatorParams):
                 "fit(path, n_iter=...) is deprecated and will be removed in the next release; set the parameter "
                 "instead: est.set_params(n_iter=...).fit(path).", FutureWarning, stacklevel=2,
             )
-        self._check_params()
         run = as_run_config(self.run)
+        self._check_params(run)
         n_iter = self.n_iter if n_iter is _UNSET or n_iter is None else n_iter
         check_parameter("n_iter", n_iter, self._parameter_constraints["n_iter"])
         path = self._as_path(path, t_range)
@@ -252,6 +254,7 @@ class ActionMatching(EstimatorParams):
             torch.manual_seed(seed + context.rank * run.grad_accumulation)
             result = train(plan, path, run, context=context, device=device, generator=generator, seed=seed)
             self._set_fitted(result.dynamics, result.losses, result.fit_time)
+            self.run_ = run
             self.diagnostics_ = fit_diagnostics(
                 self.dynamics_, path, losses=self.loss_curve_, fit_time=self.fit_time_, lr=self.lr_,
                 loss_scale=result.loss_scale, generator=generator, gradient_signal=result.gradient_signal,
@@ -322,9 +325,9 @@ class ActionMatching(EstimatorParams):
         return {"batch_size": self.batch_size, "laplacian": self.laplacian_, "n_probes": self.n_probes,
                 "time_weight": self.time_weight}
 
-    def _check_params(self) -> None:
+    def _check_params(self, run: RunConfig) -> None:
         validate_params(self.get_params(), self._parameter_constraints)
-        as_run_config(self.run).validate()
+        run.validate()
         if is_entropic(self.method):
             if self.sigma is None:
                 raise ValueError(f"method={self.method!r} needs sigma, the diffusion coefficient (e.g. sigma=0.1).")
@@ -336,7 +339,7 @@ class ActionMatching(EstimatorParams):
             raise ValueError(f"Unknown potential {self.potential!r}; use one of {POTENTIAL_FORMS} or an nn.Module.")
         if not isinstance(self.potential, (str, nn.Module)):
             raise TypeError("potential must be a name or a torch.nn.Module.")
-        if as_run_config(self.run).mixed_precision and is_entropic(self.method):
+        if run.mixed_precision and is_entropic(self.method):
             raise ValueError(
                 f"mixed_precision=True is offered for methods without a Laplacian term ('am', 'uam'), not "
                 f"{self.method!r}: bfloat16 rounding would swamp the diffusion term of the loss."
@@ -379,8 +382,9 @@ class ActionMatching(EstimatorParams):
 
         ``progress`` defaults to the run's ``progress`` setting.
         """
-        show = as_run_config(self.run).progress if progress is None else progress
-        return self._fitted().simulate(X0, t_start, t_end, progress=show, **options)
+        dynamics = self._fitted()
+        show = self.run_.progress if progress is None else progress
+        return dynamics.simulate(X0, t_start, t_end, progress=show, **options)
 
     def log_likelihood(self, X: Any, log_q0: Callable[[np.ndarray], np.ndarray], **options: Any) -> np.ndarray:
         """Log-density of ``X`` at time ``t``: :meth:`Dynamics.log_likelihood <trajinfer.Dynamics.log_likelihood>`."""
@@ -399,7 +403,8 @@ class ActionMatching(EstimatorParams):
         """
         run = as_run_config(params.pop("run", None)).replace(device=device)
         est = cls(potential=potential, run=run, **params)
-        est._check_params()
+        est.run_ = run
+        est._check_params(run)
         est.laplacian_ = resolve_laplacian(est.laplacian, int(dim), use="training")
         network = potential.eval().requires_grad_(False)
         est.dynamics_ = Dynamics(
@@ -425,7 +430,7 @@ class ActionMatching(EstimatorParams):
             If the file cannot be written (no space, no permission); it names the file.
         """
         dynamics = self._fitted()
-        if as_run_config(self.run).distributed and not is_main_process():
+        if self.run_.distributed and not is_main_process():
             return
         if not isinstance(self.potential, str):
             raise TypeError("save() supports the built-in potentials; for a custom module save potential_.state_dict().")

@@ -53,7 +53,7 @@ def integrate_ode(
     from torchdiffeq import odeint
 
     if method not in FIXED_STEP_METHODS + ADAPTIVE_METHODS:
-        raise ValueError(f"Unknown ODE method {method!r}; choose from {FIXED_STEP_METHODS + ADAPTIVE_METHODS}.")
+        raise ValueError(f"Unknown ODE solver {method!r}; choose from {FIXED_STEP_METHODS + ADAPTIVE_METHODS}.")
     n, d = x0.shape
 
     def rhs(tau: torch.Tensor, state: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ class FileKind:
         What to do when a file cannot be read, one or more sentences.
     keys
         Entries every file of this kind holds.
+    version_keys
+        Further entries the files of one format version hold, by version.
     """
 
     format: str
@@ -51,6 +53,7 @@ class FileKind:
     description: str
     remedy: str
     keys: tuple[str, ...]
+    version_keys: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 MODEL = FileKind(
@@ -59,6 +62,7 @@ MODEL = FileKind(
     description="saved trajinfer ActionMatching model",
     remedy="Check the path; otherwise save the model again (ActionMatching.save, or 'trajinfer fit --model') or refit it.",
     keys=("params", "fitted"),
+    version_keys={1: ("potential_config", "state_dict"), 2: ("dynamics",)},
 )
 DYNAMICS = FileKind(
     format="trajinfer.Dynamics",
@@ -133,7 +137,7 @@ def read_payload(file: str | Path, kind: FileKind) -> dict[str, Any]:
             f"{file} was written by a newer trajinfer (format version {version}; this trajinfer reads "
             f"versions up to {kind.version}). Upgrade trajinfer to read it."
         )
-    missing = [key for key in kind.keys if key not in payload]
+    missing = [key for key in (*kind.keys, *kind.version_keys.get(version, ())) if key not in payload]
     if missing:
         raise refuse(f"it lacks {', '.join(missing)}, so it is damaged or was not written by trajinfer")
     return payload

@@ -71,9 +71,9 @@ def fit(
     batch_size: int = defaults.BATCH_SIZE,
     lr: float | str = "auto",
     hidden_dims: Sequence[int] | str = "auto",
-    device: str = "auto",
+    device: str | None = None,
     seed: int | np.random.Generator = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     run: RunConfig | Mapping[str, Any] | None = None,
     key_added: str = "tj",
     copy: bool = False,
@@ -116,11 +116,12 @@ def fit(
     n_iter, batch_size, lr, hidden_dims, seed
         Passed to :class:`~trajinfer.ActionMatching` (``"auto"``: its values on snapshots).
     device, progress
-        Where the fit runs and whether it shows a progress bar (settings of ``run``).
+        Where the fit runs (``"auto"``, ``"cpu"``, ``"cuda"``) and whether it shows a progress
+        bar; given, they replace the settings of ``run`` (default: ``run``'s, ``"auto"`` and
+        a bar).
     run
-        Other run settings (:class:`~trajinfer.RunConfig`: checkpoints, ``distributed`` under
-        ``torchrun``, ``grad_accumulation``, ``compile``); ``device`` and ``progress`` override
-        its own.
+        Run settings (:class:`~trajinfer.RunConfig`: device, progress, checkpoints,
+        ``distributed`` under ``torchrun``, ``grad_accumulation``, ``compile``).
     key_added
         Prefix of the results written to ``adata``.
     copy
@@ -179,7 +180,9 @@ def fit(
     )
     if is_unbalanced(method):
         estimator_params["growth_scale"] = path.length() if growth_scale == "auto" else growth_scale
-    run = as_run_config(run).replace(device=device, progress=progress)
+    run = as_run_config(run).replace(
+        **{key: value for key, value in (("device", device), ("progress", progress)) if value is not None}
+    )
     model = ActionMatching(
         method=method, sigma=sigma_value if entropic else None, hidden_dims=hidden_dims, n_iter=n_iter,
         batch_size=batch_size, lr=lr, seed=seed, run=run, **estimator_params,
@@ -210,5 +213,5 @@ def fit(
     )
     write_velocity_entries(target, scverse)
     if is_main_process():
-        logger.info("Fitted %s on %d cells, %d time points, representation %r.", method, adata.n_obs, path.n_times, rep_key)
+        logger.debug("Fitted %s on %d cells, %d time points, representation %r.", method, adata.n_obs, path.n_times, rep_key)
     return (model, target) if copy else model
