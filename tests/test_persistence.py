@@ -198,11 +198,6 @@ def test_checkpoint_is_not_a_model_and_lacking_entries_are_named(checkpoint_byte
         tj.load(partial)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=KeyError,
-    reason="package bug: persistence.MODEL.keys is ('params', 'fitted') for every version, so a version-2 file without "
-           "'dynamics' (or a version-1 file without 'potential_config'/'state_dict') reaches _saved.load and raises KeyError",
-)
 @pytest.mark.parametrize("version,entries", [(2, ["dynamics"]), (1, ["potential_config", "state_dict"])], ids=["v2", "v1"])
 def test_model_file_lacking_its_network_names_what_is_missing(fitted, model_bytes, tmp_path, version, entries):
     path = tmp_path / "model.pt"
