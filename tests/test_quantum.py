@@ -432,8 +432,8 @@ def test_action_matching_learns_bohmian_velocity_end_to_end() -> None:
     )
     assert len(path.times) == 1001
     est = tj.ActionMatching(
-        potential="residual", hidden_dims=(64, 64), n_iter=400, batch_size=512, lr=1e-2, device="cpu", seed=0,
-        progress=False,
+        potential="residual", hidden_dims=(64, 64), n_iter=400, batch_size=512, lr=1e-2, seed=0,
+        run=tj.RunConfig(device="cpu", progress=False),
     ).fit(path)
     times = evaluation_times(0.0, t_end, 5)
     error = relative_velocity_error(est.velocity, path.wavefunction, path.data, times)
