@@ -6,9 +6,10 @@ Loaders return :class:`anndata.AnnData` objects with a numeric ``obs["time"]`` l
 
 from __future__ import annotations
 
+from ._atlas import synthetic_atlas
 from ._download import cache_dir
 from ._dyngen import dyngen
 from ._embryoid import embryoid_body
 from ._petals import petals
 
-__all__ = ["cache_dir", "dyngen", "embryoid_body", "petals"]
+__all__ = ["cache_dir", "dyngen", "embryoid_body", "petals", "synthetic_atlas"]
