@@ -81,6 +81,7 @@ def load(name: str, data: Path) -> tuple[Any, str, list[Any] | None]:
 
         adata = tj.datasets.dyngen(data)
         adata.X = adata.layers["counts"].copy()
+        del adata.uns["log1p"]  # X holds counts again: the loader's log2 record no longer applies
         sc.pp.normalize_total(adata)
         sc.pp.log1p(adata)
         sc.pp.pca(adata, n_comps=50, random_state=0)

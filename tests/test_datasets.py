@@ -335,3 +335,16 @@ def test_download_unreachable(tmp_path):
     with pytest.raises(_download.DownloadError, match="Could not download"):
         _download.download((tmp_path / "absent").as_uri(), dest, progress=False)
     assert not dest.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_dyngen_records_its_log2_so_scanpy_warns_before_a_second_log(tmp_path, capfd):
+    """X is log2(1 + counts): ``uns["log1p"]`` says so, as scanpy's own log1p would, and the counts stay in a layer."""
+    counts = np.array([[0.0, 7.0], [3.0, 1.0], [2.0, 0.0]])
+    expression = pd.DataFrame(np.log2(1.0 + counts), columns=["g1", "g2"], index=["c1", "c2", "c3"])
+    adata = datasets.dyngen(_write_dyngen(tmp_path / "d", expression, index=True), n_bins=2)
+    assert adata.uns["log1p"] == {"base": 2}
+    np.testing.assert_array_equal(adata.layers["counts"], counts)
+    sc = pytest.importorskip("scanpy")
+    capfd.readouterr()
+    sc.pp.log1p(adata.copy())
+    assert "already log-transformed" in capfd.readouterr().err

@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 from . import metrics
 from ._run import RunConfig
 from ._saved import load
+from ._settings import settings
 from .dynamics import Dynamics
 from .estimator import ActionMatching
 from .paths import CallablePath, MarginalPath, SnapshotPath
@@ -33,6 +34,7 @@ __all__ = [
     "fit",
     "load",
     "metrics",
+    "settings",
     *sorted(_LAZY_SUBMODULES),
 ]
 

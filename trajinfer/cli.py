@@ -24,6 +24,7 @@ from ._device import resolve_device
 from ._distributed import is_main_process
 from ._io import atomic_path
 from ._saved import load
+from ._settings import settings
 
 if TYPE_CHECKING:
     from .tl import FitRecord
@@ -294,13 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         through argparse).
     """
     args = build_parser().parse_args(argv)
-    quiet = getattr(args, "quiet", False)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    previous_level = logger.level
-    if not quiet:
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    previous = settings.verbosity
+    # the package's handler prints to stderr: messages and the fit summary, or warnings only with --quiet
+    settings.verbosity = 1 if getattr(args, "quiet", False) else max(previous, 2)
     try:
         return args.handler(args)
     except (InputError, ValueError, KeyError, FileNotFoundError, TypeError, OSError) as err:
@@ -310,5 +307,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {_one_line(err)}", file=sys.stderr)
         return 1
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous_level)
+        settings.verbosity = previous

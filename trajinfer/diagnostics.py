@@ -3,8 +3,9 @@ gradients still point one way at the end), are the velocities of the data's size
 its own first snapshot toward its last?
 
 After every fit :class:`~trajinfer.ActionMatching` stores the result of :func:`fit_diagnostics`
-on its :class:`~trajinfer.Dynamics` in ``diagnostics_`` and logs one summary line; when a check
-fails it also warns (:class:`FitWarning`) and says what to change.
+on its :class:`~trajinfer.Dynamics` in ``diagnostics_`` and logs one summary line (printed by
+default; ``tj.settings.verbosity``); when a check fails it also warns (:class:`FitWarning`) and
+says what to change.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from . import metrics
+from ._settings import WARNED
 from .paths import MarginalPath, SnapshotPath
 
 if TYPE_CHECKING:
@@ -164,7 +166,11 @@ def fit_diagnostics(
 
 
 def report_fit(d: dict[str, Any], *, method: str, n_iter: int) -> None:
-    """Log the one-line summary of a fit from its diagnostics ``d`` and warn if a check failed."""
+    """Log the one-line summary of a fit from its diagnostics ``d`` and warn if a check failed.
+
+    The summary is logged at INFO: shown by default (``tj.settings.verbosity`` 2), hidden at
+    verbosity 0 and 1.
+    """
     transport = (f"; first snapshot pushed to the last: W1 {d['transport_ratio']:.2f} x not moving"
                  if "transport_ratio" in d else "")
     logger.info(
@@ -174,5 +180,5 @@ def report_fit(d: dict[str, Any], *, method: str, n_iter: int) -> None:
         d["kinetic_ratio"], transport,
     )
     for note in d["warnings"]:
-        logger.warning("Fit check: %s.", note)
+        logger.warning("Fit check: %s.", note, extra=WARNED)  # printed once, by the warning
         warnings.warn(f"trajinfer fit check: {note}.", FitWarning, stacklevel=3)

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ._defaults import BATCH_SIZE, METHODS
 from ._device import resolve_device
+from ._progress import progress_bar
 from ._random import SeedLike, as_int_seed, torch_generator
 from ._validation import as_float_tensor, as_time_tensor, check_time_in_range
 from .costs import KineticCost, QuadraticCost, resolve_cost
@@ -340,7 +340,7 @@ class Dynamics:
 
         chunk = x0.shape[0] if chunk_size is None else max(1, int(chunk_size))
         X_out, logw_out = [], []
-        for lo in tqdm(range(0, x0.shape[0], chunk), disable=not progress or x0.shape[0] <= chunk, desc="simulate", leave=False):
+        for lo in progress_bar(range(0, x0.shape[0], chunk), show=progress and x0.shape[0] > chunk, desc="simulate", leave=False):
             xc = x0[lo : lo + chunk].to(self.device)
             if stochastic:
                 X, extra = integrate_sde(

@@ -1,4 +1,4 @@
-"""Plots of snapshots, simulated trajectories, learned velocity fields, growth and training.
+"""Plots of snapshots, simulated trajectories, learned velocity fields, gene trends, growth and training.
 
 Every single-panel function draws into ``ax`` when given (else into a new figure) and returns
 the :class:`matplotlib.axes.Axes`; multi-panel functions return the
@@ -25,10 +25,10 @@ from scipy.spatial import cKDTree
 from ._docs import doc_params
 from ._neighbors import NeighborKernel, basis_key, project_velocity
 from .estimator import ActionMatching
-from .tl import FitRecord, cells_at, embed, fit_record
+from .tl import FitRecord, GeneTrends, cells_at, embed, fit_record
 from .trajectories import Trajectories
 
-__all__ = ["growth", "loss", "marginals", "trajectories", "velocity_stream"]
+__all__ = ["gene_trends", "growth", "loss", "marginals", "trajectories", "velocity_stream"]
 
 _BACKGROUND = "0.85"
 _LINE_COLOR = "0.15"
@@ -99,21 +99,23 @@ def _color_values(data: Any, color: Any, time_key: str | None) -> tuple[Any, str
     return values, None
 
 
-def _scatter_colored(ax: Axes, xy: np.ndarray, values: Any, label: str | None, cmap: str, size: float) -> None:
-    """Scatter ``xy`` coloured by ``values``: a colorbar for numbers, a legend for categories."""
+def _scatter_colored(ax: Axes, xy: np.ndarray, values: Any, label: str | None, cmap: str, size: float) -> list[Any]:
+    """Scatter ``xy`` coloured by ``values``: a colorbar for numbers; for categories, the legend
+    handles returned (one per category, ``[]`` otherwise)."""
     if values is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=size, color=_BACKGROUND, linewidths=0, rasterized=True)
-        return
+        return []
     if pd.api.types.is_numeric_dtype(values) and not isinstance(values.dtype, pd.CategoricalDtype):
         points = ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(values, dtype=float), s=size, cmap=cmap, linewidths=0, rasterized=True)
         ax.figure.colorbar(points, ax=ax, label=label or "time", shrink=0.85)
-        return
-    categories = pd.Categorical(values)
+        return []
+    categories = pd.Categorical(values) if isinstance(values.dtype, pd.CategoricalDtype) else pd.Categorical(values, categories=_natural(values))
     palette = sns.color_palette("tab10" if len(categories.categories) <= 10 else "husl", len(categories.categories))
+    handles = []
     for code, name in enumerate(categories.categories):
         rows = categories.codes == code
-        ax.scatter(xy[rows, 0], xy[rows, 1], s=size, color=palette[code], linewidths=0, label=str(name), rasterized=True)
-    ax.legend(title=label, markerscale=3.0, fontsize="small", frameon=False, loc="best")
+        handles.append(ax.scatter(xy[rows, 0], xy[rows, 1], s=size, color=palette[code], linewidths=0, label=str(name), rasterized=True))
+    return handles
 
 
 # ---------------------------------------------------------------- trajectories
@@ -181,7 +183,8 @@ def trajectories(
     -------
     matplotlib.axes.Axes
         One thin line per drawn trajectory (``ax.lines``), a hollow circle at each start and a
-        dot at each end. For unbalanced models the end dots are sized by the final weights.
+        dot at each end, named in the legend (with the categories of the cells, if any). For
+        unbalanced models the end dots are sized by the final weights.
     """
     positions = traj.X if isinstance(traj, Trajectories) else np.asarray(traj, dtype=float)
     if positions.ndim != 3:
@@ -198,9 +201,10 @@ def trajectories(
             time_key = "time" if record is None else record.time_key
     elif data is not None:
         cells = _components(np.asarray(data, dtype=float), components, "data")
+    categories, label = [], None
     if data is not None:
         values, label = _color_values(data, color, time_key)
-        _scatter_colored(ax, cells, values, label, cmap, _point_size(len(cells)) if size is None else size)
+        categories = _scatter_colored(ax, cells, values, label, cmap, _point_size(len(cells)) if size is None else size)
 
     paths = _components(positions, components, "traj")
     n = paths.shape[1]
@@ -213,14 +217,38 @@ def trajectories(
     if isinstance(traj, Trajectories) and np.ptp(traj.log_weights[-1]) > 1e-6:
         final = traj.weights[-1][chosen] * n
         end_size = 14.0 * np.clip(final, 0.1, 10.0)
-    ax.scatter(paths[0, :, 0], paths[0, :, 1], s=16, facecolors="white", edgecolors=_LINE_COLOR, linewidths=0.8, zorder=3, label="start")
-    ax.scatter(paths[-1, :, 0], paths[-1, :, 1], s=end_size, color=_LINE_COLOR, linewidths=0, zorder=3, label="end")
+    ax.scatter(paths[0, :, 0], paths[0, :, 1], s=16, facecolors="white", edgecolors=_LINE_COLOR, linewidths=0.8, zorder=3)
+    ax.scatter(paths[-1, :, 0], paths[-1, :, 1], s=end_size, color=_LINE_COLOR, linewidths=0, zorder=3)
+    _path_legend(ax, categories, label)
     _axis_labels(ax, basis if isinstance(data, AnnData) else None, components)
     if isinstance(traj, Trajectories):
         ax.set_title(f"Simulated trajectories, t = {traj.times[0]:g} → {traj.times[-1]:g}")
     else:
         ax.set_title("Simulated trajectories")
     return ax
+
+
+def _natural(values: Any) -> list[Any]:
+    """The distinct ``values`` sorted as numbers when they all read as numbers ("2" before "10"), else as text."""
+    distinct = sorted(pd.unique(np.asarray(values)).tolist(), key=str)
+    try:
+        return sorted(distinct, key=float)
+    except (TypeError, ValueError):
+        return distinct
+
+
+def _path_legend(ax: Axes, categories: list[Any], title: str | None) -> None:
+    """One legend: the cells' categories under their title, then the start and end markers."""
+    from matplotlib.lines import Line2D
+
+    start_handle = Line2D([], [], linestyle="none", marker="o", markersize=5, markerfacecolor="white",
+                          markeredgecolor=_LINE_COLOR, markeredgewidth=0.8)
+    end_handle = Line2D([], [], linestyle="none", marker="o", markersize=5, color=_LINE_COLOR)
+    handles = [*categories, start_handle, end_handle]
+    labels = [h.get_label() for h in categories] + ["path start", "path end"]
+    ax.legend(handles, labels, title=title if categories else None, markerscale=1.0, fontsize="small", frameon=False, loc="best")
+    for handle in ax.get_legend().legend_handles[: len(categories)]:
+        handle.set_sizes([30.0])  # category markers as large as the path markers, whatever the cells' size
 
 
 # ------------------------------------------------------------- velocity field
@@ -504,6 +532,91 @@ def _marginal_panel(ax: Axes, observed: np.ndarray, simulated: np.ndarray, weigh
         sns.kdeplot(x=simulated[:, c], weights=w, ax=ax, color=color, linestyle="--", linewidth=1.5, label=f"simulated, dim {c + 1}")
     ax.set_xlabel("value")
     ax.set_ylabel("density")
+
+
+# ----------------------------------------------------------------- gene trends
+def gene_trends(
+    trends: GeneTrends,
+    genes: str | Sequence[str] | None = None,
+    *,
+    fates: Sequence[str] | None = None,
+    band: bool = True,
+    ncols: int = 3,
+    ax: Axes | None = None,
+) -> Axes | Figure:
+    """Expression of genes along simulated trajectories, one line per fate, with bands.
+
+    Parameters
+    ----------
+    trends
+        The result of :func:`trajinfer.tl.gene_trends`.
+    genes
+        Genes to draw (default: all of ``trends``), one panel each.
+    fates
+        Fates to draw (default: all reached), in the order of ``trends.fates``; each keeps its
+        colour whichever are drawn.
+    band
+        Shade the band between the lower and upper quantiles across the simulated cells of a
+        fate.
+    ncols
+        Panels per row for several genes.
+    ax
+        Axes for a single gene (default: a new figure).
+
+    Returns
+    -------
+    matplotlib.axes.Axes or matplotlib.figure.Figure
+        The Axes for one gene; a Figure with one panel per gene for several. The mean
+        expression over the simulated cells of each fate is a line against time (the data's
+        units; the observed time points are the ticks), the band spans the quantiles; the
+        legend gives each fate's share of the simulated cells.
+    """
+    genes = list(trends.genes) if genes is None else [genes] if isinstance(genes, str) else list(genes)
+    unknown = [gene for gene in genes if gene not in trends.genes]
+    if unknown:
+        raise KeyError(f"Genes {unknown} are not in the trends; they hold {trends.genes}.")
+    asked = list(trends.fates) if fates is None else [str(fate) for fate in fates]
+    unreached = [fate for fate in asked if fate not in trends.fates]
+    if unreached:
+        raise KeyError(f"Fates {unreached} were not reached; the trends hold {trends.fates}.")
+    chosen = [fate for fate in trends.fates if fate in asked]
+    palette = dict(zip(trends.fates, sns.color_palette("tab10" if len(trends.fates) <= 10 else "husl", len(trends.fates))))
+    if len(genes) == 1:
+        ax = _new_ax(ax, figsize=(5.0, 3.6))
+        _trend_panel(ax, trends, genes[0], chosen, palette, band)
+        ax.legend(title=f"fate ({trends.cluster_key})", fontsize="small", frameon=False, loc="best")
+        return ax
+    if ax is not None:
+        raise ValueError("Several genes draw one panel each: leave ax=None and use the returned Figure.")
+    ncols = max(1, min(ncols, len(genes)))
+    nrows = -(-len(genes) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.0 * nrows + 0.6), squeeze=False, layout="constrained")
+    for panel, gene in zip(axes.ravel(), genes):
+        _trend_panel(panel, trends, gene, chosen, palette, band)
+    for panel in axes.ravel()[len(genes):]:
+        panel.set_visible(False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, title=f"fate ({trends.cluster_key})", loc="outside lower center", ncols=min(len(labels), 5),
+               frameon=False, fontsize="small")
+    return fig
+
+
+def _trend_panel(ax: Axes, trends: GeneTrends, gene: str, fates: list[str], palette: dict[str, Any], band: bool) -> None:
+    table = trends.table[trends.table["gene"] == gene]
+    for fate in fates:
+        rows = table[table["fate"] == fate]
+        color = palette[fate]
+        ax.plot(rows["time"], rows["mean"], color=color, linewidth=2.0, label=f"{fate} ({100 * trends.fractions[fate]:.0f}%)")
+        if band:
+            ax.fill_between(rows["time"], rows["lower"], rows["upper"], color=color, alpha=0.18, linewidth=0)
+    if trends.observed_times:
+        labels, values = list(trends.observed_times), list(trends.observed_times.values())
+        ax.set_xticks(values, labels, rotation=30 if max(len(label) for label in labels) > 4 else 0)
+    ax.set_xlabel(trends.time_key)
+    ax.set_ylabel(f"expression ({trends.expression})")
+    ax.set_title(gene)
+    ax.grid(alpha=0.3)
+    ax.set_axisbelow(True)
 
 
 # ------------------------------------------------------------------------ loss

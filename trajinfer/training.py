@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -44,9 +43,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ._defaults import EMA_DECAY, GRAD_CLIP, LR_SCHEDULES
+from ._progress import progress_bar
 
 __all__ = ["DivergenceError", "LR_SCHEDULES", "OptimizerSettings", "TrainingLoop", "lr_factor"]
 
@@ -148,7 +147,8 @@ class TrainingLoop:
     n_iter
         Total number of iterations of the fit (sets the schedule).
     progress
-        Show a progress bar (left on screen; silent when the output is not a terminal).
+        Show a progress bar (left on screen): in Jupyter, a terminal or a log, unless
+        ``tj.settings.progress`` is ``False``.
     desc
         Label of the progress bar.
     rollback_every
@@ -236,10 +236,7 @@ class TrainingLoop:
         start = time.perf_counter()
         max_norm = math.inf if self.settings.grad_clip is None else self.settings.grad_clip
         show = self.progress and first < self.n_iter
-        bar = tqdm(
-            range(first, self.n_iter), initial=first, total=self.n_iter, desc=self.desc,
-            disable=None if show else True, leave=True, mininterval=0.5, file=sys.stderr,
-        )
+        bar = progress_bar(range(first, self.n_iter), initial=first, total=self.n_iter, desc=self.desc, show=show, mininterval=0.5)
         for it in bar:
             self.optimizer.zero_grad(set_to_none=True)
             loss = step(it)

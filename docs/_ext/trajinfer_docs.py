@@ -52,6 +52,7 @@ API_MODULES = [
             ("Marginal paths", ["SnapshotPath", "CallablePath", "MarginalPath"]),
             ("Simulation results", ["Trajectories"]),
             ("AnnData front end", ["fit"]),
+            ("Settings: verbosity and progress bars", ["settings"]),
         ],
     ),
     ModuleSpec(
@@ -63,7 +64,7 @@ API_MODULES = [
             ("Simulation", ["simulate", "push", "pull", "PullResult", "cells_at"]),
             ("Fate and growth", ["fate", "FateResult", "growth_rates"]),
             ("scverse: velocities, transitions, embeddings", ["velocity_embedding", "transition_matrix", "cellrank_kernel", "embed"]),
-            ("Gene space", ["decode"]),
+            ("Gene space: trends along trajectories, fate drivers, decoding", ["gene_trends", "GeneTrends", "fate_drivers", "decode"]),
         ],
     ),
     ModuleSpec(

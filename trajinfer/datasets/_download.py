@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from tqdm.auto import tqdm
+from .._progress import progress_bar
 
 __all__ = ["DownloadError", "cache_dir", "download", "file_sha256"]
 
@@ -104,9 +104,7 @@ def _stream(url: str, out: BinaryIO, *, progress: bool, timeout: float, desc: st
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             total = response.headers.get("Content-Length")
-            with tqdm(
-                total=int(total) if total else None, unit="B", unit_scale=True, desc=desc, disable=not progress
-            ) as bar:
+            with progress_bar(total=int(total) if total else None, unit="B", unit_scale=True, desc=desc, show=progress) as bar:
                 for chunk in iter(lambda: response.read(_CHUNK_SIZE), b""):
                     out.write(chunk)
                     digest.update(chunk)

@@ -40,8 +40,11 @@ def dyngen(path: str | Path | Sequence[str | Path] | None = None, n_bins: int = 
     -------
     anndata.AnnData
         ``X`` (float32) holds the expression values as stored in the file, which are
-        ``log2(1 + counts)``; ``layers["counts"]`` holds the counts recovered from them when
-        they are exact. ``obs`` has ``sim_time``, ``simulation_i``, ``step_ix``, ``time_bin``
+        ``log2(1 + counts)``, ready for ``sc.pp.pca``: do not normalise and log-transform them
+        again. ``uns["log1p"]`` is ``{"base": 2}``, as after ``sc.pp.log1p(adata, base=2)``, so
+        that scanpy's ``log1p`` warns that ``X`` is already log-transformed.
+        ``layers["counts"]`` holds the counts recovered from ``X`` when they are exact (start
+        from them for another normalisation). ``obs`` has ``sim_time``, ``simulation_i``, ``step_ix``, ``time_bin``
         (ordered categorical of ``sim_time`` ranges) and ``time`` (float bin index 0 ..
         ``n_bins - 1``). ``uns["dyngen"]["bin_edges"]`` holds the bin edges.
 
@@ -73,6 +76,9 @@ def dyngen(path: str | Path | Sequence[str | Path] | None = None, n_bins: int = 
     else:
         logger.info("Expression values are not log2(1 + counts) of integer counts; no counts layer.")
     adata.uns["dyngen"] = {"bin_edges": edges, "n_bins": n_bins, "X": "log2(1 + counts) as stored in the file"}
+    # what sc.pp.log1p(adata, base=2) records: scanpy's log1p then warns that X is already
+    # log-transformed, and rank_genes_groups computes fold changes in the right base
+    adata.uns["log1p"] = {"base": 2}
     return adata
 
 

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .._device import resolve_device
+from .._progress import progress_bar
 from .._random import SeedLike, as_int_seed, torch_generator
 from ..networks import StandardizedInput, TimeFeatures, make_mlp
 from ..paths import MarginalPath
@@ -274,7 +274,7 @@ def annealed_langevin(
     if 0 in record:
         kept_times.append(times[0])
         kept.append(x.cpu().numpy().copy())
-    for k in tqdm(range(1, len(times)), desc="annealed Langevin", disable=not progress, leave=False):
+    for k in progress_bar(range(1, len(times)), desc="annealed Langevin", show=progress, leave=False):
         for _ in range(n_inner):
             drift = score(x, float(times[k])).to(x.device)
             x = x + 0.5 * step_size * drift + noise_scale * torch.randn(x.shape, generator=generator, device=x.device)

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 from torchdiffeq import odeint
-from tqdm.auto import tqdm
 
 from .._deprecation import UNSET, renamed_keyword
+from .._progress import progress_bar
 from .._random import SeedLike, torch_generator
 from .hydrogen import Wavefunction
 
@@ -106,7 +106,7 @@ def metropolis(
     log_step = math.log(step_size)
     kept: list[torch.Tensor] = []
     n_accepted = torch.zeros((), dtype=dtype)
-    for step in tqdm(range(n_total), desc="Metropolis", disable=not progress, leave=False):
+    for step in progress_bar(range(n_total), desc="Metropolis", show=progress, leave=False):
         proposal = x + math.exp(log_step) * torch.randn(n_chains, dim, generator=generator, dtype=dtype)
         log_p_new = log_density(proposal)
         log_u = torch.log(torch.rand(n_chains, generator=generator, dtype=dtype))
@@ -185,7 +185,7 @@ def bohmian_transport(
         return wavefunction.velocity(x, float(t))
 
     state = x0.clone()
-    for k in tqdm(range(1, len(times)), desc="Bohmian transport", disable=not progress, leave=False):
+    for k in progress_bar(range(1, len(times)), desc="Bohmian transport", show=progress, leave=False):
         t_pair = torch.tensor(times[k - 1 : k + 1], dtype=dtype)
         step = float(times[k] - times[k - 1]) / substeps
         state = torch.cat([

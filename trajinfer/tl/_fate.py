@@ -15,7 +15,7 @@ from ..estimator import ActionMatching
 from ._push import simulate_cells
 from ._record import cells_at, fit_record
 from ._support import OFF_SUPPORT_WARN_FRACTION, SupportIndex, check_support, warn_off_support
-from ._utils import group_table, obs_column
+from ._utils import group_table, label_order, obs_column
 
 __all__ = ["FateResult", "fate"]
 
@@ -28,10 +28,12 @@ class FateResult:
     ----------
     probabilities
         Cells (of the early time) by clusters (of the later time): probability of landing in
-        each cluster; rows sum to one.
+        each cluster; rows sum to one. Clusters are in the order of the column's categories,
+        else numeric when the labels are numbers (0, 1, 2, 10 rather than 0, 1, 10, 2).
     transition
         Source clusters by target clusters (like moscot's ``cell_transition``): weighted mean of
-        ``probabilities`` over the cells of each source cluster; rows sum to one.
+        ``probabilities`` over the cells of each source cluster; rows sum to one; both axes
+        ordered as the clusters of ``probabilities``.
     off_support_fraction
         Fraction of pushed cells that landed more than 3 typical neighbour distances from
         every observed cell of the later time (mean over repeats); a warning is given above
@@ -99,5 +101,7 @@ def fate(
             stacklevel=3,
         )
     prob_df = pd.DataFrame(probabilities, index=adata.obs_names[early], columns=classifier.classes_)
-    transition = group_table(prob_df, sources, weights, f"{source_key} @ {from_time}", f"{cluster_key} @ {to_time}")
+    prob_df = prob_df[label_order(adata, cluster_key, classifier.classes_)]
+    transition = group_table(prob_df, sources, weights, f"{source_key} @ {from_time}", f"{cluster_key} @ {to_time}",
+                             order=label_order(adata, source_key, sources))
     return FateResult(probabilities=prob_df, transition=transition, off_support_fraction=off_support)

@@ -16,7 +16,7 @@ from ..estimator import ActionMatching
 from ..losses import is_entropic
 from ._push import simulate_cells
 from ._record import FitRecord, cells_at, fit_record
-from ._utils import group_table, obs_column
+from ._utils import group_table, label_order, obs_column
 
 __all__ = ["PullResult", "pull"]
 
@@ -111,7 +111,9 @@ def pull(
     classes, codes = np.unique(early_clusters, return_inverse=True)
     onehot = sp.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(classes)))
     probabilities = pd.DataFrame((ancestors @ onehot).toarray(), index=adata.obs_names[late], columns=classes)
-    transition = group_table(probabilities, groups, np.ones(len(groups)), f"{source_key} @ {from_time}", f"{cluster_key} @ {to_time}")
+    probabilities = probabilities[label_order(adata, cluster_key, classes)]
+    transition = group_table(probabilities, groups, np.ones(len(groups)), f"{source_key} @ {from_time}", f"{cluster_key} @ {to_time}",
+                             order=label_order(adata, source_key, groups))
     return PullResult(probabilities=probabilities, transition=transition, ancestors=ancestors, ancestor_names=adata.obs_names[early])
 
 

@@ -257,8 +257,9 @@ def transition_matrix(
     n_steps
         Euler steps of the push.
     key_added
-        Writes ``obsp[f"{key_added}_transitions"]`` and the settings to
-        ``uns[key_added]["transitions"]`` (default: the fit's ``key_added``).
+        Writes the matrix to ``obsp[f"{key_added}_transitions"]`` and the settings (``dt``,
+        ``bandwidth``, ``n_neighbors``, ``n_steps``) to ``uns[key_added]["transitions"]``
+        (default: the fit's ``key_added``: ``obsp["tj_transitions"]``).
 
     Returns
     -------
@@ -290,7 +291,7 @@ def transition_matrix(
 def cellrank_kernel(adata: AnnData, model: ActionMatching | None = None, *, key: str = "tj", **params: Any) -> PrecomputedKernel:
     """A CellRank kernel on trajinfer's transition matrix, for CellRank's estimators.
 
-    Needs CellRank (``pip install cellrank``, see :doc:`/install`).
+    Needs CellRank (see :ref:`install-scverse`).
 
     Parameters
     ----------
@@ -306,13 +307,15 @@ def cellrank_kernel(adata: AnnData, model: ActionMatching | None = None, *, key:
     Returns
     -------
     cellrank.kernels.PrecomputedKernel
-        A forward kernel; e.g. ``cellrank.estimators.GPCCA(kernel)`` finds macrostates and
-        fate probabilities of trajinfer's dynamics.
+        A forward kernel; e.g. ``cellrank.estimators.GPCCA(kernel)`` finds macrostates, the
+        terminal states (the tips of the dynamics) and fate probabilities of trajinfer's
+        dynamics. Without PETSc/SLEPc compute its Schur decomposition with
+        ``compute_schur(n_components=..., method="brandts")`` (SciPy).
     """
     try:
         from cellrank.kernels import PrecomputedKernel
     except ImportError as error:
-        raise ImportError("cellrank_kernel needs CellRank: pip install cellrank (see the installation page).") from error
+        raise ImportError("cellrank_kernel needs CellRank (see the installation page, scvelo and CellRank).") from error
     obsp_key = f"{key}_transitions"
     if model is not None:
         transition_matrix(adata, model, key_added=key, **params)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
+from .._settings import WARNED
+
 __all__ = [
     "OFF_SUPPORT_FACTOR", "OFF_SUPPORT_WARN_FRACTION", "OffSupportWarning", "SupportCheck", "SupportIndex", "check_support",
     "warn_off_support",
@@ -102,5 +104,5 @@ def check_support(
 def warn_off_support(message: str, *, stacklevel: int) -> None:
     """Log ``message`` and warn with it as an :class:`OffSupportWarning` (``stacklevel`` as for
     :func:`warnings.warn`, counted from this function)."""
-    logger.warning(message)
+    logger.warning(message, extra=WARNED)  # printed once, by the warning
     warnings.warn(message, OffSupportWarning, stacklevel=stacklevel)

@@ -24,9 +24,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .._device import resolve_device
+from .._progress import progress_bar
 from .._random import SeedLike, as_int_seed, torch_generator
 from ..training import OptimizerSettings, TrainingLoop
 from .interpolants import InterpolantPath
@@ -245,7 +245,7 @@ def annealed_langevin_dynamics(
     schedule = [(float(t), step_size * (float(s) / smallest) ** 2, steps_per_level) for t, s in zip(taus, scales)]
     schedule.append((1.0, step_size, final_steps))
     out = []
-    for lo in tqdm(range(0, x0.shape[0], batch_size), disable=not progress, desc="langevin", leave=False):
+    for lo in progress_bar(range(0, x0.shape[0], batch_size), show=progress, desc="langevin", leave=False):
         x = x0[lo : lo + batch_size].clone()
         for tau, alpha, n_steps in schedule:
             t = torch.full((x.shape[0],), tau, device=x.device)

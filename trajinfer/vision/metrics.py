@@ -40,9 +40,9 @@ import torch
 from scipy import linalg
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from .._deprecation import UNSET, renamed_keyword
+from .._progress import progress_bar
 
 __all__ = [
     "INCEPTION_WEIGHTS", "ODE_METHODS", "ODE_SOLVERS", "FeatureClassifier", "Field", "bits_per_dim", "classifier_accuracy",
@@ -158,7 +158,7 @@ def ode_sample(
     _check_solver(solver, n_steps)
     dt = (tau_end - tau_start) / n_steps
     out = []
-    for lo in tqdm(range(0, x0.shape[0], batch_size), disable=not progress, desc="sample", leave=False):
+    for lo in progress_bar(range(0, x0.shape[0], batch_size), show=progress, desc="sample", leave=False):
         x = x0[lo : lo + batch_size].detach()
         for k in range(n_steps):
             x = (x + dt * _step(lambda y, t: field(y, t).detach(), x, tau_start + k * dt, dt, solver)).detach()
@@ -259,7 +259,7 @@ def log_likelihood(
         raise ValueError(f"divergence must be 'exact' or 'hutchinson', got {divergence!r}.")
     dt = -1.0 / n_steps
     results = []
-    for lo in tqdm(range(0, x.shape[0], batch_size), disable=not progress, desc="likelihood", leave=False):
+    for lo in progress_bar(range(0, x.shape[0], batch_size), show=progress, desc="likelihood", leave=False):
         y = x[lo : lo + batch_size].detach()
         probes = None
         if divergence == "hutchinson":
@@ -406,7 +406,7 @@ def train_feature_classifier(
     x_all = torch.as_tensor(images, device=device)
     y_all = torch.as_tensor(labels, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in tqdm(range(n_epochs), disable=not progress, desc="classifier", leave=False):
+    for _ in progress_bar(range(n_epochs), show=progress, desc="classifier", leave=False):
         order = torch.randperm(len(x_all), generator=generator).to(device)
         for lo in range(0, len(order), batch_size):
             idx = order[lo : lo + batch_size]
