@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +69,16 @@ def drifting_clouds(n: int = 150, dim: int = 2, seed: int = 0) -> list[np.ndarra
 
 #: Run settings of the test fits: on the CPU, without progress bar.
 TEST_RUN = dict(device="cpu", progress=False)
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` as a module (the benchmark scripts are not a package)."""
+    bench = REPO_ROOT / "benchmarks"
+    sys.path.insert(0, str(bench))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", bench / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def merged(base: dict, **changes) -> dict:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 import trajinfer as tj
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +95,8 @@ def test_rejects_bad_arguments():
         tj.datasets.synthetic_atlas(1000, seed=1.5)
 
 
-def _load_benchmark(name: str):
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_atlas_benchmark_quick(tmp_path):
-    atlas_bench = _load_benchmark("atlas")
+    atlas_bench = load_benchmark("atlas")
     atlas_bench.main(["--quick", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "atlas.json").read_text())
     assert {"command", "date", "git_commit", "machine", "torch"} <= set(payload["provenance"])

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 import trajinfer as tj
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 PROVENANCE_KEYS = {"command", "date", "git_commit", "machine", "torch"}
-
-
-def _load(name: str):
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _check_provenance(payload: dict) -> None:
@@ -34,7 +23,7 @@ def _check_provenance(payload: dict) -> None:
 def test_eb_quick(tmp_path, shared_data):
     if not (shared_data / "nlsb_val_rna.npz").exists():
         pytest.skip("NLSB embryoid-body files not present")
-    eb = _load("eb")
+    eb = load_benchmark("eb")
     eb.main(["--quick", "--no-tune", "--data", str(shared_data), "--out", str(tmp_path), "--peers", "otcfm,sf2m,mioflow"])
     payload = json.loads((tmp_path / "eb.json").read_text())
     _check_provenance(payload)
@@ -61,7 +50,7 @@ def test_eb_quick(tmp_path, shared_data):
 def test_eb_quick_tuning_uses_val_only_and_feeds_the_main_run(tmp_path, shared_data):
     if not (shared_data / "nlsb_val_rna.npz").exists():
         pytest.skip("NLSB embryoid-body files not present")
-    eb = _load("eb")
+    eb = load_benchmark("eb")
     tuning = eb.main(["--quick", "--tune-only", "--only", "eam", "--data", str(shared_data), "--out", str(tmp_path)])["eam"]
     assert (tmp_path / "eb_tuning_eam.json").exists() and tuning["method"] == "eam"
     assert tuning["folds"] == 2 and len(tuning["candidates"]) == 2
@@ -82,7 +71,7 @@ def test_eb_quick_tuning_uses_val_only_and_feeds_the_main_run(tmp_path, shared_d
 
 
 def test_petals_quick(tmp_path):
-    petals = _load("petals")
+    petals = load_benchmark("petals")
     petals.main(["--quick", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "petals.json").read_text())
     _check_provenance(payload)
@@ -104,7 +93,7 @@ def test_petals_quick(tmp_path):
 def test_petals_loo_quick_has_every_peer(tmp_path):
     pytest.importorskip("mioflow")
     pytest.importorskip("torchcfm")
-    petals = _load("petals")
+    petals = load_benchmark("petals")
     payload = petals.main(["--loo", "--quick", "--out", str(tmp_path)])
     _check_provenance(payload)
     assert set(payload["rows"]) == {"trajinfer eAM, defaults", "MIOFlow", "TorchCFM OT-CFM", "TorchCFM SF2M"}
@@ -118,7 +107,7 @@ def test_petals_loo_quick_has_every_peer(tmp_path):
 
 
 def test_speed_quick(tmp_path):
-    speed = _load("speed")
+    speed = load_benchmark("speed")
     speed.main(["--quick", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "speed.json").read_text())
     _check_provenance(payload)
@@ -134,7 +123,7 @@ def test_speed_quick(tmp_path):
 def test_naive_laplacian_matches_library():
     import torch
 
-    speed = _load("speed")
+    speed = load_benchmark("speed")
     from trajinfer.derivatives import potential_derivatives
     from trajinfer.networks import MLPPotential
 
@@ -152,7 +141,7 @@ def test_eb_quick_budget_curve(tmp_path, shared_data):
     if not (shared_data / "nlsb_val_rna.npz").exists():
         pytest.skip("NLSB embryoid-body files not present")
     pytest.importorskip("mioflow")
-    eb = _load("eb")
+    eb = load_benchmark("eb")
     payload = eb.main(["--quick", "--budget-curve", "3,6", "--seeds", "0,1", "--data", str(shared_data), "--out", str(tmp_path)])
     assert [(r["method"], r["seed"]) for r in payload["runs"]] == [
         ("trajinfer eAM (ot)", 0), ("trajinfer eAM (ot)", 1), ("trajinfer eAM (ot)", 0), ("trajinfer eAM (ot)", 1), ("MIOFlow", 0), ("MIOFlow", 1)]
@@ -170,7 +159,7 @@ def test_eb_quick_budget_curve(tmp_path, shared_data):
 
 
 def test_hydrogen_quick(tmp_path):
-    hydrogen = _load("hydrogen")
+    hydrogen = load_benchmark("hydrogen")
     report = hydrogen.main(["--quick", "--out", str(tmp_path)])
     rows = report["results"]
     assert {"AM", "ALD + SM", "ALD + SSM", "ALD + true scores", "Exact Bohmian transport"} <= set(rows)
@@ -193,7 +182,7 @@ def test_hydrogen_quick(tmp_path):
 
 
 def test_imports_quick(tmp_path):
-    imports = _load("imports")
+    imports = load_benchmark("imports")
     payload = imports.main(["--quick", "--out", str(tmp_path)])
     _check_provenance(json.loads((tmp_path / "imports.json").read_text()))
     rows = {r["measurement"]: r for r in payload["rows"]}
@@ -207,7 +196,7 @@ def test_imports_quick(tmp_path):
 
 
 def test_paths_lr_quick(tmp_path):
-    paths_lr = _load("paths_lr")
+    paths_lr = load_benchmark("paths_lr")
     paths_lr.main(["--quick", "--protocols", "petals", "--lrs", "1e-2", "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "paths_lr.json").read_text())
     _check_provenance(payload)
@@ -220,14 +209,14 @@ def test_paths_lr_quick(tmp_path):
 
 
 def test_gpu_script_without_a_gpu_runs_nothing(tmp_path, monkeypatch, capsys):
-    gpu = _load("gpu")
+    gpu = load_benchmark("gpu")
     monkeypatch.setattr(gpu, "resolve_device", lambda name: __import__("torch").device("cpu"))
     assert gpu.main(["--out", str(tmp_path)]) is None
     assert "No GPU found" in capsys.readouterr().out and not (tmp_path / "gpu.json").exists()
 
 
 def test_groundtruth_quick(tmp_path):
-    groundtruth = _load("groundtruth")
+    groundtruth = load_benchmark("groundtruth")
     groundtruth.main(["--quick", "--problems", "ou3-eam,growth-uam", "--configs", "defaults,lr 5e-3,batch 1024", "--seeds", "2",
                       "--out", str(tmp_path)])
     payload = json.loads((tmp_path / "groundtruth.json").read_text())
@@ -246,7 +235,7 @@ def test_groundtruth_quick(tmp_path):
 
 
 def test_defaults_selection_quick(tmp_path):
-    defaults_bench = _load("defaults")
+    defaults_bench = load_benchmark("defaults")
     payload = defaults_bench.main(["--quick", "--datasets", "petals", "--out", str(tmp_path)])
     _check_provenance(payload)
     names = [r["name"] for r in payload["rows"]]
@@ -257,7 +246,7 @@ def test_defaults_selection_quick(tmp_path):
 
 
 def test_fingerprint_compare_names_every_entry_that_differs(tmp_path):
-    fingerprint = _load("fingerprint")
+    fingerprint = load_benchmark("fingerprint")
     np.savez(tmp_path / "a.npz", same=np.arange(3.0), changed=np.zeros(2), only_a=np.ones(1))
     np.savez(tmp_path / "b.npz", same=np.arange(3.0), changed=np.array([0.0, 1e-12]), only_b=np.ones(1))
     assert fingerprint.compare(tmp_path / "a.npz", tmp_path / "b.npz") == ["changed", "only_a", "only_b"]

@@ -100,7 +100,7 @@ def fit_diagnostics(
     Returns
     -------
     dict
-        ``status``; ``final_loss`` (mean of the last 5% of iterations); ``loss_drift`` (change
+        ``status``; ``final_loss`` (mean of the last twentieth of the iterations); ``loss_drift`` (change
         of the mean loss between the last two twentieths of the fit, over the loss scale);
         ``gradient_signal`` (as passed: about 1 when the last gradients were noise around a
         minimum, large when they still pointed one way);

@@ -92,7 +92,7 @@ class ActionMatching(EstimatorParams):
     weight_decay
         Adam's weight decay.
     lr_schedule
-        ``"cosine"`` (decay to 1% of ``lr``) or ``"constant"``.
+        ``"cosine"`` (decay to a hundredth of ``lr``) or ``"constant"``.
     grad_clip
         Maximum gradient norm (``None``: no clipping).
     ema_decay

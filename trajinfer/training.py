@@ -87,7 +87,7 @@ class OptimizerSettings:
     weight_decay
         Adam's L2 penalty.
     lr_schedule
-        ``"cosine"`` (decay to 1% of ``lr`` over the fit) or ``"constant"``.
+        ``"cosine"`` (decay to a hundredth of ``lr`` over the fit) or ``"constant"``.
     grad_clip
         Maximum gradient norm (``None`` disables clipping).
     ema_decay

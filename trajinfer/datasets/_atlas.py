@@ -33,8 +33,8 @@ def synthetic_atlas(n_cells: int, *, n_times: int = 20, n_pcs: int = 50, n_genes
     """A branching, proliferating time course of any size, with its ground truth.
 
     A latent state of four dimensions follows one of three lineages: a trunk that splits at
-    30% of the time course into ``A`` and ``B``, ``B`` splitting again at 60% into ``B1`` and
-    ``B2``; every lineage shares an oscillation (a cell-cycle-like wave). Cells of ``B2``
+    three tenths of the time course into ``A`` and ``B``, ``B`` splitting again at six tenths
+    into ``B1`` and ``B2``; every lineage shares an oscillation (a cell-cycle-like wave). Cells of ``B2``
     proliferate: that lineage's mass grows fourfold from its birth to the last time point, so
     it holds more and more of the cells. Lineages are primed: from the first time point each
     one's mean path is offset towards its future branch by the noise's standard deviation, so

@@ -32,7 +32,7 @@ def default_sigma(X: np.ndarray, times: np.ndarray) -> float:
 
     ``σ = 0.1 · s / sqrt(Δt̄)``, where ``s`` is the median over time points of the RMS
     per-feature standard deviation of the cells at that time and ``Δt̄`` the mean spacing of
-    the time points. Brownian motion then spreads a cell by about 10% of a snapshot's typical
+    the time points. Brownian motion then spreads a cell by about a tenth of a snapshot's typical
     width over one sampling interval: enough noise for the stochastic model to matter, small
     against the displacement between snapshots.
     """

@@ -119,7 +119,7 @@ def gene_trends(
     stochastic, seed
         See :meth:`trajinfer.ActionMatching.simulate`.
     quantiles
-        Lower and upper quantile of the band (default the 10% and 90% quantiles).
+        Lower and upper quantile of the band (default the 0.1 and 0.9 quantiles).
 
     Returns
     -------
