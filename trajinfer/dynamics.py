@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ._defaults import BATCH_SIZE, METHODS
+from ._deprecation import UNSET
 from ._device import resolve_device
 from ._progress import progress_bar
 from ._random import SeedLike, as_int_seed, torch_generator
@@ -38,8 +39,6 @@ from .trajectories import Trajectories
 __all__ = ["Dynamics", "SigmaLike", "internal_diffusion_sq"]
 
 SigmaLike = float | Callable[[torch.Tensor], torch.Tensor] | None
-
-_UNSET: Any = object()  # marks a deprecated keyword that was not passed
 
 
 def internal_diffusion_sq(sigma: SigmaLike, t_range: tuple[float, float]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -68,7 +67,7 @@ def internal_diffusion_sq(sigma: SigmaLike, t_range: tuple[float, float]) -> Cal
 
 def _solver(solver: str, method: Any, name: str) -> str:
     """The ODE solver, taking the deprecated ``method`` keyword for one release."""
-    if method is _UNSET:
+    if method is UNSET:
         return solver
     warnings.warn(
         f"{name}(method=...) is deprecated and will be removed in the next release: the ODE solver is now "
@@ -280,7 +279,7 @@ class Dynamics:
         atol: float = 1e-5,
         chunk_size: int | None = 100_000,
         progress: bool = True,
-        method: Any = _UNSET,
+        method: Any = UNSET,
     ) -> Trajectories:
         """Move samples from ``t_start`` to ``t_end`` (forward or backward in time).
 
@@ -364,7 +363,7 @@ class Dynamics:
         n_steps: int = 100,
         solver: str = "rk4",
         laplacian: str = "auto",
-        method: Any = _UNSET,
+        method: Any = UNSET,
     ) -> np.ndarray:
         """Log-density of ``X`` at time ``t`` by the change of variables (paper eq. 9).
 

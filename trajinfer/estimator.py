@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from . import _defaults as defaults
+from ._deprecation import UNSET
 from ._device import resolve_device
 from ._distributed import is_main_process, setup_distributed
 from ._random import SeedLike, as_int_seed, torch_generator
@@ -23,7 +24,7 @@ from ._validation import Constraint, Interval, Options, PositiveIntegers, check_
 from .costs import KineticCost, QuadraticCost, resolve_cost
 from .derivatives import resolve_laplacian
 from .diagnostics import FitWarning, fit_diagnostics, report_fit
-from .dynamics import _UNSET, Dynamics, SigmaLike
+from .dynamics import Dynamics, SigmaLike
 from .losses import is_entropic
 from .networks import _ACTIVATIONS, POTENTIAL_FORMS
 from .params import EstimatorParams, not_fitted_error
@@ -216,7 +217,7 @@ class ActionMatching(EstimatorParams):
         self.run = run if not run_settings else fold_run_settings(run, run_settings, owner="ActionMatching")
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, path: MarginalPath | Callable, *, t_range: tuple[float, float] | None = None, n_iter: Any = _UNSET) -> ActionMatching:
+    def fit(self, path: MarginalPath | Callable, *, t_range: tuple[float, float] | None = None, n_iter: Any = UNSET) -> ActionMatching:
         """Fit the action on a marginal path.
 
         Parameters
@@ -233,14 +234,14 @@ class ActionMatching(EstimatorParams):
         -------
         self
         """
-        if n_iter is not _UNSET:
+        if n_iter is not UNSET:
             warnings.warn(
                 "fit(path, n_iter=...) is deprecated and will be removed in the next release; set the parameter "
                 "instead: est.set_params(n_iter=...).fit(path).", FutureWarning, stacklevel=2,
             )
         run = as_run_config(self.run)
         self._check_params(run)
-        n_iter = self.n_iter if n_iter is _UNSET or n_iter is None else n_iter
+        n_iter = self.n_iter if n_iter is UNSET or n_iter is None else n_iter
         check_parameter("n_iter", n_iter, self._parameter_constraints["n_iter"])
         path = self._as_path(path, t_range)
         context, device = setup_distributed(run.distributed, resolve_device(run.device))
