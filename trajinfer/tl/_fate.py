@@ -7,17 +7,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
-from sklearn.neighbors import KNeighborsClassifier
 
 from .._docs import doc_params
 from ..estimator import ActionMatching
 from ._push import simulate_cells
-from ._record import cells_at, fit_record
-from ._support import OFF_SUPPORT_WARN_FRACTION, SupportIndex, check_support, warn_off_support
+from ._record import FitRecord, cells_at, fit_record
+from ._support import OFF_SUPPORT_FACTOR, OFF_SUPPORT_WARN_FRACTION, SupportIndex, warn_off_support
 from ._utils import group_table, label_order, obs_column
 
 __all__ = ["FateResult", "fate"]
+
+#: Cells on which a kernel's neighbourhood radius is measured: a stable median at a bounded cost.
+SCALE_SAMPLE = 2000
 
 
 @dataclass
@@ -36,8 +39,8 @@ class FateResult:
         ordered as the clusters of ``probabilities``.
     off_support_fraction
         Fraction of pushed cells that landed more than 3 typical neighbour distances from
-        every observed cell of the later time (mean over repeats); a warning is given above
-        0.1.
+        every observed cell of the later time points (mean over the steps and repeats); a
+        warning is given above 0.1.
     """
 
     probabilities: pd.DataFrame
@@ -54,28 +57,63 @@ def fate(
     cluster_key: str,
     *,
     source_key: str | None = None,
-    n_neighbors: int = 10,
+    n_neighbors: int = 30,
     n_repeats: int = 1,
     n_steps: int = 100,
     seed: int | None = 0,
 ) -> FateResult:
-    """Push early cells to a later observed time point and read off their clusters.
+    """Fate of each early cell: the clusters of a later time point its descendants reach.
 
-    Each pushed cell gets the cluster distribution of its ``n_neighbors`` nearest observed cells
-    at ``to_time`` (in the fitted representation). Stochastic models average ``n_repeats``
-    simulations; unbalanced models weight cells by their final importance weights in the
-    transition matrix.
+    The fate is carried back from ``to_time`` one observed time point at a time. The cells of
+    ``to_time`` have their own cluster (probability one). The cells of each earlier observed
+    time point are pushed by the model to the next observed time only, and a pushed cell takes
+    the kernel-weighted mean of the fate probabilities of the ``n_neighbors`` observed cells
+    nearest to where it lands (Gaussian weights; width half the median distance from an
+    observed cell to its ``n_neighbors``-th neighbour there). Each cell's probabilities are
+    then averaged over its own ``n_neighbors`` nearest cells of its time point, with the same
+    kernel. This is a Markov chain over the observed cells, like CellRank's
+    ``RealTimeKernel`` with the learned dynamics as its transitions.
+
+    Why step by step and with kernels: a single push over a long time with the fitted noise
+    sends some committed cells across the gap between branches, and a hard vote of the
+    nearest cells turns each such cell into a confident wrong answer. Short pushes that land
+    among observed cells, smooth kernel readouts and the average over the start cell's
+    neighbourhood keep committed cells on their branch and leave cells before a decision
+    near the population's split, instead of confidently on one side.
+
+    Stochastic models average ``n_repeats`` simulations per step; unbalanced models weight
+    cells in the transition matrix by their expected number of descendants at ``to_time``
+    (the importance weights of each step, multiplied along the chain). Memory and time grow
+    linearly with the number of cells (``n_neighbors`` weights per cell and step).
 
     Parameters
     ----------
     {adata_model}
     from_time, to_time
-        Observed time labels.
+        Observed time labels; the observed time points between them are the chain's steps.
     cluster_key
         ``obs`` column with the clusters of the later cells.
     source_key
         ``obs`` column grouping the early cells in the transition matrix (default ``cluster_key``).
-    {cluster_table}
+    n_neighbors
+        Observed cells weighted by each kernel: where a pushed cell lands, and around each
+        cell in its own time point. Default 30: enough cells for a smooth readout, few enough
+        to stay within a branch.
+    n_repeats
+        Simulations averaged per step (stochastic models; one is enough for deterministic
+        ones). Default 1: with the step-by-step readout, more repeats change little.
+    n_steps
+        Integration steps over the whole time span, shared among the chain's steps in
+        proportion to their durations (at least one each).
+    seed
+        Seed of the first simulation; the others use the following integers. ``None`` draws
+        fresh randomness.
+
+    Returns
+    -------
+    FateResult
+        Fate probabilities of the cells of ``from_time``, the cluster transition matrix and the
+        off-support fraction of the pushes.
     """
     source_key = cluster_key if source_key is None else source_key
     record = fit_record(model)
@@ -83,25 +121,94 @@ def fate(
     early, late = cells_at(adata, record, from_time), cells_at(adata, record, to_time)
     late_clusters = obs_column(adata, cluster_key, late)
     sources = obs_column(adata, source_key, early)
-    classifier = KNeighborsClassifier(n_neighbors=min(n_neighbors, int(late.sum()))).fit(X[late], late_clusters)
-    support, start = SupportIndex(X[late]), X[early]
+    classes = label_order(adata, cluster_key, late_clusters)
+    chain = _chain(adata, record, from_time, to_time, early, late)
 
-    probabilities = np.zeros((int(early.sum()), len(classifier.classes_)))
-    weights = np.zeros(int(early.sum()))
-    off_support = 0.0
-    for repeat in range(n_repeats):
-        traj = simulate_cells(model, record, start, from_time, to_time, n_steps=n_steps, seed=None if seed is None else seed + repeat)
-        probabilities += classifier.predict_proba(traj.X[-1]) / n_repeats
-        weights += traj.weights[-1] / n_repeats
-        off_support += check_support(traj.X[-1], support, warn=False).off_support_fraction / n_repeats
+    # fate (probabilities) and expected descendants (growth) of the cells of the last step
+    probabilities = (late_clusters[:, None] == np.asarray(classes)[None, :]).astype(np.float64)
+    growth = np.ones(int(late.sum()))
+    support = SupportIndex(X[np.logical_or.reduce([mask for _, mask in chain[1:]])])
+    total = abs(record.label_time(to_time) - record.label_time(from_time))
+    off_support, pushes = 0.0, 0
+    for step in range(len(chain) - 2, -1, -1):
+        (label, here), (next_label, there) = chain[step], chain[step + 1]
+        landing = _GaussianKNN(X[there], n_neighbors)
+        span = abs(record.label_time(next_label) - record.label_time(label))
+        steps = max(1, int(np.ceil(n_steps * span / total)))
+        read, weight = np.zeros((int(here.sum()), len(classes))), np.zeros(int(here.sum()))
+        for repeat in range(n_repeats):
+            run_seed = None if seed is None else seed + step * n_repeats + repeat
+            traj = simulate_cells(model, record, X[here], label, next_label, n_steps=steps, seed=run_seed)
+            kernel = landing.weights(traj.X[-1])
+            read += kernel @ probabilities / n_repeats
+            weight += np.exp(traj.log_weights[-1]) * (kernel @ growth) / n_repeats
+            off_support += float(np.sum(support.ratio(traj.X[-1]) > OFF_SUPPORT_FACTOR))
+            pushes += len(traj.X[-1])
+        own = _GaussianKNN(X[here], n_neighbors)
+        probabilities, growth = own.weights(X[here]) @ read, weight
+    off_support = off_support / max(pushes, 1)
     if off_support > OFF_SUPPORT_WARN_FRACTION:
         warn_off_support(
             f"{100 * off_support:.0f}% of the cells pushed from {from_time} to {to_time} landed far from every observed "
-            f"cell of {to_time}: their fate probabilities are extrapolation. Check the fit (model.diagnostics_).",
+            f"cell of the later time points: their fate probabilities are extrapolation. Check the fit (model.diagnostics_).",
             stacklevel=3,
         )
-    prob_df = pd.DataFrame(probabilities, index=adata.obs_names[early], columns=classifier.classes_)
-    prob_df = prob_df[label_order(adata, cluster_key, classifier.classes_)]
-    transition = group_table(prob_df, sources, weights, f"{source_key} @ {from_time}", f"{cluster_key} @ {to_time}",
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    prob_df = pd.DataFrame(probabilities, index=adata.obs_names[early], columns=classes)
+    transition = group_table(prob_df, sources, growth / growth.sum(), f"{source_key} @ {from_time}", f"{cluster_key} @ {to_time}",
                              order=label_order(adata, source_key, sources))
     return FateResult(probabilities=prob_df, transition=transition, off_support_fraction=off_support)
+
+
+def _chain(
+    adata: AnnData, record: FitRecord, from_time: Any, to_time: Any, early: np.ndarray, late: np.ndarray
+) -> list[tuple[Any, np.ndarray]]:
+    """The observed time points from ``from_time`` to ``to_time`` (either direction), with their cells.
+
+    The time labels of the fit whose times lie strictly between the two and that have cells in
+    ``adata`` are the intermediate steps.
+    """
+    start, end = record.label_time(from_time), record.label_time(to_time)
+    if start == end:
+        raise ValueError(f"from_time and to_time are both at time {start}; choose two different time points.")
+    lo, hi = min(start, end), max(start, end)
+    column = adata.obs[record.time_key].astype(str).to_numpy()
+    between = [(value, label) for label, value in zip(record.time_labels, record.time_values) if lo < value < hi]
+    steps = [(label, column == label) for _, label in sorted(between, reverse=end < start)]
+    return [(from_time, early), *[(label, mask) for label, mask in steps if mask.any()], (to_time, late)]
+
+
+class _GaussianKNN:
+    """Gaussian weights of the ``k`` nearest reference cells, ``exp(-|q - x_j|² / 2h²)``, rows summing to one.
+
+    ``h`` is half the median distance from a reference cell to its ``k``-th nearest other
+    reference cell (measured on at most :data:`SCALE_SAMPLE` cells): a width that follows the
+    local spacing of the cells, so that the nearest cells count most but no single one decides.
+    """
+
+    def __init__(self, reference: np.ndarray, k: int) -> None:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"n_neighbors must be a positive integer; got {k!r}.")
+        self.reference = np.asarray(reference, dtype=np.float64)
+        self.k = int(min(k, len(self.reference)))
+        sample = self.reference[np.random.default_rng(0).permutation(len(self.reference))[:SCALE_SAMPLE]]
+        distances, _ = _knn(self.reference, sample, min(self.k + 1, len(self.reference)))
+        self.bandwidth = max(0.5 * float(np.median(distances[:, -1])), float(np.finfo(np.float32).eps))
+
+    def weights(self, queries: np.ndarray) -> sp.csr_matrix:
+        """Shape (n_queries, n_reference), ``k`` non-zero entries per row."""
+        n = len(queries)
+        distances, indices = _knn(self.reference, np.asarray(queries, dtype=np.float64), self.k)
+        weights = np.exp(-(distances**2 - distances[:, :1] ** 2) / (2.0 * self.bandwidth**2))  # nearest weighs 1
+        weights /= weights.sum(axis=1, keepdims=True)
+        return sp.csr_matrix((weights.ravel(), indices.ravel(), np.arange(0, n * self.k + 1, self.k)), shape=(n, len(self.reference)))
+
+
+def _knn(reference: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and indices (both (n_queries, k), nearest first) of the ``k`` nearest reference cells.
+
+    The one nearest-neighbour search of this module.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    return NearestNeighbors(n_neighbors=k).fit(reference).kneighbors(queries)
