@@ -30,7 +30,9 @@ virtualenv): ``TemporalProblem`` at its defaults (``prepare(time_key="time")``, 
 on the same atlas saved to h5ad, once without the held-out time point (its plan between the
 neighbours, sampled and interpolated halfway, predicts the held-out cells) and once on all time
 points (``pull`` of each true branch from the last time point to the first gives the fate
-probabilities).
+probabilities), then CellRank's ``RealTimeKernel.from_moscot`` on that problem at its defaults
+and GPCCA's fate probabilities towards the true branches of the last time point (when CellRank
+imports there).
 
 Usage::
 
@@ -62,7 +64,10 @@ import _common as C
 STAGES = (
     "generate", "fit", "simulate", "fate", "transition_matrix", "cellrank_kernel", "holdout", "plot_trajectories", "plot_loss",
 )
-MOSCOT_STAGES = ("read_h5ad", "prepare_holdout", "solve_holdout", "interpolate", "prepare_all", "solve_all", "pull_fates")
+MOSCOT_STAGES = (
+    "read_h5ad", "prepare_holdout", "solve_holdout", "interpolate", "prepare_all", "solve_all", "pull_fates", "realtime_kernel",
+    "cellrank_fates",
+)
 SIZES = (10_000, 100_000)
 QUICK_SIZES = (1_500,)
 #: Fit settings of the quick mode (the full run uses tj.fit's defaults).
@@ -71,8 +76,6 @@ HELD_OUT = 10.0
 FIRST, LAST = 0.0, 19.0
 EVAL_CELLS = 2000  # cells a side in every W1 (as tl.holdout)
 SEED = 0
-TRANSITION_MAX_CELLS = 20_000  # tl.transition_matrix runs in full up to this size, above it is projected from a probe
-PROBE_CELLS = 200
 
 
 # ----------------------------------------------------------------------------- memory
@@ -155,7 +158,7 @@ def truth_baselines(adata) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- one size, trajinfer
-def run_size(n: int, quick: bool, out_dir: Path, transition_max_cells: int = 20_000) -> dict[str, Any]:
+def run_size(n: int, quick: bool, out_dir: Path) -> dict[str, Any]:
     """Every stage of the workflow on ``n`` cells; runs in its own process (see ``--worker``)."""
     import matplotlib
 
@@ -207,16 +210,11 @@ def run_size(n: int, quick: bool, out_dir: Path, transition_max_cells: int = 20_
         accuracy["fate_auroc"] = fate_aurocs(probabilities.to_numpy(), classes, truth)
         accuracy["fate_off_support_fraction"] = fates.off_support_fraction
 
-    if n > transition_max_cells:
-        stage(stages, "transition_matrix", lambda: transition_probe(adata, model, rec))
-        stages["transition_matrix"].update(rec.pop("transition_probe", {}))
-        stages["cellrank_kernel"] = {"skipped": f"no transition matrix above {transition_max_cells:,} cells (see transition_matrix)"}
+    stage(stages, "transition_matrix", lambda: tj.tl.transition_matrix(adata, model))
+    if importlib.util.find_spec("cellrank") is not None:
+        stage(stages, "cellrank_kernel", lambda: tj.tl.cellrank_kernel(adata))  # CellRank's import included
     else:
-        stage(stages, "transition_matrix", lambda: tj.tl.transition_matrix(adata, model))
-        if importlib.util.find_spec("cellrank") is not None:
-            stage(stages, "cellrank_kernel", lambda: tj.tl.cellrank_kernel(adata))  # CellRank's import included
-        else:
-            stages["cellrank_kernel"] = {"skipped": "cellrank is not installed"}
+        stages["cellrank_kernel"] = {"skipped": "cellrank is not installed"}
 
     table = stage(stages, "holdout", lambda: tj.tl.holdout(adata, "time", held_out=[HELD_OUT], seed=SEED, progress=False, **fit_params))
     if table is not None:
@@ -238,42 +236,6 @@ def run_size(n: int, quick: bool, out_dir: Path, transition_max_cells: int = 20_
     stage(stages, "plot_loss", plot_loss)
     rec["peak_rss_mb"] = C.rss_peak_mb()
     return rec
-
-
-def transition_probe(adata, model, rec: dict[str, Any]) -> None:
-    """The cost of ``tl.transition_matrix`` on all cells, projected from a probe of its parts.
-
-    ``transition_matrix`` evaluates the velocity of every cell 6 times (the step's default
-    and 5 Euler steps), builds a ``scipy.spatial.cKDTree`` of all cells and queries it for the
-    30 nearest neighbours of 2,000 cells (the neighbour radius) and of every pushed cell
-    (``_neighbors.NeighborKernel``). The probe builds the same tree and times a query and a
-    velocity on ``PROBE_CELLS`` cells; each query and each velocity costs about the same
-    whichever cells are asked, so the full cost is the tree plus the per-cell costs times
-    ``n + 2000`` queries and ``6 n`` velocities.
-    """
-    from scipy.spatial import cKDTree
-
-    from trajinfer._neighbors import SCALE_SAMPLE
-
-    X = adata.obsm["X_pca"]
-    times = adata.obs["time"].to_numpy()
-    pick = np.random.default_rng(SEED).choice(len(X), PROBE_CELLS, replace=False)
-    start = time.perf_counter()
-    tree = cKDTree(X)
-    build = time.perf_counter() - start
-    start = time.perf_counter()
-    tree.query(X[pick] + 0.01, k=30)
-    query = (time.perf_counter() - start) / PROBE_CELLS
-    start = time.perf_counter()
-    model.velocity(X[pick], times[pick])
-    velocity = (time.perf_counter() - start) / PROBE_CELLS
-    n = len(X)
-    rec["transition_probe"] = {
-        "projected": True, "probe_cells": PROBE_CELLS, "tree_seconds": build, "query_seconds_per_cell": query,
-        "velocity_seconds_per_cell": velocity, "projected_seconds": build + (n + SCALE_SAMPLE) * query + 6 * n * velocity,
-        "projected_query_seconds": (n + SCALE_SAMPLE) * query, "projected_velocity_seconds": 6 * n * velocity,
-        "note": "tl.transition_matrix not run in full: projected from the probe (cKDTree kNN in the 50-D representation)",
-    }
 
 
 # ----------------------------------------------------------------------------- moscot
@@ -370,6 +332,34 @@ if os.environ.get("ATLAS_MOSCOT_FATES", "1") == "1":
             result["fate_classes"] = classes
         result["solver"] = {"n_problems": len(full.solutions),
                             "not_converged": [str(k) for k, v in full.solutions.items() if not bool(getattr(v, "converged", True))]}
+        if os.environ.get("ATLAS_CELLRANK", "1") == "1":
+            try:
+                import cellrank as cr
+                from cellrank.kernels import RealTimeKernel
+                result["cellrank_version"] = cr.__version__
+            except ImportError as err:
+                result["cellrank_error"] = f"{type(err).__name__}: {err}"
+            else:
+                def realtime_kernel():
+                    kernel = RealTimeKernel.from_moscot(full)  # its defaults: threshold "auto", self transitions "connectivities"
+                    kernel.compute_transition_matrix()
+                    return kernel
+                kernel = stage(stages, "realtime_kernel", realtime_kernel)
+                if kernel is not None:
+                    def cellrank_fates():
+                        estimator = cr.estimators.GPCCA(kernel)
+                        ends = {c: list(adata.obs_names[(adata.obs["branch"] == c).to_numpy() & (times == last)]) for c in classes}
+                        estimator.set_terminal_states(ends)
+                        estimator.compute_fate_probabilities()
+                        fp = estimator.fate_probabilities
+                        names = list(fp.names)
+                        probs = np.asarray(fp)[times == first]
+                        return probs[:, [names.index(c) for c in classes]]
+                    cr_probs = stage(stages, "cellrank_fates", cellrank_fates)
+                    if cr_probs is not None:
+                        arrays["cellrank_fate_probabilities"] = cr_probs
+                        arrays["fate_cells"] = np.asarray(adata.obs_names[times == first]).astype(str)
+                        result["fate_classes"] = classes
 np.savez(out_npz, **{k: v for k, v in arrays.items() if v is not None})
 print(json.dumps(result))
 '''
@@ -420,11 +410,12 @@ def run_moscot(n: int, python: str, timeout: float, fates: bool) -> dict[str, An
     if "interpolated" in arrays:
         held, _ = _subsample(adata.obsm["X_pca"][times == HELD_OUT], np.random.default_rng(SEED))
         accuracy["holdout_w1"] = tj.metrics.w1(arrays["interpolated"], held)
-    if "fate_probabilities" in arrays:
-        truth = adata.obs["fate"].astype(str)
-        cells = arrays["fate_cells"]
-        accuracy["fate_auroc"] = fate_aurocs(arrays["fate_probabilities"], rec["fate_classes"], truth.loc[cells].to_numpy())
-        assert set(rec["fate_classes"]) <= set(ATLAS_FATES)
+    truth = adata.obs["fate"].astype(str)
+    for key, name in (("fate_probabilities", "fate_auroc"), ("cellrank_fate_probabilities", "cellrank_fate_auroc")):
+        if key in arrays:
+            cells = arrays["fate_cells"]
+            accuracy[name] = fate_aurocs(arrays[key], rec["fate_classes"], truth.loc[cells].to_numpy())
+            assert set(rec["fate_classes"]) <= set(ATLAS_FATES)
     return rec
 
 
@@ -449,10 +440,8 @@ def _cell(s: dict[str, Any] | None) -> str:
         return "not run"
     if "skipped" in s:
         return "skipped"
-    if s.get("note") and not s.get("projected"):
+    if s.get("note"):
         return f"{s['seconds']:.1f} s / {max(s['peak_increase_mb'], 0):.0f} MB ({s['note']})"
-    if s.get("projected"):
-        return f"projected {s['projected_seconds']:.0f} s (probe of {s['probe_cells']:,} cells: {s['seconds']:.1f} s / {max(s['peak_increase_mb'], 0):.0f} MB)"
     text = f"{s['seconds']:.1f} s / {max(s['peak_increase_mb'], 0):.0f} MB"
     return text + (" **failed**" if "error" in s else "")
 
@@ -481,8 +470,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
     for name in STAGES:
         rows.append([f"trajinfer `{name}`"] + [size_cell(r, name) for r in result["sizes"]])
     rows.append(["trajinfer, all stages"] + [
-        "–" if "error" in r else f"{sum(s.get('seconds', 0) for s in r['stages'].values() if not s.get('projected')):.0f} s"
-        + (" (without the projected stage)" if any(s.get("projected") for s in r["stages"].values()) else "")
+        "–" if "error" in r else f"{sum(s.get('seconds', 0) for s in r['stages'].values()):.0f} s"
         + f" / peak RSS {r.get('peak_rss_mb', 0):.0f} MB"
         for r in result["sizes"]])
     moscot = result["moscot"]
@@ -498,25 +486,6 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
     errors += [(m["cells"], f"moscot {name}", s["error"]) for m in moscot.get("sizes", []) for name, s in m.get("stages", {}).items() if "error" in s]
     if errors:
         lines += ["Failures:", ""] + [f"- {n:,} cells, `{name}`: {err}" for n, name, err in errors] + [""]
-    for r in sizes:
-        probe = r["stages"].get("transition_matrix", {})
-        if probe.get("projected"):
-            full = [(q["cells"], q["stages"]["transition_matrix"]["seconds"]) for q in sizes
-                    if "seconds" in q["stages"].get("transition_matrix", {}) and not q["stages"]["transition_matrix"].get("projected")]
-            lines += [
-                f"`transition_matrix` at {r['cells']:,} cells was not run in full (above `--transition-max-cells`): a probe of "
-                f"{probe['probe_cells']:,} cells took {probe['seconds']:.0f} s. "
-                + (f"Building the k-d tree {probe['tree_seconds']:.1f} s" if "tree_seconds" in probe else
-                   f"Building the k-d tree and measuring the neighbour radius (a query of 2,000 cells) {probe['tree_and_radius_seconds']:.1f} s")
-                + f"; one 30-nearest-neighbour query "
-                f"{1e3 * probe['query_seconds_per_cell']:.1f} ms per cell; the velocity {1e6 * probe['velocity_seconds_per_cell']:.0f} µs "
-                f"per cell. Projected: {probe['projected_seconds']:.0f} s, of which {probe['projected_query_seconds']:.0f} s are the kNN "
-                "query of every pushed cell"
-                + "".join(f" (in full at {n:,} cells: {s:.1f} s for the whole function)" for n, s in full)
-                + ". A `scipy.spatial.cKDTree` in the 50-dimensional representation prunes almost nothing, so each query visits "
-                "about every cell: the cost per cell grows with the number of cells and the matrix's with its square "
-                "(`trajinfer/_neighbors.py`, `NeighborKernel.weights`: `self.tree.query(queries, k=self.k)`, called by "
-                "`tl.transition_matrix` on all cells).", ""]
     skipped = {s["skipped"] for r in sizes for s in r["stages"].values() if "skipped" in s}
     if skipped:
         lines += [f"Skipped: `cellrank_kernel` ({', '.join(sorted(skipped))}).", ""]
@@ -601,12 +570,7 @@ def save_figure(result: dict[str, Any], path: Path) -> None:
         series.append((f"moscot {name}", [(m["cells"], m.get("stages", {}).get(name)) for m in result["moscot"].get("sizes", []) if "error" not in m],
                        "k", "--", marker))
     for label, points, color, style, marker in series:
-        projected = [(n, s["projected_seconds"]) for n, s in points if s and s.get("projected")]
-        points = [(n, s) for n, s in points if s and "seconds" in s and "error" not in s and not s.get("projected") and not s.get("note")]
-        if projected and points:  # a dotted line to the time projected from a probe, hollow marker
-            axes[0].plot([points[-1][0], projected[0][0]], [points[-1][1]["seconds"], projected[0][1]], linestyle=":", color=color)
-            axes[0].plot([n for n, _ in projected], [s for _, s in projected], linestyle="none", marker=marker, markerfacecolor="white",
-                         color=color, label=f"{label}, projected")
+        points = [(n, s) for n, s in points if s and "seconds" in s and "error" not in s and not s.get("note")]
         if not points:
             continue
         cells = [n for n, _ in points]
@@ -634,9 +598,9 @@ def save_figure(result: dict[str, Any], path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- driver
-def _run_worker(n: int, quick: bool, out_dir: Path, timeout: float, transition_max_cells: int) -> dict[str, Any]:
+def _run_worker(n: int, quick: bool, out_dir: Path, timeout: float) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    spec = json.dumps({"n": n, "quick": quick, "out": str(out_dir), "transition_max_cells": transition_max_cells})
+    spec = json.dumps({"n": n, "quick": quick, "out": str(out_dir)})
     try:
         run = subprocess.run([sys.executable, __file__, "--worker", spec], stdout=subprocess.PIPE, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -655,9 +619,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--moscot-sizes", default=None, help="sizes moscot runs on (default: every size up to 100000)")
     parser.add_argument("--moscot-timeout", type=float, default=1800.0, help="seconds allowed to moscot per size (default 1800)")
     parser.add_argument("--timeout", type=float, default=7200.0, help="seconds allowed to trajinfer's workflow per size")
-    parser.add_argument("--transition-max-cells", type=int, default=TRANSITION_MAX_CELLS,
-                        help="largest size on which tl.transition_matrix runs in full; above it its cost is projected from a probe "
-                        "(a kNN query of every cell in 50 dims costs a time that grows with the square of the cells)")
     parser.add_argument("--append", action="store_true",
                         help="add this run's trajinfer sizes to the atlas.json already in --out (its moscot rows are kept)")
     parser.add_argument("--report", type=Path, default=None, help="only rewrite atlas.md and atlas.png in --out from this atlas.json")
@@ -670,7 +631,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return result
     if args.worker is not None:
         spec = json.loads(args.worker)
-        print(json.dumps(C.to_jsonable(run_size(spec["n"], spec["quick"], Path(spec["out"]), spec.get("transition_max_cells", TRANSITION_MAX_CELLS)))))
+        print(json.dumps(C.to_jsonable(run_size(spec["n"], spec["quick"], Path(spec["out"])))))
         return {}
     import torch
 
@@ -684,12 +645,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "provenance": prov,
         "config": {"quick": args.quick, "sizes": sizes, "held_out": HELD_OUT, "fate_from": FIRST, "fate_to": LAST, "eval_cells": EVAL_CELLS,
-                   "seed": SEED, "transition_max_cells": args.transition_max_cells, "fit_params": QUICK_FIT if args.quick else "tj.fit defaults", "stages": list(STAGES)},
+                   "seed": SEED, "fit_params": QUICK_FIT if args.quick else "tj.fit defaults", "stages": list(STAGES)},
         "sizes": [],
     }
     with tempfile.TemporaryDirectory(prefix="atlas_plots_") as plots:
         for n in sizes:
-            rec = _run_worker(n, args.quick, Path(plots), args.timeout, args.transition_max_cells)
+            rec = _run_worker(n, args.quick, Path(plots), args.timeout)
             rec["load_average_after"] = os.getloadavg()
             result["sizes"].append(rec)
     moscot = moscot_status(args.moscot_python)

@@ -32,6 +32,16 @@ def test_holdout_table_beats_no_move():
         tj.tl.holdout(adata, "day", held_out=[0.0])
 
 
+def test_holdout_draws_no_more_interpolated_cells_than_it_compares(monkeypatch):
+    # the interpolation baseline is scored on max_cells cells: drawing one per held-out cell
+    # would pair tens of thousands of samples at once on an atlas
+    drawn = []
+    sample = tj.SnapshotPath.sample
+    monkeypatch.setattr(tj.SnapshotPath, "sample", lambda self, tau, generator=None: drawn.append(len(tau)) or sample(self, tau, generator))
+    table = tj.tl.holdout(_course(), "day", held_out=[1.0], max_cells=50, method="eam", n_iter=20, hidden_dims=(16,), progress=False)
+    assert table["n_cells"].tolist() == [120] and drawn[-1] == 50
+
+
 @pytest.mark.parametrize("lr", [1e-3, 1e-2])
 def test_mixture_loss_is_bounded_on_well_separated_snapshots(lr):
     """The plain mixture (1 − λ)A + λB of clouds 15 standard deviations apart has an unbounded

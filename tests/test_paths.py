@@ -340,3 +340,19 @@ def test_minibatch_pairing_solves_assignments_for_interior_rows_only(monkeypatch
     for x, snap in ((x0, snaps[0]), (x1, snaps[-1])):  # the boundary rows are cells of the first and last snapshot
         gaps = np.abs(x.numpy()[:, None, :] - snap[None].astype(np.float32)).max(axis=2).min(axis=1)
         assert gaps.max() < 1e-6
+
+
+def test_a_large_minibatch_draw_is_paired_in_bounded_blocks(monkeypatch):
+    # One draw of many samples at one time (e.g. the interpolation baseline of tl.holdout on an
+    # atlas) would otherwise be one assignment problem of that size: cubic time, quadratic memory.
+    rng = np.random.default_rng(28)
+    snaps = [rng.normal(size=(300, 2)), rng.normal(size=(300, 2)) + np.array([4.0, 0.0])]
+    path = SnapshotPath(snaps, [0, 1], interpolation="ot", pairing="minibatch")
+    monkeypatch.setattr(tj.paths, "MINIBATCH_PAIRING_MAX_ROWS", 64)
+    sizes = []
+    plan = path._plan
+    monkeypatch.setattr(path, "_plan", lambda a, b, k: sizes.append(len(a)) or plan(a, b, k))
+    x = path.sample(torch.full((300,), 0.5), _gen(29)).numpy()
+    assert sizes == [64, 64, 64, 64, 44]
+    # each block is still an OT pairing: the midpoints sit halfway, spread less than the snapshots
+    assert abs(x[:, 0].mean() - 2.0) < 0.2 and x[:, 0].std() < snaps[0][:, 0].std()

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import anndata
 import numpy as np
 import pytest
 import torch
@@ -240,30 +241,39 @@ def test_saved_model_holds_nothing_of_this_machine(tmp_path):
 # ------------------------------------------------------------------------ failed writes
 _LIMITED_WRITE = textwrap.dedent(
     """
-    import json, resource, signal, sys
+    import json, os, resource, signal, sys
     import numpy as np
     import torch
     torch.set_num_threads(1)
     import trajinfer as tj
 
-    model, dynamics = sys.argv[1], sys.argv[2]
+    model, dynamics, trajectories, h5ad = sys.argv[1:5]
+    from anndata import AnnData
+    from trajinfer._io import write_atomically
     rng = np.random.default_rng(0)
     path = tj.SnapshotPath([rng.normal(size=(40, 2)), rng.normal(size=(40, 2)) + 1.0], [0.0, 1.0])
     est = tj.ActionMatching(hidden_dims=(64, 64), n_iter=2, batch_size=16, run=dict(device="cpu", progress=False))
     est.fit(path)
     est.save(model)                # complete files, written before the limit
     est.dynamics_.save(dynamics)
+    traj = est.simulate(rng.normal(size=(200, 2)), t_start=0.0, t_end=1.0, n_steps=20, progress=False)
+    traj.save(trajectories)
+    adata = AnnData(rng.normal(size=(300, 20)).astype(np.float32))
+    write_atomically(h5ad, adata.write_h5ad)
     # a file-size limit far below the files' size: writing beyond it fails with EFBIG
     # (SIGXFSZ, which would kill the process, is ignored) as on a full disk
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
     errors = {{}}
-    for name, save, file in (("model", est.save, model), ("dynamics", est.dynamics_.save, dynamics)):
+    for name, save, file in (("model", est.save, model), ("dynamics", est.dynamics_.save, dynamics),
+                             ("trajectories", traj.save, trajectories),
+                             ("h5ad", lambda f: write_atomically(f, adata.write_h5ad), h5ad)):
         try:
             save(file)
         except OSError as err:
             errors[name] = str(err)
-    print(json.dumps(errors))
+    print(json.dumps(errors), flush=True)
+    os._exit(0)  # h5py can crash while closing the handles of the failed file at exit
     """
 )
 
@@ -271,19 +281,23 @@ _LIMITED_WRITE = textwrap.dedent(
 @pytest.mark.skipif(os.name != "posix", reason="file-size limits (RLIMIT_FSIZE) are POSIX")
 def test_a_genuinely_failed_write_raises_oserror_naming_the_file_and_keeps_the_previous_one(tmp_path):
     model, dynamics = tmp_path / "model.pt", tmp_path / "dynamics.pt"
+    trajectories, h5ad = tmp_path / "trajectories.npz", tmp_path / "cells.h5ad"
     run = subprocess.run(
-        [sys.executable, "-c", _LIMITED_WRITE.format(), str(model), str(dynamics)],
+        [sys.executable, "-c", _LIMITED_WRITE.format(), str(model), str(dynamics), str(trajectories), str(h5ad)],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert run.returncode == 0, run.stderr[-3000:]
     errors = json.loads(run.stdout.strip().splitlines()[-1])
-    assert set(errors) == {"model", "dynamics"}, errors
-    for name, file in (("model", model), ("dynamics", dynamics)):
+    assert set(errors) == {"model", "dynamics", "trajectories", "h5ad"}, errors
+    files = {"model": model, "dynamics": dynamics, "trajectories": trajectories, "h5ad": h5ad}
+    for name, file in files.items():
         assert errors[name].startswith(f"Could not write {file}: "), errors[name]
         assert "Free disk space or choose another folder" in errors[name]
     # the files written before the limit are intact, and no temporary is left beside them
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dynamics.pt", "model.pt"]
-    assert model.stat().st_size > 4096 and dynamics.stat().st_size > 4096
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in files.values())
+    assert all(file.stat().st_size > 4096 for file in files.values())
+    assert tj.Trajectories.load(trajectories).X.shape == (21, 200, 2)
+    assert anndata.read_h5ad(h5ad).shape == (300, 20)
     loaded, loaded_dynamics = tj.load(model, device="cpu"), tj.Dynamics.load(dynamics, device="cpu")
     X = np.random.default_rng(1).normal(size=(10, 2))
     np.testing.assert_array_equal(loaded.velocity(X, 0.5), loaded_dynamics.velocity(X, 0.5))
@@ -401,3 +415,15 @@ def test_model_and_dynamics_files_are_told_apart(fitted, tmp_path):
     with pytest.raises(TypeError, match="callable sigma"):
         tj.Dynamics(MLPPotential(2, (8,)), dim=2, method="eam", sigma=lambda t: 0.1 + 0 * t, device="cpu").save(tmp_path / "s.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dynamics.pt", "model.pt"]
+
+
+def test_trajectories_round_trip_with_extra_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    traj = tj.Trajectories(times=np.linspace(0, 1, 3), X=rng.normal(size=(3, 5, 2)), log_weights=rng.normal(size=(3, 5)))
+    traj.save(tmp_path / "t.npz", cells=np.array(list("abcde")))
+    loaded = tj.Trajectories.load(tmp_path / "t.npz")
+    for name in ("times", "X", "log_weights"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(traj, name))
+    assert list(np.load(tmp_path / "t.npz")["cells"]) == list("abcde")
+    with pytest.raises(ValueError, match="own arrays"):
+        traj.save(tmp_path / "u.npz", X=np.zeros(1))

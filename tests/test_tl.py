@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from anndata import AnnData
-from sklearn.neighbors import NearestNeighbors
 
 import trajinfer as tj
+from trajinfer._neighbors import NeighborIndex
 
 FAST = dict(n_iter=150, lr=3e-3, hidden_dims=(32, 32), batch_size=128, progress=False, device="cpu")
 
@@ -322,13 +322,13 @@ def test_push_fate_and_pull_read_the_representation_once(monkeypatch):
         calls["representation"] += 1
         return representation(self, data)
 
-    class CountedNeighbors(NearestNeighbors):
-        def fit(self, X, y=None):
+    class CountedNeighbors(NeighborIndex):
+        def __init__(self, reference, **kwargs):
             calls["index"] += 1
-            return super().fit(X, y)
+            super().__init__(reference, **kwargs)
 
     monkeypatch.setattr(tj.tl.FitRecord, "representation", counted_representation)
-    monkeypatch.setattr(tj.tl._support, "NearestNeighbors", CountedNeighbors)
+    monkeypatch.setattr(tj.tl._support, "NeighborIndex", CountedNeighbors)
     tj.tl.push(adata, model, 0.0, 1.0, n_steps=5)
     assert calls == {"representation": 1, "index": 1}
     calls.update(representation=0, index=0)

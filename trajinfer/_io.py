@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "write_atomically"]
 
 
 @contextmanager
@@ -64,3 +64,22 @@ def _sync_folder(folder: Path) -> None:
             os.fsync(handle)
         finally:
             os.close(handle)
+
+
+def write_atomically(file: str | os.PathLike[str], write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp)`` inside :func:`atomic_path` and name ``file`` in any failure to write it.
+
+    Writers report a full disk or a file-size limit in their own words, often without the file:
+    NumPy as a bare ``OSError: [Errno 27] File too large``, h5py (``.h5ad``) and torch as a
+    ``RuntimeError``. Each becomes one ``OSError`` that names the file and the fix.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written completely; a previous file there stays intact.
+    """
+    try:
+        with atomic_path(file) as tmp:
+            write(tmp)
+    except (OSError, RuntimeError) as err:
+        raise OSError(f"Could not write {file}: {err}. Free disk space or choose another folder.") from err

@@ -22,7 +22,7 @@ from . import _defaults as defaults
 from ._defaults import INTERPOLATIONS, METHODS
 from ._device import resolve_device
 from ._distributed import is_main_process
-from ._io import atomic_path
+from ._io import write_atomically
 from ._saved import load
 from ._settings import settings
 
@@ -225,8 +225,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         return 0
     model.save(args.model)
     if args.output is not None:
-        with atomic_path(args.output) as tmp:
-            adata.write_h5ad(tmp)
+        write_atomically(args.output, adata.write_h5ad)
     if not args.quiet:
         record = fit_record(model)
         sigma = f", sigma={model.sigma:.4g}" if model.sigma is not None else ""
@@ -255,8 +254,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
     stochastic = False if args.deterministic else None
     traj = simulate(adata, model, from_time, to_time, n_steps=args.n_steps, stochastic=stochastic, seed=args.seed)
     cells = np.asarray(adata.obs_names[cells_at(adata, record, from_time)], dtype=str)
-    with atomic_path(args.output) as tmp, open(tmp, "wb") as file:
-        np.savez(file, times=traj.times, X=traj.X, log_weights=traj.log_weights, cells=cells)
+    traj.save(args.output, cells=cells)
     print(f"Simulated {traj.n_particles} cells from t = {traj.times[0]:g} to t = {traj.times[-1]:g} "
           f"({len(traj.times)} time points); saved to {args.output}.")
     return 0

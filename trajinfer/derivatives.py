@@ -170,7 +170,8 @@ def autograd_derivatives(
         t = t.detach().requires_grad_(time_derivative)
         value = potential(x, t)
         inputs = (x, t) if time_derivative else (x,)
-        grads = torch.autograd.grad(value.sum(), inputs, create_graph=True)
+        # the gradient's own graph is needed only to differentiate it again (a Laplacian, training)
+        grads = torch.autograd.grad(value.sum(), inputs, create_graph=create_graph or laplacian is not None)
         grad_x = grads[0]
         grad_t = grads[1] if time_derivative else None
         lap = None

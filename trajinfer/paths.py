@@ -19,9 +19,12 @@ from . import _defaults as defaults
 from ._defaults import INTERPOLATIONS, PAIRINGS
 from ._validation import as_float_tensor
 
-__all__ = ["CallablePath", "FULL_PAIRING_MAX_ENTRIES", "MarginalPath", "SINKHORN_MAX_ITER", "SnapshotPath"]
+__all__ = ["CallablePath", "FULL_PAIRING_MAX_ENTRIES", "MINIBATCH_PAIRING_MAX_ROWS", "MarginalPath", "SINKHORN_MAX_ITER", "SnapshotPath"]
 
 SINKHORN_MAX_ITER = 200
+# Minibatch pairing solves one assignment problem per this many samples of an interval at most:
+# its cost is cubic and its memory quadratic in the rows, so a large draw is paired in blocks.
+MINIBATCH_PAIRING_MAX_ROWS = 2048
 # "auto" pairing couples whole snapshots when each plan has at most this many entries
 # (2000 x 2000 cells: a 32 MB cost matrix and about a second of network simplex)
 FULL_PAIRING_MAX_ENTRIES = 4_000_000
@@ -153,7 +156,8 @@ class SnapshotPath(MarginalPath):
         cells of the two snapshots, computed once, from which pairs are drawn: the path is the
         OT (or SB) interpolation between the snapshots themselves. ``"minibatch"``: a new plan
         between the samples of each minibatch (time and memory independent of the number of
-        cells, but a noisier, blurred coupling). ``"auto"``: ``"full"`` when every plan has at
+        cells, but a noisier, blurred coupling; a draw larger than 2048 samples per interval is
+        paired in blocks of 2048). ``"auto"``: ``"full"`` when every plan has at
         most 4·10⁶ entries (2000 × 2000 cells), else ``"minibatch"``.
     sigma
         Diffusion coefficient of the entropic method fitted on this path, in user units
@@ -391,10 +395,11 @@ class SnapshotPath(MarginalPath):
                 rows = torch.nonzero(on_snapshot).flatten()
                 source[rows] = target[rows] = self._draw(k[rows] + (lam[rows] == 1).long(), generator)
             for interval in torch.unique(k[~on_snapshot]).tolist():
-                rows = torch.nonzero((k == interval) & ~on_snapshot).flatten()
-                source[rows] = self._draw(torch.full_like(rows, interval), generator)
-                drawn = self._draw(torch.full_like(rows, interval + 1), generator)
-                target[rows] = drawn[self._pair(source[rows], drawn, interval, generator)]
+                every = torch.nonzero((k == interval) & ~on_snapshot).flatten()
+                for rows in torch.split(every, MINIBATCH_PAIRING_MAX_ROWS):  # one bounded assignment problem each
+                    source[rows] = self._draw(torch.full_like(rows, interval), generator)
+                    drawn = self._draw(torch.full_like(rows, interval + 1), generator)
+                    target[rows] = drawn[self._pair(source[rows], drawn, interval, generator)]
         lam_ = lam[:, None]
         x = (1 - lam_) * source + lam_ * target
         if self.interpolation == "sb":

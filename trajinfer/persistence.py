@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._io import atomic_path
+from ._io import write_atomically
 
 __all__ = ["DYNAMICS", "MODEL", "FileKind", "read_payload", "to_plain", "write_payload"]
 
@@ -152,8 +152,4 @@ def write_payload(payload: dict[str, Any], file: str | Path) -> None:
         If the file cannot be written completely (no space left, a file-size limit, no
         permission); the message names the file, and a previous file there stays intact.
     """
-    try:
-        with atomic_path(file) as tmp:
-            torch.save(payload, tmp)
-    except RuntimeError as err:  # torch reports a failed write of its archive as a RuntimeError
-        raise OSError(f"Could not write {file}: {err}. Free disk space or choose another folder.") from err
+    write_atomically(file, lambda tmp: torch.save(payload, tmp))

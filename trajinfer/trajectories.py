@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from ._io import write_atomically
 
 __all__ = ["Trajectories"]
 
@@ -54,6 +57,38 @@ class Trajectories:
         """Positions and normalised weights at the stored time closest to ``t``."""
         k = int(np.argmin(np.abs(self.times - t)))
         return self.X[k], self.weights[k]
+
+    def save(self, file: str | os.PathLike[str], **arrays: np.ndarray) -> None:
+        """Write the trajectories to ``file`` (NumPy ``.npz``: ``times``, ``X``, ``log_weights``).
+
+        Parameters
+        ----------
+        file
+            Where to write; written atomically (a previous file stays intact on failure).
+        **arrays
+            Further arrays stored beside them (e.g. ``cells``: the names of the start cells).
+
+        Raises
+        ------
+        OSError
+            If the file cannot be written completely (no space left, a file-size limit); the
+            message names the file.
+        """
+        reserved = {"times", "X", "log_weights"} & set(arrays)
+        if reserved:
+            raise ValueError(f"{sorted(reserved)} are the trajectories' own arrays; name the extra arrays otherwise.")
+
+        def write(tmp: os.PathLike[str]) -> None:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, times=self.times, X=self.X, log_weights=self.log_weights, **arrays)
+
+        write_atomically(file, write)
+
+    @classmethod
+    def load(cls, file: str | os.PathLike[str]) -> Trajectories:
+        """Trajectories written by :meth:`save` (extra arrays are ignored)."""
+        with np.load(file, allow_pickle=False) as data:
+            return cls(times=data["times"], X=data["X"], log_weights=data["log_weights"])
 
     def __len__(self) -> int:
         return len(self.times)

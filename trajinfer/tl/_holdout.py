@@ -103,8 +103,8 @@ def holdout(
         )
         tau = (t_k - path.t_range[0]) / path.duration
         generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            interpolated = path.sample(torch.full((len(target),), float(tau)), generator).numpy()
+        with torch.no_grad():  # as many samples as the W1 below compares
+            interpolated = path.sample(torch.full((min(len(target), max_cells),), float(tau)), generator).numpy()
         rows.append({
             "held_out": label, "time": t_k, "from": order[k - 1],
             "w1_model": _w1(pushed, target, rng, max_cells, weights),

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
-from sklearn.neighbors import NearestNeighbors
 
 from .._docs import doc_params
+from .._neighbors import knn
 from ..estimator import ActionMatching
 from ..losses import is_entropic
 from ._push import simulate_cells
@@ -120,8 +120,8 @@ def pull(
 def _knn_rows(reference: np.ndarray, queries: np.ndarray, n_neighbors: int) -> sp.csr_matrix:
     """Equal weights on the ``n_neighbors`` reference rows nearest to each query."""
     k = min(n_neighbors, len(reference))
-    graph = NearestNeighbors(n_neighbors=k).fit(reference).kneighbors_graph(queries, mode="connectivity")
-    return sp.csr_matrix(graph / k)
+    _, index = knn(reference, queries, k)
+    return sp.csr_matrix((np.full(index.size, 1.0 / k), index.ravel(), np.arange(0, index.size + 1, k)), shape=(len(queries), len(reference)))
 
 
 def _bayes_ancestors(
@@ -136,7 +136,7 @@ def _bayes_ancestors(
         weights.append(traj.weights[-1] * traj.n_particles)
     n_early = ends[0].shape[0]
     k = min(n_neighbors * n_repeats, n_early * n_repeats)
-    _, index = NearestNeighbors(n_neighbors=k).fit(np.concatenate(ends)).kneighbors(late)
+    _, index = knn(np.concatenate(ends), late, k)
     rows = np.repeat(np.arange(len(late)), k)
     values = np.concatenate(weights)[index.ravel()]
     ancestors = sp.csr_matrix((values, (rows, index.ravel() % n_early)), shape=(len(late), n_early))  # duplicates add up

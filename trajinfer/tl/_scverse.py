@@ -88,7 +88,7 @@ def embed(
     target = _obsm(adata, basis)
     flat = np.asarray(kernel.weights(flat_positions) @ target)
     if reach is not None:
-        flat[kernel.tree.query(flat_positions)[0] > reach * kernel.radius] = np.nan
+        flat[kernel.index.query(flat_positions, 1)[0][:, 0] > reach * kernel.radius] = np.nan
     return flat.reshape(positions.shape[:-1] + (target.shape[1],))
 
 
@@ -197,10 +197,20 @@ def velocity_entries(
         if rep_key == "X":
             layers[VKEY] = V.astype(np.float32)
         else:
-            loadings = np.asarray(adata.varm["PCs"], dtype=np.float64)[:, : V.shape[1]]
-            layers[VKEY] = (V @ loadings.T).astype(np.float32)
+            loadings = np.asarray(adata.varm["PCs"], dtype=np.float32)[:, : V.shape[1]]
+            layers[VKEY] = _gene_velocity(V, loadings)
             var[f"{VKEY}_genes"] = np.any(loadings != 0, axis=1)
     return {"obsm": obsm, "layers": layers, "var": var, "embeddings": [k.removeprefix(f"{VKEY}_") for k in obsm]}
+
+
+def _gene_velocity(V: np.ndarray, loadings: np.ndarray) -> np.ndarray:
+    """``V @ loadings.T`` in single precision, written in blocks of rows: no double-precision
+    copy of the (cells × genes) layer."""
+    out = np.empty((len(V), len(loadings)), dtype=np.float32)
+    block = max(1, 2**24 // max(len(loadings), 1))
+    for start in range(0, len(V), block):
+        np.matmul(V[start:start + block].astype(np.float32), loadings.T, out=out[start:start + block])
+    return out
 
 
 def write_velocity_entries(adata: AnnData, entries: dict[str, Any]) -> list[str]:

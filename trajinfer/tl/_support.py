@@ -7,8 +7,8 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
 
+from .._neighbors import SCALE_SAMPLE, NeighborIndex
 from .._settings import WARNED
 
 __all__ = [
@@ -57,17 +57,18 @@ class SupportIndex:
     Attributes
     ----------
     typical
-        Median distance from an observed cell to its nearest other observed cell.
+        Median distance from an observed cell to its nearest other observed cell (measured on
+        at most 2,000 of them).
     """
 
     def __init__(self, observed: np.ndarray) -> None:
-        observed = np.asarray(observed, dtype=np.float64)
-        self._index = NearestNeighbors(n_neighbors=2).fit(observed)
-        self.typical = float(np.median(self._index.kneighbors(observed, 2)[0][:, 1]))
+        self._index = NeighborIndex(observed)
+        sample = self._index.reference[np.random.default_rng(0).permutation(self._index.n)[:SCALE_SAMPLE]]
+        self.typical = float(np.median(self._index.query(sample, 2)[0][:, -1]))
 
     def ratio(self, pushed: np.ndarray) -> np.ndarray:
         """Per pushed cell, the distance to the nearest observed cell over :attr:`typical`."""
-        distance = self._index.kneighbors(np.asarray(pushed, dtype=np.float64), 1)[0][:, 0]
+        distance = self._index.query(pushed, 1)[0][:, 0]
         return distance / max(self.typical, 1e-12)
 
 
