@@ -505,6 +505,8 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         acc_rows.append(["moscot TemporalProblem (defaults)"]
                         + [C.fmt(by_n.get(r["cells"], {}).get("accuracy", {}).get("holdout_w1")) for r in sizes]
                         + [C.fmt(by_n.get(r["cells"], {}).get("accuracy", {}).get("fate_auroc", {}).get("mean")) for r in sizes])
+        acc_rows.append(["CellRank `RealTimeKernel.from_moscot` (defaults), GPCCA fate probabilities"] + ["" for _ in sizes]
+                        + [C.fmt(by_n.get(r["cells"], {}).get("accuracy", {}).get("cellrank_fate_auroc", {}).get("mean")) for r in sizes])
     acc_rows += [
         ["trajinfer's fitted interpolation (path between the neighbours)"] + [C.fmt(r.get("accuracy", {}).get("holdout", {}).get("w1_interpolation")) for r in sizes] + ["" for _ in sizes],
         ["no move (cells of the previous time point)"] + [C.fmt(r.get("accuracy", {}).get("holdout", {}).get("w1_no_move")) for r in sizes] + ["" for _ in sizes],
