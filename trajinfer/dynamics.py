@@ -338,7 +338,8 @@ class Dynamics:
             return velocity, value / self.growth_scale**2
 
         chunk = x0.shape[0] if chunk_size is None else max(1, int(chunk_size))
-        X_out, logw_out = [], []
+        # filled chunk by chunk: the trajectories are held once, never as pieces plus their concatenation
+        X_out = logw_out = None
         for lo in progress_bar(range(0, x0.shape[0], chunk), show=progress and x0.shape[0] > chunk, desc="simulate", leave=False):
             xc = x0[lo : lo + chunk].to(self.device)
             if stochastic:
@@ -347,11 +348,12 @@ class Dynamics:
                 )
             else:
                 X, extra = integrate_ode(field, xc, taus, track_extra=track, method=solver, rtol=rtol, atol=atol)
-            X_out.append(X.detach().cpu())
-            logw_out.append(extra.detach().cpu())
-        return Trajectories(
-            times=times.numpy(), X=torch.cat(X_out, dim=1).numpy(), log_weights=torch.cat(logw_out, dim=1).double().numpy(),
-        )
+            if X_out is None:
+                X_out = np.empty((len(times), x0.shape[0], self.dim), dtype=torch.empty(0, dtype=X.dtype).numpy().dtype)
+                logw_out = np.empty((len(times), x0.shape[0]), dtype=np.float64)
+            X_out[:, lo : lo + chunk] = X.detach().cpu().numpy()
+            logw_out[:, lo : lo + chunk] = extra.detach().cpu().double().numpy()
+        return Trajectories(times=times.numpy(), X=X_out, log_weights=logw_out)
 
     def log_likelihood(
         self,
