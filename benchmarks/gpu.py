@@ -3,7 +3,11 @@
 1. ``eb``: the embryoid body's default fit, ``tj.fit(adata, "time", device=...)`` on the NLSB val
    split (time points 0..4), then the test cells of each day pushed to the next (one-step W1, 10 repeats);
 2. ``simulate``: that model simulating 1,000,000 cells for 100 Euler–Maruyama steps;
-3. ``digits``: Action Matching generation on scikit-learn's digits at a larger budget than the
+3. ``atlas``: the whole AnnData workflow of ``benchmarks/atlas.py`` (fit, simulate, fate,
+   transition matrix, CellRank kernel, held-out time point, plots) at its defaults on
+   ``--atlas-cells`` cells of the synthetic atlas, on the GPU ``device="auto"`` picks; seconds
+   and peak memory per stage;
+4. ``digits``: Action Matching generation on scikit-learn's digits at a larger budget than the
    CPU benchmark (``--digits-iter`` iterations, batch 256), Fréchet distance in the features of
    the digit classifier of ``benchmarks/vision.py``, beside flow matching at the same budget.
 
@@ -30,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
+import atlas as AB
 import eb as EB
 import vision as VB
 
@@ -75,6 +80,16 @@ def run_simulate(model: tj.ActionMatching, start: np.ndarray, device: torch.devi
             "cell_steps_per_s": n_cells * n_steps / seconds, "finite": bool(np.isfinite(traj.X[-1]).all())}
 
 
+def run_atlas(n_cells: int, quick: bool, out: Path) -> dict[str, Any]:
+    """``benchmarks/atlas.py``'s workflow on ``n_cells`` cells, in this process (its plots go to ``out``)."""
+    began = time.perf_counter()
+    rec = AB.run_size(n_cells, quick, out)
+    return {"task": "atlas", "n_cells": n_cells, "seconds": time.perf_counter() - began,
+            "stages": {name: {k: v for k, v in stage.items() if k in ("seconds", "peak_increase_mb", "error", "skipped")}
+                       for name, stage in rec["stages"].items()},
+            "accuracy": rec.get("accuracy", {})}
+
+
 def run_digits(device: torch.device, n_iter: int, quick: bool, seed: int = 0) -> list[dict[str, Any]]:
     digits = vision.load_digits()
     train, test = digits.split(0.2, seed=seed)
@@ -113,6 +128,10 @@ def markdown(payload: dict[str, Any]) -> str:
         elif row["task"] == "simulate":
             lines.append(f"- Simulate {row['n_cells']:,} cells × {row['n_steps']} steps: {row['seconds']:.1f} s "
                          f"({row['cell_steps_per_s']:.3g} cell-steps per second; all finite: {row['finite']}).")
+        elif row["task"] == "atlas":
+            stages = ", ".join(f"{name} {stage['seconds']:.1f} s" if "seconds" in stage else f"{name} {stage.get('skipped', '–')}"
+                               for name, stage in row["stages"].items())
+            lines.append(f"- Atlas workflow at defaults on {row['n_cells']:,} cells: {row['seconds']:.0f} s in all ({stages}).")
         else:
             lines.append(f"- Digits generation, {row['model']}, {row['n_iter']} iterations of batch {row['batch_size']}: "
                          f"fit {row['fit_s']:.1f} s, FD-digits-classifier {C.fmt(row['fd'], 2)}.")
@@ -127,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=C.RESULTS)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--atlas-cells", type=int, default=1_000_000, help="cells of the atlas workflow (quick: 1,500)")
     parser.add_argument("--digits-iter", type=int, default=10_000, help="AM and flow-matching iterations on digits")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
@@ -136,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     began = time.perf_counter()
     eb_row, model, start = run_eb(device, args.data, args.quick)
     rows = [eb_row, run_simulate(model, start, device, args.quick),
+            run_atlas(1_500 if args.quick else args.atlas_cells, args.quick, args.out),
             *run_digits(device, 20 if args.quick else args.digits_iter, args.quick)]
     payload = {"provenance": C.provenance(argv=argv), "rows": rows, "total_s": time.perf_counter() - began,
                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"}
