@@ -203,7 +203,7 @@ class NeighborKernel:
     """
 
     def __init__(self, reference: np.ndarray | NeighborIndex, n_neighbors: int) -> None:
-        if n_neighbors < 1:
+        if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 1:
             raise ValueError(f"n_neighbors must be a positive integer, got {n_neighbors!r}.")
         self.index = reference if isinstance(reference, NeighborIndex) else NeighborIndex(reference)
         n = self.index.n

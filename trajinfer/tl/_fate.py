@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 
 from .._docs import doc_params
+from .._neighbors import NeighborKernel
 from ..estimator import ActionMatching
 from ._push import simulate_cells
 from ._record import FitRecord, cells_at, fit_record
@@ -18,10 +18,6 @@ from ._support import OFF_SUPPORT_FACTOR, OFF_SUPPORT_WARN_FRACTION, SupportInde
 from ._utils import group_table, label_order, obs_column
 
 __all__ = ["FateResult", "fate"]
-
-#: Cells on which a kernel's neighbourhood radius is measured: a stable median at a bounded cost.
-SCALE_SAMPLE = 2000
-
 
 @dataclass
 class FateResult:
@@ -132,7 +128,7 @@ def fate(
     off_support, pushes = 0.0, 0
     for step in range(len(chain) - 2, -1, -1):
         (label, here), (next_label, there) = chain[step], chain[step + 1]
-        landing = _GaussianKNN(X[there], n_neighbors)
+        landing = NeighborKernel(X[there], n_neighbors)
         span = abs(record.label_time(next_label) - record.label_time(label))
         steps = max(1, int(np.ceil(n_steps * span / total)))
         read, weight = np.zeros((int(here.sum()), len(classes))), np.zeros(int(here.sum()))
@@ -144,7 +140,7 @@ def fate(
             weight += np.exp(traj.log_weights[-1]) * (kernel @ growth) / n_repeats
             off_support += float(np.sum(support.ratio(traj.X[-1]) > OFF_SUPPORT_FACTOR))
             pushes += len(traj.X[-1])
-        own = _GaussianKNN(X[here], n_neighbors)
+        own = NeighborKernel(X[here], n_neighbors)
         probabilities, growth = own.weights(X[here]) @ read, weight
     off_support = off_support / max(pushes, 1)
     if off_support > OFF_SUPPORT_WARN_FRACTION:
@@ -176,39 +172,3 @@ def _chain(
     between = [(value, label) for label, value in zip(record.time_labels, record.time_values) if lo < value < hi]
     steps = [(label, column == label) for _, label in sorted(between, reverse=end < start)]
     return [(from_time, early), *[(label, mask) for label, mask in steps if mask.any()], (to_time, late)]
-
-
-class _GaussianKNN:
-    """Gaussian weights of the ``k`` nearest reference cells, ``exp(-|q - x_j|² / 2h²)``, rows summing to one.
-
-    ``h`` is half the median distance from a reference cell to its ``k``-th nearest other
-    reference cell (measured on at most :data:`SCALE_SAMPLE` cells): a width that follows the
-    local spacing of the cells, so that the nearest cells count most but no single one decides.
-    """
-
-    def __init__(self, reference: np.ndarray, k: int) -> None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"n_neighbors must be a positive integer; got {k!r}.")
-        self.reference = np.asarray(reference, dtype=np.float64)
-        self.k = int(min(k, len(self.reference)))
-        sample = self.reference[np.random.default_rng(0).permutation(len(self.reference))[:SCALE_SAMPLE]]
-        distances, _ = _knn(self.reference, sample, min(self.k + 1, len(self.reference)))
-        self.bandwidth = max(0.5 * float(np.median(distances[:, -1])), float(np.finfo(np.float32).eps))
-
-    def weights(self, queries: np.ndarray) -> sp.csr_matrix:
-        """Shape (n_queries, n_reference), ``k`` non-zero entries per row."""
-        n = len(queries)
-        distances, indices = _knn(self.reference, np.asarray(queries, dtype=np.float64), self.k)
-        weights = np.exp(-(distances**2 - distances[:, :1] ** 2) / (2.0 * self.bandwidth**2))  # nearest weighs 1
-        weights /= weights.sum(axis=1, keepdims=True)
-        return sp.csr_matrix((weights.ravel(), indices.ravel(), np.arange(0, n * self.k + 1, self.k)), shape=(n, len(self.reference)))
-
-
-def _knn(reference: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distances and indices (both (n_queries, k), nearest first) of the ``k`` nearest reference cells.
-
-    The one nearest-neighbour search of this module.
-    """
-    from sklearn.neighbors import NearestNeighbors
-
-    return NearestNeighbors(n_neighbors=k).fit(reference).kneighbors(queries)
