@@ -79,15 +79,20 @@ def integrate_sde(
     diffusion: Callable[[torch.Tensor], torch.Tensor],
     track_extra: bool,
     generator: torch.Generator | None,
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Euler–Maruyama for ``dx = v dtau + σ(tau) dW`` on the increasing grid ``taus``.
 
     ``diffusion(tau)`` returns σ in internal units for a batch of times. The extra rate (growth)
-    is integrated along the stochastic path with the same left-point rule.
+    is integrated along the stochastic path with the same left-point rule. Positions are written
+    into ``out`` (shape ``(len(taus),) + x0.shape``, any device) when given, else into a new
+    tensor: each step is stored once.
     """
     x = x0
     extra = torch.zeros(x0.shape[0], device=x0.device, dtype=x0.dtype)
-    xs, extras = [x], [extra]
+    xs = torch.empty((len(taus),) + tuple(x0.shape), device=x0.device, dtype=x0.dtype) if out is None else out
+    extras = torch.empty((len(taus), x0.shape[0]), device=x0.device, dtype=x0.dtype)
+    xs[0], extras[0] = x, extra
     for k in range(len(taus) - 1):
         tau = taus[k].expand(x.shape[0])
         dt = taus[k + 1] - taus[k]
@@ -96,6 +101,5 @@ def integrate_sde(
         x = x + velocity * dt + diffusion(tau)[:, None] * torch.sqrt(dt) * noise
         if track_extra:
             extra = extra + rate * dt
-        xs.append(x)
-        extras.append(extra)
-    return torch.stack(xs), torch.stack(extras)
+        xs[k + 1], extras[k + 1] = x, extra
+    return xs, extras
