@@ -20,7 +20,7 @@ SCALE_SAMPLE = 2000
 TREE_MAX_DIM = 12
 #: Exact (brute-force) search while queries × reference cells stay below this: a few seconds of
 #: matrix products on one core. Beyond it the search is approximate (:class:`NeighborIndex`).
-EXACT_MAX_PAIRS = 2_000_000_000
+EXACT_MAX_PAIRS = 200_000_000
 #: Cells per list of the approximate search: lists small enough that probing a few of them is cheap.
 CELLS_PER_LIST = 256
 #: Lists searched per query: its own and the nearest others around it.
@@ -170,11 +170,12 @@ def _nearest_centre(points: np.ndarray, centres: np.ndarray, k: int = 1) -> np.n
 def _distances(queries: np.ndarray, reference: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """Euclidean distances from each query to the reference rows ``indices`` of its row, in blocks."""
     out = np.empty(indices.shape)
+    cells, points, rows = torch.from_numpy(reference), torch.from_numpy(queries), torch.from_numpy(indices)
     block = max(1, BLOCK_ENTRIES // max(indices.shape[1] * queries.shape[1], 1))
     for start in range(0, len(queries), block):
-        rows = indices[start:start + block]
-        diff = reference[rows] - queries[start:start + block, None, :]
-        out[start:start + block] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        chosen = rows[start:start + block]
+        diff = cells.index_select(0, chosen.reshape(-1)).reshape(*chosen.shape, -1) - points[start:start + block, None, :]
+        out[start:start + block] = torch.linalg.vector_norm(diff, dim=2).numpy()
     return out
 
 
@@ -200,6 +201,9 @@ class NeighborKernel:
         of ``reference`` (measured on at most 2,000 cells).
     bandwidth
         Default kernel width, ``radius / 2``.
+    spacing
+        Median distance from a cell to its nearest other cell (on the same cells): the typical
+        gap between observed cells, against which off-support positions are measured.
     """
 
     def __init__(self, reference: np.ndarray | NeighborIndex, n_neighbors: int) -> None:
@@ -212,6 +216,7 @@ class NeighborKernel:
         distances, _ = self.index.query(sample, min(self.k + 1, n))
         self.radius = max(float(np.median(distances[:, -1])), float(np.finfo(np.float32).eps))
         self.bandwidth = 0.5 * self.radius
+        self.spacing = float(np.median(distances[:, min(1, distances.shape[1] - 1)]))
 
     def weights(self, queries: np.ndarray, bandwidth: float | np.ndarray | None = None) -> sp.csr_matrix:
         """Row-stochastic weights of the ``k`` nearest reference cells of each query.
@@ -228,8 +233,11 @@ class NeighborKernel:
         scipy.sparse.csr_matrix
             Shape (n_queries, n_reference), entries ``∝ exp(-|q - x_j|² / 2h²)``, rows summing to one.
         """
-        n = len(queries)
-        distances, indices = self.index.query(queries, self.k)
+        return self.weights_of(*self.index.query(queries, self.k), bandwidth)
+
+    def weights_of(self, distances: np.ndarray, indices: np.ndarray, bandwidth: float | np.ndarray | None = None) -> sp.csr_matrix:
+        """:meth:`weights` from a search already made: ``self.index.query(queries, self.k)``."""
+        n = len(distances)
         width = self.bandwidth if bandwidth is None else bandwidth
         h2 = np.broadcast_to(np.asarray(width, dtype=np.float64) ** 2, (n,))[:, None]
         weights = np.exp(-(distances**2 - distances[:, :1] ** 2) / (2.0 * h2))  # nearest weighs 1: no underflow

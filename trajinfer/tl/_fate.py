@@ -14,7 +14,7 @@ from .._neighbors import NeighborKernel
 from ..estimator import ActionMatching
 from ._push import simulate_cells
 from ._record import FitRecord, cells_at, fit_record
-from ._support import OFF_SUPPORT_FACTOR, OFF_SUPPORT_WARN_FRACTION, SupportIndex, warn_off_support
+from ._support import OFF_SUPPORT_FACTOR, OFF_SUPPORT_WARN_FRACTION, warn_off_support
 from ._utils import group_table, label_order, obs_column
 
 __all__ = ["FateResult", "fate"]
@@ -35,8 +35,8 @@ class FateResult:
         ordered as the clusters of ``probabilities``.
     off_support_fraction
         Fraction of pushed cells that landed more than 3 typical neighbour distances from
-        every observed cell of the later time points (mean over the steps and repeats); a
-        warning is given above 0.1.
+        every observed cell of the time point they were pushed to (mean over the steps and
+        repeats); a warning is given above 0.1.
     """
 
     probabilities: pd.DataFrame
@@ -123,7 +123,6 @@ def fate(
     # fate (probabilities) and expected descendants (growth) of the cells of the last step
     probabilities = (late_clusters[:, None] == np.asarray(classes)[None, :]).astype(np.float64)
     growth = np.ones(int(late.sum()))
-    support = SupportIndex(X[np.logical_or.reduce([mask for _, mask in chain[1:]])])
     total = abs(record.label_time(to_time) - record.label_time(from_time))
     off_support, pushes = 0.0, 0
     for step in range(len(chain) - 2, -1, -1):
@@ -135,10 +134,11 @@ def fate(
         for repeat in range(n_repeats):
             run_seed = None if seed is None else seed + step * n_repeats + repeat
             traj = simulate_cells(model, record, X[here], label, next_label, n_steps=steps, seed=run_seed)
-            kernel = landing.weights(traj.X[-1])
+            distances, indices = landing.index.query(traj.X[-1], landing.k)
+            kernel = landing.weights_of(distances, indices)
             read += kernel @ probabilities / n_repeats
             weight += np.exp(traj.log_weights[-1]) * (kernel @ growth) / n_repeats
-            off_support += float(np.sum(support.ratio(traj.X[-1]) > OFF_SUPPORT_FACTOR))
+            off_support += float(np.sum(distances[:, 0] > OFF_SUPPORT_FACTOR * max(landing.spacing, 1e-12)))
             pushes += len(traj.X[-1])
         own = NeighborKernel(X[here], n_neighbors)
         probabilities, growth = own.weights(X[here]) @ read, weight
@@ -146,7 +146,7 @@ def fate(
     if off_support > OFF_SUPPORT_WARN_FRACTION:
         warn_off_support(
             f"{100 * off_support:.0f}% of the cells pushed from {from_time} to {to_time} landed far from every observed "
-            f"cell of the later time points: their fate probabilities are extrapolation. Check the fit (model.diagnostics_).",
+            f"cell of the time point they were pushed to: their fate probabilities are extrapolation. Check the fit (model.diagnostics_).",
             stacklevel=3,
         )
     probabilities /= probabilities.sum(axis=1, keepdims=True)
