@@ -32,6 +32,10 @@ LOG_INTERVAL = 30.0
 NOTEBOOK_COLUMNS = 100
 
 
+#: Cells above which the AnnData tools show a bar over their steps (below it they take seconds).
+BAR_MIN_CELLS = 50_000
+
+
 def in_kernel() -> bool:
     """Whether this code runs in a Jupyter (IPython) kernel."""
     ipython = sys.modules.get("IPython")

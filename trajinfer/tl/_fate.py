@@ -11,6 +11,7 @@ from anndata import AnnData
 
 from .._docs import doc_params
 from .._neighbors import NeighborKernel
+from .._progress import BAR_MIN_CELLS, progress_bar
 from ..estimator import ActionMatching
 from ._push import simulate_cells
 from ._record import FitRecord, cells_at, fit_record
@@ -125,7 +126,8 @@ def fate(
     growth = np.ones(int(late.sum()))
     total = abs(record.label_time(to_time) - record.label_time(from_time))
     off_support, pushes = 0.0, 0
-    for step in range(len(chain) - 2, -1, -1):
+    backward = range(len(chain) - 2, -1, -1)
+    for step in progress_bar(backward, desc="fate", show=sum(int(mask.sum()) for _, mask in chain) >= BAR_MIN_CELLS, leave=False):
         (label, here), (next_label, there) = chain[step], chain[step + 1]
         landing = NeighborKernel(X[there], n_neighbors)
         span = abs(record.label_time(next_label) - record.label_time(label))

@@ -19,6 +19,7 @@ from anndata import AnnData
 
 from .._docs import doc_params
 from .._neighbors import NeighborKernel, basis_key, project_velocity
+from .._progress import BAR_MIN_CELLS, progress_bar
 from ..estimator import ActionMatching
 from ..losses import is_entropic
 from ..pp import representation, time_labels
@@ -286,7 +287,7 @@ def transition_matrix(
     h = kernel.bandwidth if bandwidth is None else float(bandwidth)
     lo, hi = model.t_range_
     Y, h_step = X.copy(), step / n_steps
-    for k in range(n_steps):
+    for k in progress_bar(range(n_steps), desc="transition matrix", show=len(X) >= BAR_MIN_CELLS, leave=False):
         Y = Y + h_step * batched(model.velocity, Y, np.clip(times + k * h_step, lo, hi))
     width = np.full(len(X), h)
     if is_entropic(model.method):
