@@ -331,14 +331,14 @@ def test_push_fate_and_pull_read_the_representation_once(monkeypatch):
     monkeypatch.setattr(tj.tl._support, "NeighborIndex", CountedNeighbors)
     tj.tl.push(adata, model, 0.0, 1.0, n_steps=5)
     assert calls == {"representation": 1, "index": 1}
-    # fate measures the support with the kernels it reads fates from: two per step of its chain
-    # (where cells land, and their own neighbourhood), however many repeats
+    # fate measures the support with the kernels it reads fates from: one per time point of its
+    # chain (where the cells of the step before land, and their own neighbourhood), however many repeats
     monkeypatch.setattr(tj.tl._fate, "NeighborKernel", type("CountedKernel", (NeighborKernel,), {
         "__init__": lambda self, reference, k: calls.__setitem__("index", calls["index"] + 1) or NeighborKernel.__init__(self, reference, k),
     }))
     calls.update(representation=0, index=0)
     tj.tl.fate(adata, model, 0.0, 2.0, cluster_key="half", n_repeats=3, n_steps=5)
-    assert calls == {"representation": 1, "index": 2 * 2}  # steps 0 → 1 → 2
+    assert calls == {"representation": 1, "index": 3}  # time points 0, 1, 2
     calls.update(representation=0, index=0)
     tj.tl.pull(adata, model, 2.0, 0.0, cluster_key="half", n_repeats=2, n_steps=5)
     assert calls["representation"] == 1

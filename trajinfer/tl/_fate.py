@@ -127,9 +127,9 @@ def fate(
     total = abs(record.label_time(to_time) - record.label_time(from_time))
     off_support, pushes = 0.0, 0
     backward = range(len(chain) - 2, -1, -1)
+    landing = NeighborKernel(X[late], n_neighbors)
     for step in progress_bar(backward, desc="fate", show=sum(int(mask.sum()) for _, mask in chain) >= BAR_MIN_CELLS, leave=False):
-        (label, here), (next_label, there) = chain[step], chain[step + 1]
-        landing = NeighborKernel(X[there], n_neighbors)
+        (label, here), (next_label, _) = chain[step], chain[step + 1]
         span = abs(record.label_time(next_label) - record.label_time(label))
         steps = max(1, int(np.ceil(n_steps * span / total)))
         read, weight = np.zeros((int(here.sum()), len(classes))), np.zeros(int(here.sum()))
@@ -142,8 +142,8 @@ def fate(
             weight += np.exp(traj.log_weights[-1]) * (kernel @ growth) / n_repeats
             off_support += float(np.sum(distances[:, 0] > OFF_SUPPORT_FACTOR * max(landing.spacing, 1e-12)))
             pushes += len(traj.X[-1])
-        own = NeighborKernel(X[here], n_neighbors)
-        probabilities, growth = own.weights(X[here]) @ read, weight
+        own = NeighborKernel(X[here], n_neighbors)  # where the cells of the step before land
+        probabilities, growth, landing = own.weights(X[here]) @ read, weight, own
     off_support = off_support / max(pushes, 1)
     if off_support > OFF_SUPPORT_WARN_FRACTION:
         warn_off_support(
