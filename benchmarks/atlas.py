@@ -469,9 +469,10 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
 
     for name in STAGES:
         rows.append([f"trajinfer `{name}`"] + [size_cell(r, name) for r in result["sizes"]])
-    rows.append(["trajinfer, all stages"] + [
-        "–" if "error" in r else f"{sum(s.get('seconds', 0) for s in r['stages'].values()):.0f} s"
-        + f" / peak RSS {r.get('peak_rss_mb', 0):.0f} MB"
+    rows.append(["trajinfer, all stages: wall / CPU seconds (plots aside) / peak RSS"] + [
+        "–" if "error" in r else f"{_total(r['stages'], 'seconds'):.0f} s / {_total(r['stages'], 'cpu_seconds'):.0f} s CPU "
+        f"({_total(r['stages'], 'seconds', plots=False):.0f} s / {_total(r['stages'], 'cpu_seconds', plots=False):.0f} s CPU) "
+        f"/ {r.get('peak_rss_mb', 0):.0f} MB"
         for r in result["sizes"]])
     moscot = result["moscot"]
     by_n = {m["cells"]: m for m in moscot.get("sizes", [])}
@@ -480,6 +481,9 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
             rows.append([f"moscot `{name}`"] + [
                 _cell(by_n[r["cells"]].get("stages", {}).get(name)) if r["cells"] in by_n and "error" not in by_n[r["cells"]] else
                 (f"error: {by_n[r['cells']]['error']}" if r["cells"] in by_n else "not run") for r in result["sizes"]])
+        rows.append(["moscot, all stages: wall / CPU seconds"] + [
+            f"{_total(by_n[r['cells']]['stages'], 'seconds'):.0f} s / {_total(by_n[r['cells']]['stages'], 'cpu_seconds'):.0f} s CPU"
+            if r["cells"] in by_n and "error" not in by_n[r["cells"]] else "–" for r in result["sizes"]])
     lines += [C.md_table(header, rows), ""]
     errors = [(r["cells"], name, s["error"]) for r in sizes for name, s in r["stages"].items() if "error" in s]
     errors += [(r["cells"], r.get("failed_stage", "worker"), r["error"]) for r in result["sizes"] if "error" in r]
@@ -536,6 +540,11 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
                   + f" Wall time {run['total_wall_s']:.0f} s.", ""]
     lines += ["Figure: `atlas.png`.", f"Total wall time {result['total_wall_s']:.0f} s.", ""]
     C.write_text(path, "\n".join(lines))
+
+
+def _total(stages: dict[str, Any], what: str, plots: bool = True) -> float:
+    """Sum of ``what`` (``"seconds"`` or ``"cpu_seconds"``) over the stages (without the plots when ``plots`` is False)."""
+    return sum(s.get(what, 0.0) for name, s in stages.items() if plots or not name.startswith("plot_"))
 
 
 def _moscot_md(moscot: dict[str, Any]) -> str:
