@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from sklearn.neighbors import KNeighborsClassifier
 
 from .._docs import doc_params
-from .._neighbors import NeighborKernel
+from .._neighbors import NeighborKernel, knn
 from ..estimator import ActionMatching
 from ._decode import decode
 from ._fate import FateResult
@@ -143,8 +142,7 @@ def gene_trends(
     traj = simulate_cells(model, record, X[early], from_time, to_time, n_steps=n_steps, stochastic=stochastic, seed=seed)
 
     late_clusters = obs_column(adata, cluster_key, late)
-    classifier = KNeighborsClassifier(n_neighbors=min(n_neighbors, int(late.sum()))).fit(X[late], late_clusters)
-    ends = classifier.predict(traj.X[-1]).astype(str)
+    ends = _vote(X[late], late_clusters, traj.X[-1], n_neighbors)
     values, source = _expression_along(adata, X, traj.X, genes, decoder, layer, n_neighbors, record.use_rep)
 
     fates = label_order(adata, cluster_key, ends)
@@ -268,3 +266,12 @@ def _weighted_summary(values: np.ndarray, weights: np.ndarray, quantiles: tuple[
                 bound[t, g] = np.interp(q, centres[t, :, g], ordered[t, :, g])
         bounds.append(bound)
     return mean, sd, bounds[0], bounds[1]
+
+
+def _vote(reference: np.ndarray, labels: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """The most frequent label among the ``k`` nearest reference cells of each query (ties: the first label in sorted order)."""
+    classes, codes = np.unique(labels, return_inverse=True)
+    _, index = knn(reference, queries, min(k, len(reference)))
+    counts = np.zeros((len(queries), len(classes)))
+    np.add.at(counts, (np.repeat(np.arange(len(queries)), index.shape[1]), codes[index].ravel()), 1.0)
+    return classes[counts.argmax(axis=1)]
