@@ -80,3 +80,13 @@ def test_kernel_weights_are_row_stochastic_and_sparse():
     # the kernel's radius is the median distance to the 10th nearest other cell
     d, _ = NearestNeighbors(n_neighbors=11).fit(reference).kneighbors(reference)
     assert kernel.radius == pytest.approx(np.median(d[:, -1]))
+
+
+def test_single_precision_cells_are_not_copied_to_double():
+    reference = _clusters(2000, 30, 7).astype(np.float32)
+    index = NeighborIndex(reference)
+    assert index.reference.dtype == np.float32 and index._single is index.reference
+    distances, indices = index.query(reference[:100].astype(np.float64) + 0.01, 10)
+    expected_d, expected_i = NearestNeighbors(n_neighbors=10).fit(reference.astype(np.float64)).kneighbors(reference[:100] + 0.01)
+    np.testing.assert_allclose(distances, expected_d, rtol=1e-6)
+    assert np.mean(indices == expected_i) > 0.99

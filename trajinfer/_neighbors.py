@@ -53,13 +53,15 @@ class NeighborIndex:
     """
 
     def __init__(self, reference: np.ndarray, *, exact: bool | None = None, seed: int = 0) -> None:
-        self.reference = np.ascontiguousarray(reference, dtype=np.float64)
+        # single-precision cells stay single (an atlas's X_pca): no double copy of a million cells
+        single = np.asarray(reference).dtype == np.float32
+        self.reference = np.ascontiguousarray(reference, dtype=np.float32 if single else np.float64)
         if self.reference.ndim != 2 or len(self.reference) == 0:
             raise ValueError(f"The reference cells must be a non-empty (n, d) array; got shape {np.shape(reference)}.")
         self.exact, self.seed = exact, seed
         self._tree = None
         self._lists: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._single = self.reference.astype(np.float32)
+        self._single = self.reference if single else self.reference.astype(np.float32)
         self._norms = np.einsum("ij,ij->i", self._single, self._single)
 
     @property
@@ -174,7 +176,7 @@ def _distances(queries: np.ndarray, reference: np.ndarray, indices: np.ndarray) 
     block = max(1, BLOCK_ENTRIES // max(indices.shape[1] * queries.shape[1], 1))
     for start in range(0, len(queries), block):
         chosen = rows[start:start + block]
-        diff = cells.index_select(0, chosen.reshape(-1)).reshape(*chosen.shape, -1) - points[start:start + block, None, :]
+        diff = cells.index_select(0, chosen.reshape(-1)).double().reshape(*chosen.shape, -1) - points[start:start + block, None, :]
         out[start:start + block] = torch.linalg.vector_norm(diff, dim=2).numpy()
     return out
 

@@ -36,7 +36,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 VKEY = "velocity"
-LAYER_LIMIT = 2**28  # entries of a dense layer written without being asked (1 GiB of float32)
+LAYER_LIMIT = 2**27  # entries of a dense layer written without being asked (512 MiB of float32)
 
 
 @doc_params()
@@ -119,7 +119,7 @@ def velocity_embedding(
         ``key_added`` of the fit.
     layer
         Write the gene-space layer: ``True``, ``False``, or ``None`` (default) to write it
-        unless ``adata`` is backed or the layer would exceed 2²⁸ entries (1 GiB).
+        unless ``adata`` is backed or the layer would exceed 2²⁷ entries (512 MiB of float32).
     n_neighbors, dt
         Neighbours and time step of the embedding projection (see Notes).
 
