@@ -87,6 +87,8 @@ REPRESENTATIONS = {
     "dyngen": ["pca10", "pca50"],
     "sde": ["noise10", "noise50"],
 }
+PEERS_NOTE = ("TorchCFM and MIOFlow were installed with `pip install --no-deps` into a separate folder on `PYTHONPATH`: "
+              "their declared requirements would replace the project's CPU build of torch with a CUDA build of a newer torch.")
 OTPFM_NOTE = ("otpfm 1.0 installs with `pip install otpfm` into a separate virtualenv, but it exposes a model class "
               "(`otpfm.OTPFM`: potentials per intermediate time, a curriculum, a MeanFlow consistency loss) and no fit on "
               "snapshot lists: the optimiser, learning rate, iteration count and potential strengths have no package defaults, "
@@ -526,7 +528,7 @@ def markdown(payload: dict[str, Any]) -> str:
         "`TemporalProblem(adata).prepare(time_key=\"time\", joint_attr=\"X_pca\").solve()` (defaults; `joint_attr` names the "
         "representation every method sees) in its own virtualenv; its held-out prediction interpolates *training* cells of "
         "h−1 and h+1 paired by its plan (as `atlas.md`), the others push *test* cells of h−1; the row *OT interpolation of "
-        "training cells* does the same with the exact OT plan and no model. " + OTPFM_NOTE,
+        "training cells* does the same with the exact OT plan and no model. " + PEERS_NOTE + " " + OTPFM_NOTE,
         "",
     ]
     # headline: gap closed per representation
