@@ -10,6 +10,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import resource
 import shlex
 import subprocess
@@ -123,6 +124,24 @@ def current_rss_mb() -> float:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return rss_peak_mb()
+
+
+def reset_peak() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux ``clear_refs``); False where not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def high_water_mb() -> float | None:
+    """Peak resident set size since the last :func:`reset_peak` (``VmHWM``, MB); None without /proc."""
+    try:
+        found = re.search(r"^VmHWM:\s+(\d+)", Path("/proc/self/status").read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return float(found.group(1)) / 1024.0 if found else None
 
 
 @contextmanager

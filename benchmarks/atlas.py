@@ -78,37 +78,19 @@ EVAL_CELLS = 2000  # cells a side in every W1 (as tl.holdout)
 SEED = 0
 
 
-# ----------------------------------------------------------------------------- memory
-def _status_kib(field: str) -> float | None:
-    try:
-        match = re.search(rf"^{field}:\s+(\d+)", Path("/proc/self/status").read_text(), re.MULTILINE)
-    except OSError:
-        return None
-    return float(match.group(1)) if match else None
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS counter (Linux ``clear_refs``); False where not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def stage(record: dict[str, Any], name: str, fn):
     """Run ``fn`` as stage ``name``: seconds, CPU seconds and peak memory in ``record[name]``."""
     rec: dict[str, Any] = {}
     before = C.current_rss_mb()
-    reset = _reset_peak()
+    reset = C.reset_peak()
     out = None
     try:
         with C.measure(rec, "stage"):
             out = fn()
     except Exception as err:  # a failing stage is a result: record it and go on
         rec["error"] = f"{type(err).__name__}: {err}"[:500]
-    hwm = _status_kib("VmHWM") if reset else None
-    peak = max(rec["stage_peak_rss_mb"], hwm / 1024.0 if hwm is not None else 0.0)
+    hwm = C.high_water_mb() if reset else None
+    peak = max(rec["stage_peak_rss_mb"], hwm if hwm is not None else 0.0)
     record[name] = {
         "seconds": rec["stage_seconds"], "cpu_seconds": rec["stage_cpu_seconds"], "peak_increase_mb": peak - before,
         "rss_before_mb": before, "rss_after_mb": C.current_rss_mb(), **({"error": rec["error"]} if "error" in rec else {}),

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -85,33 +84,15 @@ QUICK = Config(sizes=(1_000, 10_000), hidden=(64, 64), batch=128, warmup=1, time
 
 
 # ----------------------------------------------------------------------------- memory
-def _status_kib(field: str) -> float | None:
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^{field}:\s+(\d+)", text, re.MULTILINE)
-    return float(match.group(1)) if match else None
-
-
 def rss_mb() -> float:
     """Resident set size now (MB)."""
     return C.current_rss_mb()
 
 
-def reset_peak() -> bool:
-    """Reset the kernel's peak-RSS counter (Linux ``clear_refs``); False where not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def peak_mb() -> float:
     """Peak resident set size since the last reset (MB)."""
-    hwm = _status_kib("VmHWM")
-    return hwm / 1024.0 if hwm is not None else C.rss_peak_mb()
+    hwm = C.high_water_mb()
+    return hwm if hwm is not None else C.rss_peak_mb()
 
 
 # ----------------------------------------------------------------------------- one size
@@ -174,7 +155,7 @@ def run_size(n: int, device_name: str, cfg: Config) -> dict[str, Any]:
     )
     timed = TimedPath(path)
     before = rss_mb()
-    rec["peak_reset"] = reset_peak()
+    rec["peak_reset"] = C.reset_peak()
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
@@ -192,7 +173,7 @@ def run_size(n: int, device_name: str, cfg: Config) -> dict[str, Any]:
 
     x0 = path.data.cpu()
     before = rss_mb()
-    reset_peak()
+    C.reset_peak()
     start = time.perf_counter()
     traj = model.simulate(x0, path.t_range[0], path.t_range[1], n_steps=cfg.sim_steps, chunk_size=cfg.chunk, seed=0, progress=False)
     seconds = time.perf_counter() - start
