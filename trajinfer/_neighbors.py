@@ -112,16 +112,7 @@ class NeighborIndex:
         Candidates are ranked by single-precision squared distances (one matrix product and a
         top-k per block); the distances of the ``k`` chosen are then computed in double precision.
         """
-        cells = torch.from_numpy(self._single[candidates])
-        norms = torch.from_numpy(self._norms[candidates])
-        k = min(k, len(candidates))
-        indices = np.empty((len(queries), k), dtype=np.int64)
-        block = max(1, BLOCK_ENTRIES // max(len(candidates), 1))
-        with torch.no_grad():
-            for start in range(0, len(queries), block):
-                q = torch.from_numpy(queries[start:start + block].astype(np.float32))
-                squared = torch.addmm(norms[None, :], q, cells.T, alpha=-2.0)  # |x|² − 2q·x: |q|² does not change the order
-                indices[start:start + block] = candidates[torch.topk(squared, k, dim=1, largest=False).indices.numpy()]
+        indices = candidates[_nearest_rows(queries, self._single[candidates], min(k, len(candidates)), self._norms[candidates])]
         distances = _distances(queries, self.reference, indices)
         order = np.argsort(distances, axis=1, kind="stable")
         return np.take_along_axis(distances, order, axis=1), np.take_along_axis(indices, order, axis=1)
@@ -133,17 +124,17 @@ class NeighborIndex:
         sample = self.reference[rng.permutation(self.n)[: min(self.n, 40 * n_lists)]]
         kmeans = MiniBatchKMeans(n_clusters=n_lists, init="random", batch_size=8192, n_init=1, max_iter=10, random_state=self.seed)
         centres = kmeans.fit(sample).cluster_centers_
-        labels = _nearest_centre(self.reference, centres)
+        labels = _nearest_rows(self.reference, centres, 1)[:, 0]
         order = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[order], np.arange(n_lists + 1))
-        probes = _nearest_centre(centres, centres, k=min(N_PROBE, n_lists))
+        probes = _nearest_rows(centres, centres, min(N_PROBE, n_lists))
         return centres, order, bounds, probes
 
     def _inverted_file(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._lists is None:
             self._lists = self._build_lists()
         centres, order, bounds, probes = self._lists
-        home = _nearest_centre(queries, centres)
+        home = _nearest_rows(queries, centres, 1)[:, 0]
         distances, indices = np.empty((len(queries), k)), np.empty((len(queries), k), dtype=np.int64)
         by_home = np.argsort(home, kind="stable")
         starts = np.searchsorted(home[by_home], np.arange(len(centres) + 1))
@@ -156,17 +147,23 @@ class NeighborIndex:
         return distances, indices
 
 
-def _nearest_centre(points: np.ndarray, centres: np.ndarray, k: int = 1) -> np.ndarray:
-    """Index of the nearest centre of each point (k = 1, shape (n,)) or of its ``k`` nearest, nearest first."""
-    c = torch.from_numpy(np.asarray(centres, dtype=np.float32))
-    norms = (c * c).sum(dim=1)
-    block = max(1, BLOCK_ENTRIES // len(centres))
+def _nearest_rows(points: np.ndarray, rows: np.ndarray, k: int, norms: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the ``k`` rows nearest to each point, shape (len(points), k), in no set order.
+
+    Ranked by single-precision squared distances, one matrix product and one top-k per block
+    of at most ``BLOCK_ENTRIES`` point × row entries. ``norms``: the rows' squared norms, when
+    already known.
+    """
+    cells = torch.from_numpy(np.asarray(rows, dtype=np.float32))
+    squares = (cells * cells).sum(dim=1) if norms is None else torch.from_numpy(np.asarray(norms, dtype=np.float32))
+    block = max(1, BLOCK_ENTRIES // max(len(cells), 1))
     out = np.empty((len(points), k), dtype=np.int64)
     with torch.no_grad():
         for start in range(0, len(points), block):
             p = torch.from_numpy(np.asarray(points[start:start + block], dtype=np.float32))
-            out[start:start + block] = torch.topk(torch.addmm(norms[None, :], p, c.T, alpha=-2.0), k, dim=1, largest=False).indices.numpy()
-    return out[:, 0] if k == 1 else out
+            squared = torch.addmm(squares[None, :], p, cells.T, alpha=-2.0)  # |x|² − 2p·x: |p|² does not change the order
+            out[start:start + block] = torch.topk(squared, k, dim=1, largest=False).indices.numpy()
+    return out
 
 
 def _distances(queries: np.ndarray, reference: np.ndarray, indices: np.ndarray) -> np.ndarray:

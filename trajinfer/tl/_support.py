@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._neighbors import SCALE_SAMPLE, NeighborIndex
+from .._neighbors import NeighborIndex, NeighborKernel
 from .._settings import WARNED
 
 __all__ = [
@@ -62,13 +62,12 @@ class SupportIndex:
     """
 
     def __init__(self, observed: np.ndarray) -> None:
-        self._index = NeighborIndex(observed)
-        sample = self._index.reference[np.random.default_rng(0).permutation(self._index.n)[:SCALE_SAMPLE]]
-        self.typical = float(np.median(self._index.query(sample, 2)[0][:, -1]))
+        self._kernel = NeighborKernel(NeighborIndex(observed), 1)
+        self.typical = self._kernel.spacing
 
     def ratio(self, pushed: np.ndarray) -> np.ndarray:
         """Per pushed cell, the distance to the nearest observed cell over :attr:`typical`."""
-        distance = self._index.query(pushed, 1)[0][:, 0]
+        distance = self._kernel.index.query(pushed, 1)[0][:, 0]
         return distance / max(self.typical, 1e-12)
 
 
