@@ -343,18 +343,18 @@ class Dynamics:
         for lo in progress_bar(range(0, x0.shape[0], chunk), show=progress and x0.shape[0] > chunk, desc="simulate", leave=False):
             xc = x0[lo : lo + chunk].to(self.device)
             if X_out is None:
-                X_out = np.empty((len(times), x0.shape[0], self.dim), dtype=torch.empty(0, dtype=xc.dtype).numpy().dtype)
+                X_out = np.empty((len(times), x0.shape[0], self.dim), dtype=x0.numpy().dtype)
                 logw_out = np.empty((len(times), x0.shape[0]), dtype=np.float64)
+            # on the CPU the SDE writes its steps straight into the output
+            into = torch.from_numpy(X_out[:, lo : lo + chunk]) if stochastic and self.device.type == "cpu" else None
             if stochastic:
-                # on the CPU the SDE writes its steps straight into the output
-                into = torch.from_numpy(X_out[:, lo : lo + chunk]) if self.device.type == "cpu" else None
                 X, extra = integrate_sde(
                     field, xc, taus, diffusion=lambda tau: torch.sqrt(diffusion_sq(tau)), track_extra=track, generator=generator,
                     out=into,
                 )
             else:
                 X, extra = integrate_ode(field, xc, taus, track_extra=track, method=solver, rtol=rtol, atol=atol)
-            if not (stochastic and self.device.type == "cpu"):
+            if into is None:
                 X_out[:, lo : lo + chunk] = X.detach().cpu().numpy()
             logw_out[:, lo : lo + chunk] = extra.detach().cpu().double().numpy()
         return Trajectories(times=times.numpy(), X=X_out, log_weights=logw_out)
