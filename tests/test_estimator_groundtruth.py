@@ -280,3 +280,33 @@ def test_am_velocity_is_in_user_time_units():
     print(f"\n[AM, t in [0, 2]] relative L2 error of the user-unit velocity vs c: {err:.4f}")
     # Measured 0.075 (300 iterations); a units slip would give an error of 0.5 (c/2) or 1 (2c).
     assert err < 0.25
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Snapshots in many dimensions: one coordinate moves at speed 2, 39 never change.
+# --------------------------------------------------------------------------------------------
+def test_density_smoothing_stops_cells_chasing_their_partners_in_noise_dimensions():
+    # 150 cells per snapshot at t = 0, 1, 2 in 40 dimensions: x_0 ~ N(2t, 0.3²), the other 39
+    # coordinates N(0, 1) at every time. The true velocity is (2, 0, ..., 0). Fitted to the
+    # cells alone (smoothing=0) the field follows each cell to its partner, whose noise
+    # coordinates are an independent draw. Measured over seeds 0-2: RMS noise velocity per
+    # coordinate 0.42-0.43 with "auto" against 0.57-0.61 without (ratio 0.69-0.74, spread
+    # 0.03), mean speed along x_0 2.18-2.29 against 2.53-2.71.
+    rng = np.random.default_rng(0)
+    snaps = []
+    for t in (0.0, 1.0, 2.0):
+        x = rng.normal(size=(150, 40))
+        x[:, 0] = 2.0 * t + 0.3 * rng.normal(size=150)
+        snaps.append(x)
+    t_eval = rng.uniform(0.0, 2.0, 2000)
+    q = rng.normal(size=(2000, 40))
+    q[:, 0] = 2.0 * t_eval + 0.3 * rng.normal(size=2000)
+    fields = {}
+    for smoothing in ("auto", 0.0):
+        path = tj.SnapshotPath(snaps, [0.0, 1.0, 2.0], smoothing=smoothing)
+        model = tj.ActionMatching("am", n_iter=500, hidden_dims=(64, 64), seed=0, run={"progress": False}).fit(path)
+        fields[smoothing] = np.asarray(model.velocity(q, t_eval))
+    noise = {k: float(np.sqrt((v[:, 1:] ** 2).mean())) for k, v in fields.items()}
+    speed_error = {k: abs(float(v[:, 0].mean()) - 2.0) for k, v in fields.items()}
+    assert noise["auto"] < 0.85 * noise[0.0]  # measured ratio at most 0.74, 0.03 spread: 4 spreads of room
+    assert speed_error["auto"] < speed_error[0.0]

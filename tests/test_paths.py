@@ -58,10 +58,28 @@ def test_mixture_bandwidth_is_the_median_gap_between_copies_over_root_8():
         np.linalg.norm(a_half[:, None] - b_half[None], axis=2).min(1),
         np.linalg.norm(b_half[:, None] - a_half[None], axis=2).min(1),
     ])
-    np.testing.assert_allclose(path.bandwidths.numpy(), np.median(gaps) / math.sqrt(8.0), rtol=1e-4)
+    np.testing.assert_allclose(path._mixture_bandwidths().numpy(), np.median(gaps) / math.sqrt(8.0), rtol=1e-4)
     # equal sizes: the exact plan is a permutation, the copies coincide and no kernel is needed
     same = SnapshotPath([a, b[:40]], [0.0, 1.0], interpolation="mixture")
-    assert float(same.bandwidths.abs().max()) == 0.0
+    assert float(same._mixture_bandwidths().abs().max()) == 0.0
+    # "auto" takes the larger of it and each snapshot's density bandwidth
+    np.testing.assert_allclose(path.bandwidths.numpy(), np.maximum(np.median(gaps) / math.sqrt(8.0), path._density_bandwidths().numpy()), rtol=1e-4)
+
+
+@pytest.mark.parametrize("interpolation", ["mixture", "ot", "sb"])
+def test_auto_smoothing_is_scotts_rule_scaled_and_widens_with_the_dimension(interpolation):
+    from trajinfer.paths import KDE_FACTOR
+
+    rng = np.random.default_rng(4)
+    widths = []
+    for d in (2, 50):
+        snaps = [rng.normal(scale=2.0, size=(300, d)), rng.normal(scale=2.0, size=(300, d)) + 0.1]  # equal sizes: no mixture kernel
+        path = SnapshotPath(snaps, [0.0, 1.0], interpolation=interpolation, sigma=1e-3)
+        spread = [math.sqrt(s.var(0).mean()) for s in snaps]
+        np.testing.assert_allclose(path.bandwidths.numpy(), [KDE_FACTOR * sd * 300 ** (-1 / (d + 4)) for sd in spread], rtol=1e-4)
+        widths.append(float(path.bandwidths[0]) / spread[0])
+    # the kernel covers a larger part of the spread where the cells are sparser
+    assert widths[1] > 2 * widths[0]
 
 
 def ot_plan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -74,7 +92,7 @@ def ot_plan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_mixture_is_exact_at_snapshot_times():
     rng = np.random.default_rng(5)
     snaps = [10.0 * k + rng.uniform(size=(60, 1)) for k in range(3)]
-    path = SnapshotPath(snaps, [0.0, 1.0, 3.0], interpolation="mixture")
+    path = SnapshotPath(snaps, [0.0, 1.0, 3.0], interpolation="mixture", smoothing=0.0)  # the interpolant itself
     for k, tau in enumerate((0.0, 1.0 / 3.0, 1.0)):
         x = path.sample(torch.full((500,), tau), _gen(k))
         assert np.isin(x[:, 0].numpy(), path.snapshot(k)[:, 0].numpy()).all()
@@ -128,7 +146,7 @@ def _draw_many(path: SnapshotPath, tau: float, n_batches: int, batch: int = 500,
 
 def test_ot_path_is_displacement_interpolant_not_mixture(gaussians):
     a, b = gaussians
-    ot_path = SnapshotPath([a, b], [0.0, 1.0], interpolation="ot")
+    ot_path = SnapshotPath([a, b], [0.0, 1.0], interpolation="ot", smoothing=0.0)
     x_ot = _draw_many(ot_path, 0.5, n_batches=6)  # 3000 samples, OT-paired within batches of 500
     near_ot = np.mean(np.abs(x_ot - 2) < 1)
     print(f"\n[ot path] λ=½: mean {x_ot.mean():.3f} var {x_ot.var():.3f} P(|x-2|<1) {near_ot:.3f}")
@@ -298,7 +316,7 @@ def test_full_ot_pairing_interpolates_matched_quantiles():
     # sample of the full-pairing path at λ = ¼ is (¾) a_(i) + (¼) b_(i) for some i, exactly.
     rng = np.random.default_rng(21)
     a, b = rng.normal(size=(300, 1)), rng.gamma(2.0, size=(300, 1)) + 3
-    path = SnapshotPath([a, b], [0.0, 2.0], interpolation="ot", pairing="full")
+    path = SnapshotPath([a, b], [0.0, 2.0], interpolation="ot", pairing="full", smoothing=0.0)
     assert path.pairing == "full"
     x = path.sample(torch.full((2000,), 0.25), _gen(22))[:, 0].numpy()
     allowed = 0.75 * np.sort(a[:, 0]) + 0.25 * np.sort(b[:, 0])
@@ -330,7 +348,7 @@ def test_minibatch_pairing_solves_assignments_for_interior_rows_only(monkeypatch
     # per-interval assignment problems (whose exact solution costs about n³ in their size).
     rng = np.random.default_rng(25)
     snaps = [rng.normal(size=(40, 2)) + 3 * k for k in range(4)]
-    path = SnapshotPath(snaps, [0, 1, 2, 3], interpolation=interpolation, pairing="minibatch")
+    path = SnapshotPath(snaps, [0, 1, 2, 3], interpolation=interpolation, pairing="minibatch", smoothing=0.0)
     sizes = []
     plan = path._plan
     monkeypatch.setattr(path, "_plan", lambda a, b, k: sizes.append(len(a)) or plan(a, b, k))
