@@ -203,12 +203,14 @@ class SnapshotPath(MarginalPath):
     Gaussian kernel of width ``h`` turns it into a path of kernel density estimates, and its
     velocity at ``x`` into the kernel-weighted average of the cells' velocities near ``x``: a
     kernel regression, whose variance falls and bias grows with ``h``. ``"auto"`` takes at
-    least ``h = c s n^{-1/(d+4)}`` at each time point (Scott's rule: ``s`` the root mean
-    square per-feature standard deviation of its ``n`` cells, ``d`` the dimension,
-    ``c = 0.5``). As the cells thin out with the dimension the kernel widens: in 50
-    dimensions it averages over the population's spread, in 5 over about a fifth of it.
-    The smoothing blurs every marginal alike, so the mean motion is unbiased; the rates at
-    which the spread grows or shrinks are damped by about ``s² / (s² + h²)``.
+    least ``h = c s n^{-1/(d+4)}`` (Scott's rule with ``c = 0.5``: ``s`` the median over time
+    points of the root mean square per-feature standard deviation of the cells, ``n`` the
+    median number of cells per time point, ``d`` the dimension). As the cells thin out with
+    the dimension the kernel widens: in 50 dimensions it averages over nearly half of the
+    population's spread, in 5 over about a fifth. It is one width for the whole path: a
+    kernel that widened over time would itself be a motion, every cell drifting outwards in
+    every dimension. Blurring every marginal alike leaves the mean motion unbiased; the rates
+    at which a spread grows or shrinks are damped by about ``s² / (s² + h²)``.
 
     Entropic methods need smoothing on every interpolation. The entropic loss contains
     ``σ²/2 Δs``; on a path made of finitely many points (the snapshots, their displacement
@@ -311,7 +313,7 @@ class SnapshotPath(MarginalPath):
         """Kernel standard deviation at each time point, interpolated linearly in between.
 
         ``"auto"`` takes, at each time point, the largest need of the path there (see the
-        class notes): the snapshot's density-estimate bandwidth, the mixture's bandwidth
+        class notes): the snapshots' density-estimate bandwidth, the mixture's bandwidth
         ``h_k`` of each adjacent interval, and with a diffusion coefficient ``σ`` the entropic
         bandwidth ``σ √Δt / 2`` of each adjacent interval (the Brownian bridge's spread at the
         middle of the interval). The bandwidth is then continuous in time (a jump would make
@@ -328,14 +330,12 @@ class SnapshotPath(MarginalPath):
         return torch.maximum(at_times, self._density_bandwidths())
 
     def _density_bandwidths(self) -> torch.Tensor:
-        """``KDE_FACTOR · s · n^{-1/(d+4)}`` at each time point (Scott's rule, scaled), ``s``
-        the root mean square per-feature standard deviation of its ``n`` cells."""
-        widths = []
-        for k in range(self.n_times):
-            cells = self.snapshot(k).cpu().double()
-            spread = float(cells.var(0, unbiased=False).mean().sqrt())
-            widths.append(KDE_FACTOR * spread * cells.shape[0] ** (-1.0 / (self.dim + 4)))
-        return torch.tensor(widths, dtype=torch.float32)
+        """``KDE_FACTOR · s · n^{-1/(d+4)}``, one width for every time point (Scott's rule,
+        scaled): ``s`` the median over time points of the root mean square per-feature standard
+        deviation of the cells, ``n`` the median number of cells per time point."""
+        spreads = [float(self.snapshot(k).cpu().double().var(0, unbiased=False).mean().sqrt()) for k in range(self.n_times)]
+        width = KDE_FACTOR * float(np.median(spreads)) * float(self.counts.double().median()) ** (-1.0 / (self.dim + 4))
+        return torch.full((self.n_times,), width)
 
     def _mixture_bandwidths(self) -> torch.Tensor:
         """``h_k = median(δ) / √8`` of each interval, ``δ`` the distance from each transported
