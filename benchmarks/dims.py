@@ -49,6 +49,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -56,6 +57,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,14 +191,26 @@ def load(dataset: str, rep: str, data: Path, quick: bool = False) -> Dataset:
 
 
 # ----------------------------------------------------------------------------- methods
-def fit_trajinfer(train: list[np.ndarray], times: list[float], interpolation: str | None, seed: int, quick: bool):
+@contextlib.contextmanager
+def density_factor(factor: float) -> Iterator[None]:
+    """``trajinfer.paths.KDE_FACTOR`` set to ``factor`` inside the block (0: the smoothing rule before it)."""
+    saved = tj.paths.KDE_FACTOR
+    tj.paths.KDE_FACTOR = factor
+    try:
+        yield
+    finally:
+        tj.paths.KDE_FACTOR = saved
+
+
+def fit_trajinfer(train: list[np.ndarray], times: list[float], interpolation: str | None, seed: int, quick: bool, **fit_params: Any):
+    """``tj.fit`` at its defaults (plus ``fit_params``) on the snapshots ``train`` at ``times``; the model and its fit record."""
     import anndata as ad
 
     X = np.concatenate(train)
     adata = ad.AnnData(np.zeros((len(X), 1), dtype=np.float32))
     adata.obsm["X_rep"] = X
     adata.obs["time"] = np.concatenate([np.full(len(s), t) for s, t in zip(train, times)])
-    kw: dict[str, Any] = {} if interpolation is None else {"interpolation": interpolation}
+    kw: dict[str, Any] = dict(fit_params) if interpolation is None else {**fit_params, "interpolation": interpolation}
     if quick:
         kw.update(n_iter=20, hidden_dims=(16, 16))
     with warnings.catch_warnings(record=True) as caught:
@@ -217,13 +231,8 @@ def run_method(method: str, ds: Dataset, keep: list[int], src: np.ndarray, k0: i
     t0, t1 = ds.times[k0], ds.times[k1]
     rec: dict[str, Any] = {}
     if method in ("tj", "tj_prev", "tj_ot", "tj_ode"):
-        factor = tj.paths.KDE_FACTOR
-        tj.paths.KDE_FACTOR = 0.0 if method == "tj_prev" else factor
-        try:
-            with C.measure(rec):
-                model, info = fit_trajinfer(train, times, "ot" if method == "tj_ot" else None, seed, args.quick)
-        finally:
-            tj.paths.KDE_FACTOR = factor
+        with density_factor(0.0 if method == "tj_prev" else tj.paths.KDE_FACTOR), C.measure(rec):
+            model, info = fit_trajinfer(train, times, "ot" if method == "tj_ot" else None, seed, args.quick)
         rec.update(info)
         reps = 1 if method == "tj_ode" else args.repeats
         n_steps = max(1, int(round((10 if args.quick else 100) * (k1 - k0))))

@@ -29,7 +29,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,29 +45,20 @@ REPS = ("std5", "raw5", "std20", "std50", "raw50")
 
 
 def fit(train: list[np.ndarray], times: list[float], candidate: str, seed: int) -> tuple[tj.ActionMatching, float]:
-    import anndata as ad
-
-    X = np.concatenate(train)
-    adata = ad.AnnData(np.zeros((len(X), 1), dtype=np.float32))
-    adata.obsm["X_rep"] = X
-    adata.obs["time"] = np.concatenate([np.full(len(s), t) for s, t in zip(train, times)])
+    """``dims.fit_trajinfer`` with ``candidate``'s smoothing; the model and the fit's wall-clock seconds."""
     kw: dict[str, Any] = {}
     factor = tj.paths.KDE_FACTOR
     if candidate == "prev":
-        tj.paths.KDE_FACTOR = 0.0
+        factor = 0.0
     elif candidate.startswith("scott="):
         n = np.median([len(s) for s in train])
         spread = np.median([np.sqrt(s.var(0).mean()) for s in train])
-        kw["smoothing"] = float(candidate.split("=")[1]) * float(spread) * n ** (-1.0 / (X.shape[1] + 4))
+        kw["smoothing"] = float(candidate.split("=")[1]) * float(spread) * n ** (-1.0 / (train[0].shape[1] + 4))
     elif candidate != "default":
         raise ValueError(candidate)
     start = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = tj.fit(adata, "time", method="eam", use_rep="X_rep", seed=seed, progress=False, device="cpu", **kw)
-    finally:
-        tj.paths.KDE_FACTOR = factor
+    with dims.density_factor(factor):
+        model, _ = dims.fit_trajinfer(train, times, None, seed, False, **kw)
     return model, time.perf_counter() - start
 
 

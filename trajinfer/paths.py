@@ -169,8 +169,8 @@ class SnapshotPath(MarginalPath):
     smoothing
         Standard deviation of Gaussian noise added to every sample (0 for none), in the
         units of ``X``. ``"auto"`` (default): at each time point the largest of the
-        snapshot's density-estimate bandwidth, the mixture's kernel bandwidth and the entropic
-        bandwidth (see Notes).
+        snapshots' density-estimate bandwidth (one for the whole path), the mixture's kernel
+        bandwidth and the entropic bandwidth (see Notes).
     masses
         Total mass (population size) at each time point, for unbalanced methods, relative to
         the first (they are divided by the first value); interpolated linearly in time.

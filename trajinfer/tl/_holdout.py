@@ -114,7 +114,7 @@ def holdout(
             "gradient_signal": model.diagnostics_["gradient_signal"],
             "fit_warnings": " | ".join(model.diagnostics_["warnings"]),
         })
-        logger.info("Held out %s: W1 %.4g (no move %.4g).", label, rows[-1]["w1_model"], rows[-1]["w1_no_move"])
+        logger.info("Held out %s: the model's W1 is %.4g, not moving's %.4g.", label, rows[-1]["w1_model"], rows[-1]["w1_no_move"])
     return pd.DataFrame(rows)
 
 
