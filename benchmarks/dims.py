@@ -26,7 +26,8 @@ closed = (no move − model) / (no move − floor), computed from the means over
 Methods: ``tj`` (``tj.fit(adata, "time", method="eam")`` at its defaults), ``tj_prev`` (the same
 with the snapshots' density bandwidth off, ``trajinfer.paths.KDE_FACTOR = 0``: the smoothing rule
 before it, for the before/after comparison), ``tj_ot`` (the default
-with ``interpolation="ot"``), ``tj_ode`` (the default fit, the same model for the same seed,
+with ``interpolation="ot"``), ``tj_learned`` (the default with ``interpolation="learned"``: the
+path through every training time point learned with the action), ``tj_ode`` (the default fit, the same model for the same seed,
 pushed by its drift alone: ``simulate(..., stochastic=False)``; a diagnostic), ``otcfm`` (TorchCFM OT-CFM through ``benchmarks/peers``, 2000
 iterations as in eb.py), ``mioflow`` (its defaults, 100 epochs; pushed from the rank of h−1 half
 way to the rank of h+1), ``moscot`` (``TemporalProblem(adata).prepare(time_key="time",
@@ -72,12 +73,14 @@ import trajinfer as tj
 
 DATA = C.REPO.parent / "shared" / "data"
 MOSCOT_PYTHON = "/tmp/moscot-venv/bin/python"
-METHODS = ("tj", "tj_prev", "tj_ot", "tj_ode", "otcfm", "mioflow", "moscot")
+METHODS = ("tj", "tj_prev", "tj_ot", "tj_learned", "tj_ode", "otcfm", "mioflow", "moscot")
 NAMES = {"tj": "trajinfer `tj.fit` defaults", "tj_prev": "trajinfer defaults without the density bandwidth (previous rule)",
          "tj_ot": "trajinfer defaults, interpolation=\"ot\"",
+         "tj_learned": "trajinfer defaults, interpolation=\"learned\"",
          "tj_ode": "trajinfer defaults, pushed without noise (drift only)", "otcfm": "TorchCFM OT-CFM",
          "mioflow": "MIOFlow", "moscot": "moscot TemporalProblem"}
-STOCHASTIC = {"tj", "tj_prev", "tj_ot"}
+STOCHASTIC = {"tj", "tj_prev", "tj_ot", "tj_learned"}
+TJ_INTERPOLATIONS = {"tj_ot": "ot", "tj_learned": "learned"}
 SDE_TIMES = [0.0, 0.5, 1.0, 1.5, 2.0]
 SDE_SIGMA = 0.2
 STAGES = {  # the priority order of the sweep: (datasets:representations:methods:protocols) filters
@@ -230,9 +233,9 @@ def run_method(method: str, ds: Dataset, keep: list[int], src: np.ndarray, k0: i
     times = [ds.times[j] for j in keep]
     t0, t1 = ds.times[k0], ds.times[k1]
     rec: dict[str, Any] = {}
-    if method in ("tj", "tj_prev", "tj_ot", "tj_ode"):
+    if method in ("tj", "tj_prev", "tj_ot", "tj_learned", "tj_ode"):
         with density_factor(0.0 if method == "tj_prev" else tj.paths.KDE_FACTOR), C.measure(rec):
-            model, info = fit_trajinfer(train, times, "ot" if method == "tj_ot" else None, seed, args.quick)
+            model, info = fit_trajinfer(train, times, TJ_INTERPOLATIONS.get(method), seed, args.quick)
         rec.update(info)
         reps = 1 if method == "tj_ode" else args.repeats
         n_steps = max(1, int(round((10 if args.quick else 100) * (k1 - k0))))
@@ -577,7 +580,7 @@ def markdown(payload: dict[str, Any]) -> str:
         parts += [C.md_table(header, rows), ""]
     drift_rows = []
     for rep in REPRESENTATIONS["sde"]:
-        for method in ("tj", "tj_prev", "tj_ot"):
+        for method in ("tj", "tj_prev", "tj_ot", "tj_learned"):
             recs = [payload["entries"].get(entry_key("sde", rep, "loo", method, h)) for h in (1, 2, 3)]
             if any(r is None or "drift_rel_error" not in r for r in recs):
                 continue
@@ -594,7 +597,7 @@ def markdown(payload: dict[str, Any]) -> str:
     warn_rows = []
     for key, rec in payload["entries"].items():
         ds, rep, protocol, method, h = key.split("|")
-        if method in ("tj", "tj_prev", "tj_ot") and "diagnostics" in rec:
+        if method in ("tj", "tj_prev", "tj_ot", "tj_learned") and "diagnostics" in rec:
             d = rec["diagnostics"]
             warn_rows.append([f"{ds} {rep} {protocol} h={h}", NAMES[method], C.fmt(rec.get("sigma")), C.fmt(d.get("gradient_signal"), 2),
                               C.fmt(d.get("kinetic_ratio"), 2), C.fmt(d.get("transport_ratio"), 2),

@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 Method = Literal["am", "eam", "uam", "ueam"]
-Interpolation = Literal["mixture", "ot", "sb"]
+Interpolation = Literal["mixture", "ot", "sb", "learned"]
 Pairing = Literal["auto", "full", "minibatch"]
 Laplacian = Literal["auto", "exact", "hutchinson"]
 TimeProposalName = Literal["quasi-uniform", "adaptive"]

@@ -22,6 +22,7 @@ from torch import nn
 from ._acceleration import training_network
 from ._checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from ._distributed import DistributedContext
+from ._learned_path import PathTrainer
 from ._run import RunConfig
 from .costs import KineticCost
 from .dynamics import Dynamics, SigmaLike
@@ -159,6 +160,12 @@ def train(
     )
     n_batches = context.world_size * run.grad_accumulation
     sampled: list[tuple[torch.Tensor, torch.Tensor]] = []
+    path_trainer = None
+    if getattr(path, "correction", None) is not None:
+        path_trainer = PathTrainer(
+            path, lambda stream: loss_of.path_objective(network, path, batch_size=plan.batch_size, proposal=proposal, generator=stream),
+            n_iter=plan.n_iter,
+        )
 
     def step(it: int) -> torch.Tensor:
         sampled.clear()
@@ -168,6 +175,8 @@ def train(
             (terms.loss / n_batches).backward()
             loss = loss + terms.loss.detach() / n_batches
             sampled.append((terms.tau, terms.integrand))
+        if path_trainer is not None:  # the path's step against the action before the action's own step
+            path_trainer.step(it, state.streams[0])
         return loss
 
     def after_step(it: int) -> None:

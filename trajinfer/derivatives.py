@@ -163,10 +163,15 @@ def autograd_derivatives(
     n_probes: int = 1,
     generator: torch.Generator | None = None,
     create_graph: bool = True,
+    through_inputs: bool = False,
 ) -> PotentialDerivatives:
-    """:func:`potential_derivatives` by nested reverse-mode autograd (any module)."""
+    """:func:`potential_derivatives` by nested reverse-mode autograd (any module).
+
+    With ``through_inputs`` an ``x`` that carries a graph keeps it, so the outputs can be
+    differentiated with respect to whatever produced ``x`` (a learned path's parameters).
+    """
     with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
+        x = x if through_inputs and x.requires_grad else x.detach().requires_grad_(True)
         t = t.detach().requires_grad_(time_derivative)
         value = potential(x, t)
         inputs = (x, t) if time_derivative else (x,)

@@ -7,6 +7,7 @@ A path maps a batch of internal times ``tau`` in [0, 1] (one per sample) to one 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ import torch
 
 from . import _defaults as defaults
 from ._defaults import INTERPOLATIONS, PAIRINGS
+from ._learned_path import PathCorrection, learned_interpolant
 from ._validation import as_float_tensor
 
 __all__ = ["CallablePath", "FULL_PAIRING_MAX_ENTRIES", "KDE_FACTOR", "MINIBATCH_PAIRING_MAX_ROWS", "MarginalPath", "SINKHORN_MAX_ITER", "SnapshotPath"]
@@ -153,7 +155,10 @@ class SnapshotPath(MarginalPath):
         At λ = 0 and 1 the path is exactly the snapshots. ``"ot"``: pair the two snapshots by
         exact optimal transport and interpolate linearly (displacement path). ``"sb"``: pair
         by entropic OT with ε = σ²Δt and add Brownian-bridge noise (Schrödinger-bridge path;
-        needs ``sigma``).
+        needs ``sigma``). ``"learned"``: a path learned with the action through every time
+        point (see Notes): it starts from the linear interpolation of independent draws of
+        the two snapshots and a network shared by all intervals corrects it to the least
+        action it can express.
     pairing
         How ``"ot"`` and ``"sb"`` couple consecutive snapshots. ``"full"``: one plan between all
         cells of the two snapshots, computed once, from which pairs are drawn: the path is the
@@ -212,6 +217,15 @@ class SnapshotPath(MarginalPath):
     every dimension. Blurring every marginal alike leaves the mean motion unbiased; the rates
     at which a spread grows or shrinks are damped by about ``s² / (s² + h²)``.
 
+    The learned path. Between snapshots k and k + 1 a sample at fraction λ is
+    ``(1 − λ) a + λ b + 4 λ (1 − λ) c_θ(τ, a, b)``, ``a`` and ``b`` independent draws of the
+    two snapshots and ``c_θ`` one network for the whole path (``self.correction``). A fit
+    trains it with the action, as Wasserstein Lagrangian Flows do: the action minimises the
+    loss on the current path, whose minimum is minus the path's kinetic energy, and the path
+    maximises the loss's interior term with the action held fixed, so it moves towards the
+    least-action path through all the snapshots that the network can express. The kernel of
+    the density smoothing is added to its samples as to the others'.
+
     Entropic methods need smoothing on every interpolation. The entropic loss contains
     ``σ²/2 Δs``; on a path made of finitely many points (the snapshots, their displacement
     interpolant) an action with a sharp peak at every sample has an arbitrarily negative
@@ -268,7 +282,8 @@ class SnapshotPath(MarginalPath):
             raise ValueError(f"masses must hold one positive value per time point ({len(labels)}).")
         self.masses = torch.as_tensor(masses / masses[0], dtype=torch.float32)
         self.pairing = self._resolve_pairing(pairing)
-        self._plans = self._full_plans() if self.pairing == "full" and interpolation != "mixture" else None
+        self._plans = self._full_plans() if self.pairing == "full" and interpolation in ("ot", "sb") else None
+        self.correction = PathCorrection(self.data) if interpolation == "learned" else None
         self._displacements = self._transport_displacements() if self.pairing == "full" and interpolation == "mixture" else None
         self.bandwidths = self._bandwidths(smoothing)
 
@@ -359,6 +374,8 @@ class SnapshotPath(MarginalPath):
             self._plans = tuple(table.to(self.device) for table in self._plans)
         if self._displacements is not None:
             self._displacements = tuple(d.to(self.device) for d in self._displacements)
+        if self.correction is not None:
+            self.correction.to(self.device)
         return self
 
     @property
@@ -390,10 +407,17 @@ class SnapshotPath(MarginalPath):
         return self.data[self._draw_index(which, generator)]
 
     def sample(self, tau: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        with torch.no_grad() if self.correction is not None else contextlib.nullcontext():
+            return self.sample_differentiable(tau, generator)
+
+    def sample_differentiable(self, tau: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """:meth:`sample`, keeping the graph to the parameters of a learned path's network."""
         tau = tau.to(self.device)
         k, lam = self._interval(tau)
         if self.interpolation == "mixture" and self._displacements is not None:
             x = self._sample_mixture(k, lam, generator)
+        elif self.interpolation == "learned":
+            x = self._sample_learned(tau, k, lam, generator)
         else:
             x = self._sample_coupled(k, lam, generator)
         bandwidth = (1 - lam) * self.bandwidths[k] + lam * self.bandwidths[k + 1]
@@ -407,6 +431,10 @@ class SnapshotPath(MarginalPath):
         forward, backward = self._displacements
         shift = torch.where(upper[:, None], (1 - lam)[:, None] * backward[idx], lam[:, None] * forward[idx])
         return self.data[idx] + shift
+
+    def _sample_learned(self, tau: torch.Tensor, k: torch.Tensor, lam: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        a, b = self._draw(k, generator), self._draw(k + 1, generator)
+        return learned_interpolant(self.correction, tau, lam, a, b)
 
     def _sample_coupled(self, k: torch.Tensor, lam: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if self._plans is not None:
