@@ -112,8 +112,8 @@ class FailingPath(tj.SnapshotPath):
     With ``error`` the draw raises it; without, it returns infinite samples.
     """
 
-    def __init__(self, X, times, at: int, error: type[BaseException] | None = None):
-        super().__init__(X, times)
+    def __init__(self, X, times, at: int, error: type[BaseException] | None = None, **path_params):
+        super().__init__(X, times, **path_params)
         self.at, self.error, self.calls = at, error, 0
 
     def sample_triplet(self, tau, generator=None):

@@ -10,22 +10,28 @@ from conftest import CLOUD_TIMES, FailingPath, drifting_clouds, same_weights, sm
 import trajinfer as tj
 
 
-def test_resume_after_kill_reproduces_the_uninterrupted_fit(tmp_path):
+@pytest.mark.parametrize("interpolation", ["mixture", "learned"])
+def test_resume_after_kill_reproduces_the_uninterrupted_fit(tmp_path, interpolation):
     X = drifting_clouds()
     params = dict(n_iter=16, time_proposal="adaptive")
-    full = small_estimator(**params).fit(tj.SnapshotPath(X, CLOUD_TIMES))
+    path_params = dict(interpolation=interpolation)
+    full_path = tj.SnapshotPath(X, CLOUD_TIMES, **path_params)
+    full = small_estimator(**params).fit(full_path)
 
     ckpt = tmp_path / "fit.ckpt"
     checkpoints = dict(checkpoint_file=ckpt, checkpoint_every=8)
     with pytest.raises(KeyboardInterrupt):  # killed at iteration 11, after the checkpoint at 8
-        small_estimator(run=checkpoints, **params).fit(FailingPath(X, CLOUD_TIMES, at=11, error=KeyboardInterrupt))
+        small_estimator(run=checkpoints, **params).fit(FailingPath(X, CLOUD_TIMES, at=11, error=KeyboardInterrupt, **path_params))
     assert torch.load(ckpt, weights_only=True)["iteration"] == 8
 
-    resumed = small_estimator(run=dict(checkpoints, resume=True), **params).fit(tj.SnapshotPath(X, CLOUD_TIMES))
+    resumed_path = tj.SnapshotPath(X, CLOUD_TIMES, **path_params)
+    resumed = small_estimator(run=dict(checkpoints, resume=True), **params).fit(resumed_path)
     np.testing.assert_array_equal(resumed.loss_curve_, full.loss_curve_)
     assert resumed.n_iter_ == 16 and same_weights(resumed.potential_, full.potential_)
+    if interpolation == "learned":  # the path resumes where it was, and learns on as it did
+        assert same_weights(resumed_path.correction, full_path.correction)
 
-    again = small_estimator(run=dict(checkpoints, resume=True), **params).fit(tj.SnapshotPath(X, CLOUD_TIMES))
+    again = small_estimator(run=dict(checkpoints, resume=True), **params).fit(tj.SnapshotPath(X, CLOUD_TIMES, **path_params))
     np.testing.assert_array_equal(again.loss_curve_, full.loss_curve_)  # finished checkpoint: nothing to run
     assert same_weights(again.potential_, full.potential_)
 

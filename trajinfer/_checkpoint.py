@@ -51,6 +51,7 @@ class TrainingState:
     proposal: TimeProposal
     streams: list[torch.Generator]
     losses: np.ndarray
+    path_trainer: Any = None  # a learned path's trainer (``trajinfer._learned_path.PathTrainer``)
 
 
 def save_checkpoint(file: Path, state: TrainingState, iteration: int, setup: dict[str, Any], context: DistributedContext) -> None:
@@ -86,6 +87,7 @@ def save_checkpoint(file: Path, state: TrainingState, iteration: int, setup: dic
         "proposal": state.proposal.state_dict(),
         "rng": rng,
         "losses": torch.as_tensor(state.losses[:iteration], dtype=torch.float64),
+        "path": None if state.path_trainer is None else state.path_trainer.state_dict(),
     }
     write_payload(payload, file)
     logger.debug("Checkpoint written to %s at iteration %d.", file, iteration)
@@ -123,6 +125,10 @@ def load_checkpoint(file: Path, state: TrainingState, setup: dict[str, Any], con
     for generator, saved_state in zip(state.streams, rng["streams"]):
         generator.set_state(saved_state)
     _set_global_rng_state(rng["global"], device)
+    if state.path_trainer is not None:
+        if payload.get("path") is None:
+            raise ValueError(f"The checkpoint {file} holds no learned path. Pass resume=False to start over.")
+        state.path_trainer.load_state_dict(payload["path"])
     iteration = int(payload["iteration"])
     state.losses[:iteration] = payload["losses"].numpy()
     logger.info("Resumed the fit from %s at iteration %d.", file, iteration)

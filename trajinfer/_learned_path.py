@@ -17,6 +17,8 @@ informed by every time point.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -100,11 +102,18 @@ class PathTrainer:
         them, over which its learning rate decays on a cosine.
     lr
         Peak learning rate.
+    reduce_gradients
+        ``reduce_gradients(params, loss)`` averages the gradients over processes (distributed
+        fits), so that every process keeps the same path.
     """
 
-    def __init__(self, path, objective, *, n_iter: int, lr: float = LEARNED_PATH_LR):
+    def __init__(
+        self, path, objective, *, n_iter: int, lr: float = LEARNED_PATH_LR,
+        reduce_gradients: Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor] | None = None,
+    ):
         self.path = path
         self.objective = objective
+        self.reduce_gradients = reduce_gradients
         path.correction.reset_parameters()  # every fit starts from the linear interpolation
         self.params = [p for p in path.correction.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=lr)
@@ -124,10 +133,23 @@ class PathTrainer:
         if not torch.isfinite(loss) or not all(torch.isfinite(g).all() for g in grads if g is not None):
             return float(loss.detach())  # a bad draw: skip the step, the action's own checks handle a divergence
         for param, grad in zip(self.params, grads):
-            param.grad = grad
+            param.grad = torch.zeros_like(param) if grad is None else grad
+        if self.reduce_gradients is not None:
+            loss = self.reduce_gradients(self.params, loss.detach())
         nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.path.correction.eval()
         return float(loss.detach())
+
+    def state_dict(self) -> dict:
+        """The path's weights, optimiser and schedule (for checkpoints)."""
+        weights = {key: value.detach().cpu() for key, value in self.path.correction.state_dict().items()}
+        return {"correction": weights, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.path.correction.load_state_dict(state["correction"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])

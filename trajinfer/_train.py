@@ -143,9 +143,19 @@ def train(
         loss_scale=scale,
     )
     proposal = make_time_proposal(plan.time_proposal)
+    path_trainer = None
+    if getattr(path, "correction", None) is not None:  # a learned path: trained with the action
+        path_trainer = PathTrainer(
+            # each process's share is divided by their number, so summing over processes averages
+            path, lambda stream: loss_of.path_objective(
+                network, path, batch_size=plan.batch_size, proposal=proposal, generator=stream,
+            ) / context.world_size,
+            n_iter=plan.n_iter, reduce_gradients=context.reduce_gradients,
+        )
     state = TrainingState(
         network, loop.optimizer, loop.scheduler, loop.ema, proposal,
         streams=context.streams(generator, seed, run.grad_accumulation, device), losses=loop.losses,
+        path_trainer=path_trainer,
     )
     checkpoint = None if run.checkpoint_file is None else Path(run.checkpoint_file)
     first = 0
@@ -160,13 +170,6 @@ def train(
     )
     n_batches = context.world_size * run.grad_accumulation
     sampled: list[tuple[torch.Tensor, torch.Tensor]] = []
-    path_trainer = None
-    if getattr(path, "correction", None) is not None:
-        path_trainer = PathTrainer(
-            path, lambda stream: loss_of.path_objective(network, path, batch_size=plan.batch_size, proposal=proposal, generator=stream),
-            n_iter=plan.n_iter,
-        )
-
     def step(it: int) -> torch.Tensor:
         sampled.clear()
         loss = torch.zeros((), device=device)

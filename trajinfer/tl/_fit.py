@@ -108,8 +108,9 @@ def fit(
         Diffusion coefficient for ``eam``/``ueam`` (and the ``"sb"`` interpolation), in
         representation units per sqrt(time unit); ``"auto"`` uses :func:`default_sigma`.
     interpolation
-        ``"mixture"`` (default: a mixture of transported, smoothed copies of the snapshots), ``"ot"``
-        or ``"sb"`` (see :class:`~trajinfer.SnapshotPath`).
+        ``"mixture"`` (default: a mixture of transported, smoothed copies of the snapshots), ``"ot"``,
+        ``"sb"`` or ``"learned"`` (a path through every time point trained with the action; see
+        :class:`~trajinfer.SnapshotPath`).
     pairing
         How ``"ot"`` and ``"sb"`` pair consecutive snapshots: ``"full"`` (one plan between all
         their cells), ``"minibatch"`` or ``"auto"`` (see :class:`~trajinfer.SnapshotPath`).

@@ -1,0 +1,139 @@
+"""What bounds leave-one-time-point-out on the embryoid body: where along the path the held-out
+population lies is not predictable from the other time points.
+
+No model is fitted. For each representation and held-out label h (``dims.py``'s protocol: the
+training cells without label h; W1, Euclidean ground cost, against the test cells of h), the
+exact-OT displacement interpolation of the training cells of h−1 and h+1 is read at a fraction
+λ of the way and scored, for four rules of choosing λ:
+
+- ``time``: λ proportional to time (½ here: the labels are evenly spaced). Every interpolation
+  between h−1 and h+1 at constant speed, trajinfer's included, does this.
+- ``arc length``: λ from the Wasserstein-2 arc length of the training time points, interpolated
+  at the held-out time by a monotone cubic (PCHIP) through the cumulative lengths: a path through
+  every time point that carries the population's speed from the neighbouring intervals over.
+- ``mean spline``: λ = ½, every interpolated cell shifted by the difference between a natural
+  cubic spline through the training time points' means and the straight line between the means
+  of h−1 and h+1 at the held-out time: the curvature of the mean path.
+- ``oracle λ``: the λ of a grid (0.1 to 0.9) whose interpolation is nearest in W1 to the
+  *training* cells of h, the held-out label: it uses what leave-one-out hides, so it bounds what
+  any choice of the timing along this path can reach.
+
+Gap closed = (no move − W1) / (no move − floor), from the means over h, as in ``dims.py``.
+
+Usage::
+
+    python benchmarks/loo_timing.py                     # std5, raw5, std50, raw50
+    python benchmarks/loo_timing.py --reps std5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C
+import dims
+
+import trajinfer as tj
+
+REPS = ("std5", "raw5", "std50", "raw50")
+RULES = ("time", "arc length", "mean spline", "oracle λ")
+GRID = np.round(np.arange(0.1, 0.91, 0.05), 2)
+
+
+def ot_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``a`` and ``b`` coupled by the exact OT plan for the squared Euclidean cost."""
+    import ot
+
+    plan = ot.emd(np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), ot.dist(a, b), numItermax=10_000_000)
+    rows, cols = np.nonzero(plan > 0)
+    return a[rows], b[cols]
+
+
+def w2(a: np.ndarray, b: np.ndarray) -> float:
+    import ot
+
+    cost = ot.emd2(np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), ot.dist(a, b), numItermax=10_000_000)
+    return float(np.sqrt(max(cost, 0.0)))
+
+
+def fold(ds: dims.Dataset, h: int) -> dict[str, Any]:
+    """Every rule's λ and test W1 at held-out label ``h``."""
+    from scipy.interpolate import CubicSpline, PchipInterpolator
+
+    keep = [j for j in range(len(ds.times)) if j != h]
+    times = np.array([ds.times[j] for j in keep])
+    train = [ds.train[j] for j in keep]
+    source, target = ot_pairs(ds.train[h - 1], ds.train[h + 1])
+    t_prev, t_h, t_next = ds.times[h - 1], ds.times[h], ds.times[h + 1]
+    lam_time = (t_h - t_prev) / (t_next - t_prev)
+    at = keep.index(h - 1)
+    lengths = np.concatenate([[0.0], np.cumsum([w2(train[k], train[k + 1]) for k in range(len(train) - 1)])])
+    arc = float(PchipInterpolator(times, lengths)(t_h))
+    lam_arc = (arc - lengths[at]) / (lengths[at + 1] - lengths[at])
+    means = np.array([x.mean(0) for x in train])
+    shift = CubicSpline(times, means, axis=0, bc_type="natural")(t_h) - ((1 - lam_time) * means[at] + lam_time * means[at + 1])
+
+    def interpolated(lam: float) -> np.ndarray:
+        return (1 - lam) * source + lam * target
+
+    to_train = {float(lam): tj.metrics.w1(interpolated(lam), ds.train[h]) for lam in GRID}
+    lam_oracle = min(to_train, key=to_train.get)
+    test = ds.test[h]
+    return {
+        "no_move": tj.metrics.w1(ds.test[h - 1], test), "floor": tj.metrics.w1(ds.train[h], test),
+        "lambda": {"time": lam_time, "arc length": lam_arc, "mean spline": lam_time, "oracle λ": lam_oracle},
+        "w1": {"time": tj.metrics.w1(interpolated(lam_time), test), "arc length": tj.metrics.w1(interpolated(lam_arc), test),
+               "mean spline": tj.metrics.w1(interpolated(lam_time) + shift, test),
+               "oracle λ": tj.metrics.w1(interpolated(lam_oracle), test)},
+    }
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    rows = []
+    for rep, folds in payload["entries"].items():
+        hs = sorted(folds, key=int)
+        no_move = np.mean([folds[h]["no_move"] for h in hs])
+        floor = np.mean([folds[h]["floor"] for h in hs])
+        for rule in RULES:
+            w = [folds[h]["w1"][rule] for h in hs]
+            lams = " ".join(f"{folds[h]['lambda'][rule]:.2f}" for h in hs)
+            rows.append([rep, rule, lams, " ".join(C.fmt(x) for x in w), C.fmt(np.mean(w)),
+                         C.fmt((no_move - np.mean(w)) / (no_move - floor), 2)])
+        rows.append([rep, "no move / floor", "", " ".join(C.fmt(folds[h]["no_move"]) for h in hs) + " / "
+                     + " ".join(C.fmt(folds[h]["floor"]) for h in hs), f"{C.fmt(no_move)} / {C.fmt(floor)}", ""])
+    parts = ["# Leave one time point out: what the timing along the path bounds", "", C.provenance_md(payload["provenance"]), "",
+             (__doc__ or "").split("Usage::")[0].strip(), "",
+             C.md_table(["representation", "rule", "λ at h = 1 2 3", "W1 at h = 1 2 3", "mean W1", "gap closed"], rows), ""]
+    if payload.get("observations"):
+        parts += ["## What this shows", "", payload["observations"], ""]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=lambda s: s.split(","), default=list(REPS))
+    parser.add_argument("--data", type=Path, default=dims.DATA)
+    parser.add_argument("--out", type=Path, default=C.RESULTS)
+    parser.add_argument("--observations", type=Path, default=None)
+    args = parser.parse_args(argv)
+    payload: dict[str, Any] = {"provenance": C.provenance(argv=argv, script="benchmarks/loo_timing.py"), "entries": {}}
+    for rep in args.reps:
+        ds = dims.load("eb", rep, args.data)
+        payload["entries"][rep] = {str(h): fold(ds, h) for h in (1, 2, 3)}
+        print(f"[loo_timing] {rep}: " + ", ".join(f"{r} {np.mean([f['w1'][r] for f in payload['entries'][rep].values()]):.3f}" for r in RULES), flush=True)
+    if args.observations is not None:
+        payload["observations"] = args.observations.read_text().strip()
+    args.out.mkdir(parents=True, exist_ok=True)
+    C.write_json(args.out / "loo_timing.json", payload)
+    C.write_text(args.out / "loo_timing.md", markdown(payload))
+    return payload
+
+
+if __name__ == "__main__":
+    main()
