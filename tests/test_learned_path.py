@@ -23,7 +23,7 @@ import torch
 
 import trajinfer as tj
 from trajinfer.costs import QuadraticCost
-from trajinfer.losses import path_objective
+from trajinfer.losses import ActionMatchingLoss
 from trajinfer.networks import MLPPotential
 from trajinfer.time_sampling import make_time_proposal
 
@@ -54,8 +54,9 @@ def test_path_objective_gradient_matches_finite_differences():
     proposal = make_time_proposal("quasi-uniform")
 
     def objective() -> torch.Tensor:
-        return path_objective(potential, path, method="am", cost=QuadraticCost(), batch_size=128,
-                              proposal=proposal, generator=torch.Generator().manual_seed(3))
+        return ActionMatchingLoss(method="am", cost=QuadraticCost()).path_objective(
+            potential, path, batch_size=128, proposal=proposal, generator=torch.Generator().manual_seed(3),
+        )
 
     weight = path.correction.net[0].weight
     grad = torch.autograd.grad(objective(), weight)[0]

@@ -28,7 +28,7 @@ from .derivatives import PotentialDerivatives, autograd_derivatives, potential_d
 from .paths import MarginalPath
 from .time_sampling import TimeProposal
 
-__all__ = ["ActionMatchingLoss", "LossTerms", "action_matching_loss", "is_entropic", "is_unbalanced", "path_objective"]
+__all__ = ["ActionMatchingLoss", "LossTerms", "action_matching_loss", "is_entropic", "is_unbalanced"]
 
 
 def is_entropic(method: str) -> bool:
@@ -146,38 +146,6 @@ def _interior(
     return interior
 
 
-def path_objective(
-    potential: nn.Module,
-    path: MarginalPath,
-    *,
-    method: str,
-    cost: KineticCost,
-    batch_size: int,
-    proposal: TimeProposal,
-    diffusion_sq: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    laplacian: str = "exact",
-    n_probes: int = 1,
-    growth_scale: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """What a learned path minimises: minus the interior term of the loss, ``−E_tau E_{x~q_tau}
-    m(tau)/p(tau) · interior``, with the graph to the path's parameters (``path`` must have
-    ``sample_differentiable``). For an action that minimises the loss on the path this is the
-    path's kinetic energy (plus the diffusion's and growth's terms) less the boundary terms,
-    which do not depend on the path. Parameters are those of :func:`action_matching_loss`.
-    """
-    tau, density = proposal.sample(batch_size, generator, path.device)
-    xt = path.sample_differentiable(tau, generator)
-    derivs = autograd_derivatives(
-        potential, xt, tau, time_derivative=True, laplacian=laplacian if is_entropic(method) else None,
-        n_probes=n_probes, generator=generator, through_inputs=True,
-    )
-    interior = _interior(derivs, tau, method=method, cost=cost, diffusion_sq=diffusion_sq, growth_scale=growth_scale)
-    if is_unbalanced(method):
-        interior = interior * path.mass(tau)
-    return -(interior / density).mean()
-
-
 @dataclass(frozen=True)
 class ActionMatchingLoss:
     """The loss of one problem, its settings bound: call it on a potential and a path.
@@ -210,11 +178,25 @@ class ActionMatchingLoss:
         self, potential: nn.Module, path: MarginalPath, *, batch_size: int, proposal: TimeProposal,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """What a learned path minimises against ``potential`` (:func:`path_objective`)."""
+        """What a learned path minimises against ``potential``: minus the interior term of the
+        loss, ``−E_tau E_{x~q_tau} m(tau)/p(tau) · interior``, with the graph to the path's
+        parameters (``path`` must have ``sample_differentiable``).
+
+        For an action that minimises the loss on the path this is the path's kinetic energy
+        (with the diffusion's and growth's terms) less the boundary terms, which do not depend
+        on the path.
+        """
         if self.time_weight is not None:
             raise ValueError("A learned path is trained without a time weighting (time_weight=None).")
-        return path_objective(
-            potential, path, method=self.method, cost=self.cost, batch_size=batch_size, proposal=proposal,
-            diffusion_sq=self.diffusion_sq, laplacian=self.laplacian, n_probes=self.n_probes,
-            growth_scale=self.growth_scale, generator=generator,
+        tau, density = proposal.sample(batch_size, generator, path.device)
+        xt = path.sample_differentiable(tau, generator)
+        derivs = autograd_derivatives(
+            potential, xt, tau, time_derivative=True, laplacian=self.laplacian if is_entropic(self.method) else None,
+            n_probes=self.n_probes, generator=generator, through_inputs=True,
         )
+        interior = _interior(
+            derivs, tau, method=self.method, cost=self.cost, diffusion_sq=self.diffusion_sq, growth_scale=self.growth_scale,
+        )
+        if is_unbalanced(self.method):
+            interior = interior * path.mass(tau)
+        return -(interior / density).mean()
