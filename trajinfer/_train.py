@@ -152,6 +152,7 @@ def train(
             ) / context.world_size,
             n_iter=plan.n_iter, reduce_gradients=context.reduce_gradients,
         )
+        context.broadcast_module(path.correction)  # one starting path on every process
     state = TrainingState(
         network, loop.optimizer, loop.scheduler, loop.ema, proposal,
         streams=context.streams(generator, seed, run.grad_accumulation, device), losses=loop.losses,
