@@ -89,6 +89,7 @@ STAGES = {  # the priority order of the sweep: (datasets:representations:methods
     3: ["dyngen:pca10,pca50:tj,tj_ot,otcfm,moscot:loo", "sde:noise10,noise50:tj,tj_ot,otcfm,moscot:loo"],
     4: ["eb:std5,raw50:mioflow:loo"],
     5: ["eb:std5,raw5,std50,raw50:tj,tj_ot,otcfm:onestep"],
+    6: ["eb:std5,std50,raw50:tj_learned:loo"],
 }
 REPRESENTATIONS = {
     "eb": [f"{kind}{d}" for d in (5, 10, 20, 50, 100) for kind in ("std", "raw")],
@@ -621,7 +622,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--only", action="append", default=None, metavar="DATASETS:REPS:METHODS:PROTOCOLS",
                         help="filter (repeatable; comma-separated lists, empty or * for all), e.g. eb:std5,raw50:tj,otcfm:loo")
-    parser.add_argument("--stage", type=int, action="append", default=None, help="priority stage(s) 1..5 (see STAGES)")
+    parser.add_argument("--stage", type=int, action="append", default=None, help="priority stage(s) 1..6 (see STAGES)")
     parser.add_argument("--repeats", type=int, default=None, help="stochastic pushes of trajinfer (full 100, quick 2)")
     parser.add_argument("--moscot-draws", type=int, default=None, help="draws of pairs from moscot's plan (full 20)")
     parser.add_argument("--moscot-python", default=MOSCOT_PYTHON)
