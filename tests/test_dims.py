@@ -1,9 +1,10 @@
-"""The dimension sweep's smoke mode: synthetic SDE only, cached entries skipped on a rerun."""
+"""The dimension sweep's smoke mode (synthetic SDE only, cached entries skipped on a rerun) and the held-out bounds."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import load_benchmark
 
 
@@ -26,3 +27,18 @@ def test_dims_quick_is_resumable(tmp_path, single_thread):
     assert len(again["runs"]) == 2
     assert {k: again["entries"][k]["w1"] for k in keys} == {k: payload["entries"][k]["w1"] for k in keys}
     assert json.loads((tmp_path / "dims.json").read_text())["entries"].keys() == again["entries"].keys()
+
+
+def test_held_out_bounds_on_the_embryoid_body(tmp_path, shared_data, single_thread):
+    """``loo_timing.py`` and ``w1_shrink.py`` (no model) at 5 PCs: the time rule reads the OT
+    interpolation half way, the oracle picks λ on the grid, and c = 1 is ``dims.py``'s floor."""
+    timing = load_benchmark("loo_timing").main(["--reps", "std5", "--data", str(shared_data), "--out", str(tmp_path)])
+    folds = timing["entries"]["std5"]
+    assert sorted(folds) == ["1", "2", "3"]
+    for fold in folds.values():
+        assert fold["lambda"]["time"] == 0.5 and 0.1 <= fold["lambda"]["oracle λ"] <= 0.9
+        assert fold["floor"] < min(fold["w1"].values()) and fold["no_move"] > fold["floor"]
+    shrink = load_benchmark("w1_shrink").main(["--reps", "std5", "--data", str(shared_data), "--out", str(tmp_path)])
+    floors = [folds[h]["floor"] for h in ("1", "2", "3")]
+    assert shrink["entries"]["std5"]["1.0"] == pytest.approx(floors, rel=1e-12)
+    assert (tmp_path / "loo_timing.md").exists() and (tmp_path / "w1_shrink.md").exists()
