@@ -40,7 +40,8 @@ def markdown(payload: dict[str, Any]) -> str:
         rep, method = key.split("|")
         rows.append([rep, dims.NAMES[method], " ".join(C.fmt(x) for x in rec["w1"]), C.fmt(np.mean(rec["w1"])),
                      " ".join(C.fmt(x, 2) for x in rec["spread_ratio"]), C.fmt(np.mean(rec["spread_ratio"]), 2)])
-    parts = ["# Spread of the held-out predictions", "", C.provenance_md(payload["provenance"]), "",
+    runs = [f"Run {i} ({', '.join(run['representations'])}): " + C.provenance_md(run["provenance"]) for i, run in enumerate(payload["runs"])]
+    parts = ["# Spread of the held-out predictions", "", *runs, "",
              (__doc__ or "").split("Usage::")[0].strip(), "",
              C.md_table(["representation", "method", "W1 at h = 1 2 3", "mean W1", "spread ratio at h = 1 2 3", "mean ratio"], rows), ""]
     if payload.get("observations"):
@@ -58,8 +59,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--observations", type=Path, default=None)
     args = parser.parse_args(argv)
     path = args.out / "spread.json"
-    payload = json.loads(path.read_text()) if path.exists() else {"entries": {}}
-    payload["provenance"] = C.provenance(argv=argv, script="benchmarks/spread.py")
+    payload = json.loads(path.read_text()) if path.exists() else {"entries": {}, "runs": []}
+    payload["runs"].append({"representations": [args.rep], "provenance": C.provenance(argv=argv, script="benchmarks/spread.py")})
     ds = dims.load("eb", args.rep, args.data)
     run_args = argparse.Namespace(quick=False, repeats=1)
     for method in args.methods:
