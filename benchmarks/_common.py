@@ -257,6 +257,26 @@ def provenance_md(prov: dict[str, Any]) -> str:
     )
 
 
+def results_page(title: str, provenance: str, doc: str | None, body: Sequence[str], observations: str | None = None) -> str:
+    """A results page: title, provenance, the script's docstring up to its usage, ``body`` and,
+    when given, the "What this shows" paragraph."""
+    parts = [f"# {title}", "", provenance, "", (doc or "").split("Usage::")[0].strip(), "", *body]
+    if observations:
+        parts += ["## What this shows", "", observations, ""]
+    return "\n".join(parts)
+
+
+def save_results(out: Path, name: str, payload: dict[str, Any], markdown: Callable[[dict[str, Any]], str],
+                 observations: Path | None = None) -> None:
+    """Write ``payload`` to ``out/name.json`` and its page to ``out/name.md``, with the "What
+    this shows" paragraph read from the file ``observations`` when given."""
+    if observations is not None:
+        payload["observations"] = observations.read_text().strip()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"{name}.json", payload)
+    write_text(out / f"{name}.md", markdown(payload))
+
+
 def safe_run(fn: Callable[[], Any]) -> tuple[Any, str | None]:
     """Run ``fn``; on failure return (None, 'ExceptionType: message')."""
     try:

@@ -79,7 +79,7 @@ NAMES = {"tj": "trajinfer `tj.fit` defaults", "tj_prev": "trajinfer defaults wit
          "tj_learned": "trajinfer defaults, interpolation=\"learned\"",
          "tj_ode": "trajinfer defaults, pushed without noise (drift only)", "otcfm": "TorchCFM OT-CFM",
          "mioflow": "MIOFlow", "moscot": "moscot TemporalProblem"}
-STOCHASTIC = {"tj", "tj_prev", "tj_ot", "tj_learned"}
+TRAJINFER = ("tj", "tj_prev", "tj_ot", "tj_learned")  # tj.fit's stochastic rows (tj_ode pushes a tj fit by its drift)
 TJ_INTERPOLATIONS = {"tj_ot": "ot", "tj_learned": "learned"}
 SDE_TIMES = [0.0, 0.5, 1.0, 1.5, 2.0]
 SDE_SIGMA = 0.2
@@ -234,7 +234,7 @@ def run_method(method: str, ds: Dataset, keep: list[int], src: np.ndarray, k0: i
     times = [ds.times[j] for j in keep]
     t0, t1 = ds.times[k0], ds.times[k1]
     rec: dict[str, Any] = {}
-    if method in ("tj", "tj_prev", "tj_ot", "tj_learned", "tj_ode"):
+    if method in (*TRAJINFER, "tj_ode"):
         with density_factor(0.0 if method == "tj_prev" else tj.paths.KDE_FACTOR), C.measure(rec):
             model, info = fit_trajinfer(train, times, TJ_INTERPOLATIONS.get(method), seed, args.quick)
         rec.update(info)
@@ -581,7 +581,7 @@ def markdown(payload: dict[str, Any]) -> str:
         parts += [C.md_table(header, rows), ""]
     drift_rows = []
     for rep in REPRESENTATIONS["sde"]:
-        for method in ("tj", "tj_prev", "tj_ot", "tj_learned"):
+        for method in TRAJINFER:
             recs = [payload["entries"].get(entry_key("sde", rep, "loo", method, h)) for h in (1, 2, 3)]
             if any(r is None or "drift_rel_error" not in r for r in recs):
                 continue
@@ -598,7 +598,7 @@ def markdown(payload: dict[str, Any]) -> str:
     warn_rows = []
     for key, rec in payload["entries"].items():
         ds, rep, protocol, method, h = key.split("|")
-        if method in ("tj", "tj_prev", "tj_ot", "tj_learned") and "diagnostics" in rec:
+        if method in TRAJINFER and "diagnostics" in rec:
             d = rec["diagnostics"]
             warn_rows.append([f"{ds} {rep} {protocol} h={h}", NAMES[method], C.fmt(rec.get("sigma")), C.fmt(d.get("gradient_signal"), 2),
                               C.fmt(d.get("kinetic_ratio"), 2), C.fmt(d.get("transport_ratio"), 2),

@@ -107,12 +107,9 @@ def markdown(payload: dict[str, Any]) -> str:
                          C.fmt((no_move - np.mean(w)) / (no_move - floor), 2)])
         rows.append([rep, "no move / floor", "", " ".join(C.fmt(folds[h]["no_move"]) for h in hs) + " / "
                      + " ".join(C.fmt(folds[h]["floor"]) for h in hs), f"{C.fmt(no_move)} / {C.fmt(floor)}", ""])
-    parts = ["# Leave one time point out: what the timing along the path bounds", "", C.provenance_md(payload["provenance"]), "",
-             (__doc__ or "").split("Usage::")[0].strip(), "",
-             C.md_table(["representation", "rule", "λ at h = 1 2 3", "W1 at h = 1 2 3", "mean W1", "gap closed"], rows), ""]
-    if payload.get("observations"):
-        parts += ["## What this shows", "", payload["observations"], ""]
-    return "\n".join(parts)
+    table = C.md_table(["representation", "rule", "λ at h = 1 2 3", "W1 at h = 1 2 3", "mean W1", "gap closed"], rows)
+    return C.results_page("Leave one time point out: what the timing along the path bounds", C.provenance_md(payload["provenance"]),
+                          __doc__, [table, ""], payload.get("observations"))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -127,11 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ds = dims.load("eb", rep, args.data)
         payload["entries"][rep] = {str(h): fold(ds, h) for h in (1, 2, 3)}
         print(f"[loo_timing] {rep}: " + ", ".join(f"{r} {np.mean([f['w1'][r] for f in payload['entries'][rep].values()]):.3f}" for r in RULES), flush=True)
-    if args.observations is not None:
-        payload["observations"] = args.observations.read_text().strip()
-    args.out.mkdir(parents=True, exist_ok=True)
-    C.write_json(args.out / "loo_timing.json", payload)
-    C.write_text(args.out / "loo_timing.md", markdown(payload))
+    C.save_results(args.out, "loo_timing", payload, markdown, args.observations)
     return payload
 
 

@@ -110,13 +110,10 @@ def markdown(payload: dict[str, Any]) -> str:
             rows.append([rep, cand, ",".join(map(str, folds)), C.fmt(tr), C.fmt(np.mean([r["train_no_move"] for r in recs])),
                          C.fmt(te), C.fmt(no_move), C.fmt((no_move - te) / (no_move - floor), 2),
                          C.fmt(np.mean([r["fit_seconds"] for r in recs]), 1)])
-    parts = ["# Snapshot smoothing: the density bandwidth factor", "", C.provenance_md(payload["provenance"]), "",
-             (__doc__ or "").split("Usage::")[0].strip(), "",
-             C.md_table(["representation", "candidate", "folds h", "training LOO W1", "training no move", "test LOO W1",
-                         "test no move", "test gap closed", "fit s"], rows), ""]
-    if payload.get("observations"):
-        parts += ["## What this shows", "", payload["observations"], ""]
-    return "\n".join(parts)
+    table = C.md_table(["representation", "candidate", "folds h", "training LOO W1", "training no move", "test LOO W1",
+                        "test no move", "test gap closed", "fit s"], rows)
+    return C.results_page("Snapshot smoothing: the density bandwidth factor", C.provenance_md(payload["provenance"]), __doc__,
+                          [table, ""], payload.get("observations"))
 
 
 def save(payload: dict[str, Any], out: Path) -> None:

@@ -41,12 +41,8 @@ def markdown(payload: dict[str, Any]) -> str:
         rows.append([rep, dims.NAMES[method], " ".join(C.fmt(x) for x in rec["w1"]), C.fmt(np.mean(rec["w1"])),
                      " ".join(C.fmt(x, 2) for x in rec["spread_ratio"]), C.fmt(np.mean(rec["spread_ratio"]), 2)])
     runs = [f"Run {i} ({', '.join(run['representations'])}): " + C.provenance_md(run["provenance"]) for i, run in enumerate(payload["runs"])]
-    parts = ["# Spread of the held-out predictions", "", *runs, "",
-             (__doc__ or "").split("Usage::")[0].strip(), "",
-             C.md_table(["representation", "method", "W1 at h = 1 2 3", "mean W1", "spread ratio at h = 1 2 3", "mean ratio"], rows), ""]
-    if payload.get("observations"):
-        parts += ["## What this shows", "", payload["observations"], ""]
-    return "\n".join(parts)
+    table = C.md_table(["representation", "method", "W1 at h = 1 2 3", "mean W1", "spread ratio at h = 1 2 3", "mean ratio"], rows)
+    return C.results_page("Spread of the held-out predictions", "\n".join(runs), __doc__, [table, ""], payload.get("observations"))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -73,11 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rec["spread_ratio"].append(spread(pred) / spread(ds.test[h]))
         payload["entries"][f"{args.rep}|{method}"] = rec
         print(f"[spread] {args.rep} {method}: W1 {np.mean(rec['w1']):.3f}, spread ratio {np.round(rec['spread_ratio'], 3)}", flush=True)
-    if args.observations is not None:
-        payload["observations"] = args.observations.read_text().strip()
-    args.out.mkdir(parents=True, exist_ok=True)
-    C.write_json(path, payload)
-    C.write_text(args.out / "spread.md", markdown(payload))
+    C.save_results(args.out, "spread", payload, markdown, args.observations)
     return payload
 
 

@@ -38,13 +38,9 @@ def markdown(payload: dict[str, Any]) -> str:
         floor = np.mean(by_factor["1.0"])
         best = min(by_factor, key=lambda c: np.mean(by_factor[c]))
         rows.append([rep] + [C.fmt(np.mean(by_factor[f"{c}"])) for c in FACTORS] + [best, C.fmt(np.mean(by_factor[best]) / floor, 3)])
-    parts = ["# W1 and a contracted prediction", "", C.provenance_md(payload["provenance"]), "",
-             (__doc__ or "").split("Usage::")[0].strip(), "",
-             "Mean W1 over h = 1, 2, 3:", "",
-             C.md_table(["representation", *[f"c = {c}" for c in FACTORS], "best c", "best / floor"], rows), ""]
-    if payload.get("observations"):
-        parts += ["## What this shows", "", payload["observations"], ""]
-    return "\n".join(parts)
+    table = C.md_table(["representation", *[f"c = {c}" for c in FACTORS], "best c", "best / floor"], rows)
+    return C.results_page("W1 and a contracted prediction", C.provenance_md(payload["provenance"]), __doc__,
+                          ["Mean W1 over h = 1, 2, 3:", "", table, ""], payload.get("observations"))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -67,11 +63,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             by_factor[f"{c}"] = scores
         payload["entries"][rep] = by_factor
         print(f"[w1_shrink] {rep}: " + ", ".join(f"c={c} {np.mean(v):.3f}" for c, v in by_factor.items()), flush=True)
-    if args.observations is not None:
-        payload["observations"] = args.observations.read_text().strip()
-    args.out.mkdir(parents=True, exist_ok=True)
-    C.write_json(args.out / "w1_shrink.json", payload)
-    C.write_text(args.out / "w1_shrink.md", markdown(payload))
+    C.save_results(args.out, "w1_shrink", payload, markdown, args.observations)
     return payload
 
 

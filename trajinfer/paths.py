@@ -7,7 +7,6 @@ A path maps a batch of internal times ``tau`` in [0, 1] (one per sample) to one 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from collections.abc import Callable, Sequence
@@ -407,7 +406,7 @@ class SnapshotPath(MarginalPath):
         return self.data[self._draw_index(which, generator)]
 
     def sample(self, tau: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        with torch.no_grad() if self.correction is not None else contextlib.nullcontext():
+        with torch.no_grad():  # a learned path's network is trained through sample_differentiable only
             return self.sample_differentiable(tau, generator)
 
     def sample_differentiable(self, tau: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
