@@ -17,16 +17,24 @@ def test_dims_quick_is_resumable(tmp_path, single_thread):
     for key in keys:
         rec = payload["entries"][key]
         assert rec["w1"] > 0 and rec["n_repeats"] == 2 and rec["fit_seconds"] > 0
-        assert 0 <= rec["drift_rel_error"] and "diagnostics" in rec
+        assert rec["energy"] > 0 and 0 <= rec["drift_rel_error"] and "diagnostics" in rec
     base = payload["baselines"]["sde|noise10|loo"]
     assert sorted(base) == ["1", "2", "3"] and all(b["no_move"] > b["floor"] > 0 for b in base.values())
+    # the unbiased energy distance puts a second sample of the truth near zero, far below not moving
+    assert all(abs(b["floor_energy"]) < 0.1 * b["no_move_energy"] for b in base.values())
     md = (tmp_path / "dims.md").read_text()
-    assert "gap closed" in md and "not run" in md and "drift error" in md
+    assert "gap closed" in md and "not run" in md and "drift error" in md and "(energy distance)" in md
     # a rerun reads every entry from the cache instead of refitting
     again = dims.main(["--quick", "--out", str(tmp_path), *only])
     assert len(again["runs"]) == 2
     assert {k: again["entries"][k]["w1"] for k in keys} == {k: payload["entries"][k]["w1"] for k in keys}
     assert json.loads((tmp_path / "dims.json").read_text())["entries"].keys() == again["entries"].keys()
+    # an entry scored before the energy distance is refitted by --rescore, and only then
+    key = "sde|noise10|loo|tj|1"
+    del again["entries"][key]["energy"]
+    (tmp_path / "dims.json").write_text(json.dumps(again))
+    assert "energy" not in dims.main(["--quick", "--out", str(tmp_path), *only])["entries"][key]
+    assert dims.main(["--quick", "--out", str(tmp_path), "--rescore", *only])["entries"][key]["energy"] > 0
 
 
 def test_held_out_bounds_on_the_embryoid_body(tmp_path, shared_data, single_thread):
