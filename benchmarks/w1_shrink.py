@@ -40,11 +40,11 @@ def markdown(payload: dict[str, Any]) -> str:
             by_factor = by_metric[metric]
             floor = np.mean(by_factor["1.0"])
             best = min(by_factor, key=lambda c: np.mean(by_factor[c]))
-            ratio = C.fmt(np.mean(by_factor[best]) / floor, 3) if metric == "w1" else C.fmt(np.mean(by_factor[best]) - floor)
-            rows.append([rep] + [C.fmt(np.mean(by_factor[f"{c}"])) for c in FACTORS] + [best, ratio])
-        last = "best / floor" if metric == "w1" else "best − floor"
+            ratio = [C.fmt(np.mean(by_factor[best]) / floor, 3)] if metric == "w1" else []
+            rows.append([rep] + [C.fmt(np.mean(by_factor[f"{c}"])) for c in FACTORS] + [best, *ratio])
+        last = ["best / floor"] if metric == "w1" else []
         sections += [f"Mean {name} over h = 1, 2, 3:", "",
-                     C.md_table(["representation", *[f"c = {c}" for c in FACTORS], "best c", last], rows), ""]
+                     C.md_table(["representation", *[f"c = {c}" for c in FACTORS], "best c", *last], rows), ""]
     return C.results_page("W1 and a contracted prediction", C.provenance_md(payload["provenance"]), __doc__, sections,
                           payload.get("observations"))
 
