@@ -18,7 +18,8 @@ exact-OT displacement interpolation of the training cells of h−1 and h+1 is re
   *training* cells of h, the held-out label: it uses what leave-one-out hides, so it bounds what
   any choice of the timing along this path can reach.
 
-Gap closed = (no move − W1) / (no move − floor), from the means over h, as in ``dims.py``.
+Gap closed = (no move − W1) / (no move − floor), from the means over h, as in ``dims.py``; the
+same interpolations are scored by the unbiased energy distance too (``dims.py``'s companion metric).
 
 Usage::
 
@@ -85,29 +86,41 @@ def fold(ds: dims.Dataset, h: int) -> dict[str, Any]:
     to_train = {float(lam): tj.metrics.w1(interpolated(lam), ds.train[h]) for lam in GRID}
     lam_oracle = min(to_train, key=to_train.get)
     test = ds.test[h]
-    return {
-        "no_move": tj.metrics.w1(ds.test[h - 1], test), "floor": tj.metrics.w1(ds.train[h], test),
-        "lambda": {"time": lam_time, "arc length": lam_arc, "mean spline": lam_time, "oracle λ": lam_oracle},
-        "w1": {"time": tj.metrics.w1(interpolated(lam_time), test), "arc length": tj.metrics.w1(interpolated(lam_arc), test),
-               "mean spline": tj.metrics.w1(interpolated(lam_time) + shift, test),
-               "oracle λ": tj.metrics.w1(interpolated(lam_oracle), test)},
-    }
+    scores = {"time": dims.distances(interpolated(lam_time), test), "arc length": dims.distances(interpolated(lam_arc), test),
+              "mean spline": dims.distances(interpolated(lam_time) + shift, test),
+              "oracle λ": dims.distances(interpolated(lam_oracle), test)}
+    out: dict[str, Any] = {"lambda": {"time": lam_time, "arc length": lam_arc, "mean spline": lam_time, "oracle λ": lam_oracle}}
+    for metric in dims.METRICS:
+        out[dims.baseline_key("no_move", metric)] = dims.distances(ds.test[h - 1], test)[metric]
+        out[dims.baseline_key("floor", metric)] = dims.distances(ds.train[h], test)[metric]
+        out[metric] = {rule: score[metric] for rule, score in scores.items()}
+    return out
 
 
 def markdown(payload: dict[str, Any]) -> str:
     rows = []
     for rep, folds in payload["entries"].items():
         hs = sorted(folds, key=int)
-        no_move = np.mean([folds[h]["no_move"] for h in hs])
-        floor = np.mean([folds[h]["floor"] for h in hs])
+        gaps = {}
+        for metric in dims.METRICS:
+            no_move = np.mean([folds[h][dims.baseline_key("no_move", metric)] for h in hs])
+            floor = np.mean([folds[h][dims.baseline_key("floor", metric)] for h in hs])
+            gaps[metric] = (no_move, floor)
         for rule in RULES:
-            w = [folds[h]["w1"][rule] for h in hs]
-            lams = " ".join(f"{folds[h]['lambda'][rule]:.2f}" for h in hs)
-            rows.append([rep, rule, lams, " ".join(C.fmt(x) for x in w), C.fmt(np.mean(w)),
-                         C.fmt((no_move - np.mean(w)) / (no_move - floor), 2)])
-        rows.append([rep, "no move / floor", "", " ".join(C.fmt(folds[h]["no_move"]) for h in hs) + " / "
-                     + " ".join(C.fmt(folds[h]["floor"]) for h in hs), f"{C.fmt(no_move)} / {C.fmt(floor)}", ""])
-    table = C.md_table(["representation", "rule", "λ at h = 1 2 3", "W1 at h = 1 2 3", "mean W1", "gap closed"], rows)
+            cells = []
+            for metric, (no_move, floor) in gaps.items():
+                v = [folds[h][metric][rule] for h in hs]
+                cells += [" ".join(C.fmt(x) for x in v), C.fmt(np.mean(v)), C.fmt((no_move - np.mean(v)) / (no_move - floor), 2)]
+            rows.append([rep, rule, " ".join(f"{folds[h]['lambda'][rule]:.2f}" for h in hs), *cells])
+        cells = []
+        for metric, (no_move, floor) in gaps.items():
+            cells += [" ".join(C.fmt(folds[h][dims.baseline_key("no_move", metric)]) for h in hs) + " / "
+                      + " ".join(C.fmt(folds[h][dims.baseline_key("floor", metric)]) for h in hs), f"{C.fmt(no_move)} / {C.fmt(floor)}", ""]
+        rows.append([rep, "no move / floor", "", *cells])
+    header = ["representation", "rule", "λ at h = 1 2 3"]
+    for name in dims.METRICS.values():
+        header += [f"{name} at h = 1 2 3", f"mean {name}", f"gap closed ({name})"]
+    table = C.md_table(header, rows)
     return C.results_page("Leave one time point out: what the timing along the path bounds", C.provenance_md(payload["provenance"]),
                           __doc__, [table, ""], payload.get("observations"))
 
