@@ -1,7 +1,8 @@
-"""What bounds leave-one-time-point-out on the embryoid body: where along the path the held-out
-population lies is not predictable from the other time points.
+"""What bounds leave-one-time-point-out: where along the path the held-out population lies is
+not predictable from the other time points.
 
-No model is fitted. For each representation and held-out label h (``dims.py``'s protocol: the
+No model is fitted. For each representation of the embryoid body and of dyngen, and each
+held-out label h (``dims.py``'s protocol: the
 training cells without label h; W1, Euclidean ground cost, against the test cells of h), the
 exact-OT displacement interpolation of the training cells of h−1 and h+1 is read at a fraction
 λ of the way and scored, for four rules of choosing λ:
@@ -23,7 +24,7 @@ same interpolations are scored by the unbiased energy distance too (``dims.py``'
 
 Usage::
 
-    python benchmarks/loo_timing.py                     # std5, raw5, std50, raw50
+    python benchmarks/loo_timing.py                     # std5, raw5, std50, raw50, pca10, pca50
     python benchmarks/loo_timing.py --reps std5
 """
 
@@ -42,18 +43,18 @@ import dims
 
 import trajinfer as tj
 
-REPS = ("std5", "raw5", "std50", "raw50")
+REPS = ("std5", "raw5", "std50", "raw50", "pca10", "pca50")
 RULES = ("time", "arc length", "mean spline", "oracle λ")
 GRID = np.round(np.arange(0.1, 0.91, 0.05), 2)
 
 
-def ot_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``a`` and ``b`` coupled by the exact OT plan for the squared Euclidean cost."""
+def ot_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of ``a`` and ``b`` coupled by the exact OT plan for the squared Euclidean cost, and the plan's weight of each pair."""
     import ot
 
     plan = ot.emd(np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), ot.dist(a, b), numItermax=10_000_000)
     rows, cols = np.nonzero(plan > 0)
-    return a[rows], b[cols]
+    return a[rows], b[cols], plan[rows, cols]
 
 
 def w2(a: np.ndarray, b: np.ndarray) -> float:
@@ -70,7 +71,7 @@ def fold(ds: dims.Dataset, h: int) -> dict[str, Any]:
     keep = [j for j in range(len(ds.times)) if j != h]
     times = np.array([ds.times[j] for j in keep])
     train = [ds.train[j] for j in keep]
-    source, target = ot_pairs(ds.train[h - 1], ds.train[h + 1])
+    source, target, weights = ot_pairs(ds.train[h - 1], ds.train[h + 1])
     t_prev, t_h, t_next = ds.times[h - 1], ds.times[h], ds.times[h + 1]
     lam_time = (t_h - t_prev) / (t_next - t_prev)
     at = keep.index(h - 1)
@@ -83,12 +84,13 @@ def fold(ds: dims.Dataset, h: int) -> dict[str, Any]:
     def interpolated(lam: float) -> np.ndarray:
         return (1 - lam) * source + lam * target
 
-    to_train = {float(lam): tj.metrics.w1(interpolated(lam), ds.train[h]) for lam in GRID}
+    to_train = {float(lam): tj.metrics.w1(interpolated(lam), ds.train[h], wa=weights) for lam in GRID}
     lam_oracle = min(to_train, key=to_train.get)
     test = ds.test[h]
-    scores = {"time": dims.distances(interpolated(lam_time), test), "arc length": dims.distances(interpolated(lam_arc), test),
-              "mean spline": dims.distances(interpolated(lam_time) + shift, test),
-              "oracle λ": dims.distances(interpolated(lam_oracle), test)}
+    scores = {"time": dims.distances(interpolated(lam_time), test, weights),
+              "arc length": dims.distances(interpolated(lam_arc), test, weights),
+              "mean spline": dims.distances(interpolated(lam_time) + shift, test, weights),
+              "oracle λ": dims.distances(interpolated(lam_oracle), test, weights)}
     out: dict[str, Any] = {"lambda": {"time": lam_time, "arc length": lam_arc, "mean spline": lam_time, "oracle λ": lam_oracle}}
     for metric in dims.METRICS:
         out[dims.baseline_key("no_move", metric)] = dims.distances(ds.test[h - 1], test)[metric]
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     payload: dict[str, Any] = {"provenance": C.provenance(argv=argv, script="benchmarks/loo_timing.py"), "entries": {}}
     for rep in args.reps:
-        ds = dims.load("eb", rep, args.data)
+        dataset = next(name for name, reps in dims.REPRESENTATIONS.items() if rep in reps)
+        ds = dims.load(dataset, rep, args.data)
         payload["entries"][rep] = {str(h): fold(ds, h) for h in (1, 2, 3)}
         print(f"[loo_timing] {rep}: " + ", ".join(f"{r} {np.mean([f['w1'][r] for f in payload['entries'][rep].values()]):.3f}" for r in RULES), flush=True)
     C.save_results(args.out, "loo_timing", payload, markdown, args.observations)
