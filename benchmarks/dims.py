@@ -21,7 +21,10 @@ Protocol ``loo`` (eb.py's ``--loo``): fit on the training cells without label h,
 cells of h−1 to h, W1 (EMD, Euclidean ground cost) against the test cells of h, h = 1, 2, 3.
 Protocol ``onestep`` (eb only): fit on every training label, push test k−1 → k, k = 1..4.
 Baselines: no move W1(test h−1, test h) and the finite-sample floor W1(train h, test h); gap
-closed = (no move − model) / (no move − floor), computed from the means over h.
+closed = (no move − model) / (no move − floor), computed from the means over h. Every push and
+baseline is also scored by the unbiased energy distance (``tj.metrics.energy_distance``), which,
+unlike W1 between finite samples in many dimensions, does not reward a contracted prediction;
+``--rescore`` refits the cached entries scored before it.
 
 Methods: ``tj`` (``tj.fit(adata, "time", method="eam")`` at its defaults), ``tj_prev`` (the same
 with the snapshots' density bandwidth off, ``trajinfer.paths.KDE_FACTOR = 0``: the smoothing rule
