@@ -92,9 +92,10 @@ def fold(ds: dims.Dataset, h: int) -> dict[str, Any]:
               "mean spline": dims.distances(interpolated(lam_time) + shift, test, weights),
               "oracle λ": dims.distances(interpolated(lam_oracle), test, weights)}
     out: dict[str, Any] = {"lambda": {"time": lam_time, "arc length": lam_arc, "mean spline": lam_time, "oracle λ": lam_oracle}}
+    baselines = {"no_move": dims.distances(ds.test[h - 1], test), "floor": dims.distances(ds.train[h], test)}
     for metric in dims.METRICS:
-        out[dims.baseline_key("no_move", metric)] = dims.distances(ds.test[h - 1], test)[metric]
-        out[dims.baseline_key("floor", metric)] = dims.distances(ds.train[h], test)[metric]
+        for kind, values in baselines.items():
+            out[dims.baseline_key(kind, metric)] = values[metric]
         out[metric] = {rule: score[metric] for rule, score in scores.items()}
     return out
 
