@@ -118,9 +118,11 @@ def test_metric_input_errors():
         metrics.w1(a, np.ones((3, 3)))
     with pytest.raises(ValueError, match="same dimension"):
         metrics.mmd(a, np.ones((3, 3)))
+    with pytest.raises(ValueError, match="same dimension"):
+        metrics.energy_distance(a, np.ones((3, 3)))
     bad = a.copy()
     bad[0, 0] = np.nan
-    for fn in (metrics.w1, metrics.w2, metrics.mmd):
+    for fn in (metrics.w1, metrics.w2, metrics.mmd, metrics.energy_distance):
         with pytest.raises(ValueError, match="NaN or Inf"):
             fn(bad, b)
     with pytest.raises(ValueError, match=r"shape \(n, d\)"):
@@ -135,6 +137,10 @@ def test_metric_input_errors():
         metrics.w1(a, b, wa=np.zeros(4))
     with pytest.raises(ValueError, match="at least two samples"):
         metrics.mmd(a[:1], b)
+    with pytest.raises(ValueError, match="energy_distance needs at least two samples"):
+        metrics.energy_distance(a, b[:1])
+    with pytest.raises(ValueError, match="non-negative"):
+        metrics.energy_distance(a, b, wb=[1, -1, 1])
     with pytest.raises(ValueError, match="positive"):
         metrics.mmd(a, b, gamma=[1.0, -0.5])
 
